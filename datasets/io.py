@@ -1,0 +1,51 @@
+"""Reading frames, flow images and masks, with errors that name the file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from utils.flow import read_flow_image
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """RGB ``uint8`` array ``(H, W, 3)``."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f"cannot read image {path} (missing or not an image)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_flow(path: str | Path) -> np.ndarray:
+    """Encoded flow image as RGB ``uint8`` ``(H, W, 3)``."""
+    return read_flow_image(path)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Binary mask ``uint8`` ``(H, W)`` in {0, 1} from 0/255 grey, 0/1, or palette PNGs.
+
+    Palette PNGs are read as indices (not colours), so any object id > 0 is foreground;
+    RGB masks count any non-black pixel.
+    """
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+    except (OSError, ValueError) as e:
+        raise OSError(f"cannot read mask {path}: {e}") from e
+    if arr.ndim == 3:
+        arr = arr[..., :3].max(-1)
+    return (arr > 0).astype(np.uint8)
+
+
+def write_mask(path: str | Path, mask: np.ndarray) -> None:
+    """Write a binary mask as a 0/255 greyscale PNG."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((mask > 0).astype(np.uint8) * 255, mode="L").save(path)
+
+
+def write_probability(path: str | Path, prob: np.ndarray) -> None:
+    """Write a probability map in [0, 1] as an 8-bit greyscale PNG (0..255)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(np.rint(prob * 255), 0, 255).astype(np.uint8), mode="L").save(path)

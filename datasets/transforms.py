@@ -1,0 +1,115 @@
+"""Augmentations. Geometry is drawn once per sample and applied to image, flow and mask."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from utils.flow import transform_flow_image
+
+ZERO_FLOW_RGB = (255, 255, 255)  # the encoding of "no motion" (white), used to fill borders
+
+
+@dataclass
+class GeometricParams:
+    """One draw of the geometric augmentation (kept for tests and debugging)."""
+    scale: float
+    angle: float  # degrees, counter-clockwise on screen
+    flip: bool
+    center: tuple[float, float]  # (x, y) in the input that lands at the crop centre
+
+
+def affine_matrix(p: GeometricParams, out_hw: tuple[int, int]) -> np.ndarray:
+    """2x3 matrix mapping input pixel coordinates to output (crop) coordinates."""
+    t = math.radians(p.angle)
+    c, s = math.cos(t), math.sin(t)
+    rot = np.array([[c, s], [-s, c]])  # screen CCW with y pointing down (as cv2)
+    flip = np.diag([-1.0 if p.flip else 1.0, 1.0])
+    lin = p.scale * rot @ flip
+    out_c = np.array([(out_hw[1] - 1) / 2, (out_hw[0] - 1) / 2])
+    shift = out_c - lin @ np.asarray(p.center)
+    return np.concatenate([lin, shift[:, None]], 1)
+
+
+def vector_matrix(p: GeometricParams) -> np.ndarray:
+    """How flow vectors turn under ``p`` (scale left out: flow images are normalised per frame)."""
+    t = math.radians(p.angle)
+    c, s = math.cos(t), math.sin(t)
+    return np.array([[c, s], [-s, c]]) @ np.diag([-1.0 if p.flip else 1.0, 1.0])
+
+
+def warp_sample(image: np.ndarray, flow: np.ndarray, mask: np.ndarray | None, p: GeometricParams,
+                out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Apply one geometric draw to image (bilinear), flow image (bilinear + vector turn), mask (nearest)."""
+    m = affine_matrix(p, out_hw)
+    size = (out_hw[1], out_hw[0])
+    image = cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    flow = cv2.warpAffine(flow, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=ZERO_FLOW_RGB)
+    if p.flip or p.angle:
+        flow = transform_flow_image(torch.from_numpy(flow).permute(2, 0, 1), vector_matrix(p)).permute(1, 2, 0).numpy()
+    if mask is not None:
+        mask = cv2.warpAffine(mask, m, size, flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return image, flow, mask
+
+
+class TrainAugment:
+    """Random scale, crop, horizontal flip and small rotation (paired), photometric jitter (image).
+
+    The crop always covers ``out_hw`` at scale 1 (the frame is first fitted to cover the
+    crop); ``scale_range`` multiplies that, so values < 1 show some border.
+    """
+
+    def __init__(self, out_hw: tuple[int, int] = (384, 640), scale_range: tuple[float, float] = (0.8, 1.25),
+                 max_rotation: float = 10.0, flip_prob: float = 0.5, color_jitter: float = 0.3,
+                 blur_prob: float = 0.1):
+        self.out_hw, self.scale_range, self.max_rotation = tuple(out_hw), scale_range, max_rotation
+        self.flip_prob, self.color_jitter, self.blur_prob = flip_prob, color_jitter, blur_prob
+
+    def draw(self, in_hw: tuple[int, int], rng: np.random.Generator) -> GeometricParams:
+        h, w = in_hw
+        base = max(self.out_hw[0] / h, self.out_hw[1] / w)
+        scale = base * rng.uniform(*self.scale_range)
+        # Keep the crop inside the scaled frame where it fits; otherwise centre it.
+        half = np.array([self.out_hw[1], self.out_hw[0]]) / (2 * scale)
+        lo = np.minimum(half, np.array([w, h]) / 2)
+        hi = np.maximum(np.array([w, h]) - half, np.array([w, h]) / 2)
+        center = (float(rng.uniform(lo[0], hi[0])), float(rng.uniform(lo[1], hi[1])))
+        return GeometricParams(scale, float(rng.uniform(-self.max_rotation, self.max_rotation)),
+                               bool(rng.random() < self.flip_prob), center)
+
+    def photometric(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        x = image.astype(np.float32)
+        j = self.color_jitter
+        if j > 0:
+            x = x * rng.uniform(1 - j, 1 + j)  # brightness
+            mean = x.mean()
+            x = (x - mean) * rng.uniform(1 - j, 1 + j) + mean  # contrast
+            grey = x.mean(-1, keepdims=True)
+            x = (x - grey) * rng.uniform(1 - j, 1 + j) + grey  # saturation
+        if rng.random() < self.blur_prob:
+            x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.5, 1.5))
+        return np.clip(x, 0, 255).astype(np.uint8)
+
+    def __call__(self, image: np.ndarray, flow: np.ndarray, mask: np.ndarray | None,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        p = self.draw(image.shape[:2], rng)
+        image, flow, mask = warp_sample(image, flow, mask, p, self.out_hw)
+        return self.photometric(image, rng), flow, mask
+
+
+def resize_pair(image: np.ndarray, flow: np.ndarray, out_hw: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Test-time resize of image and flow image (bilinear); ``None`` keeps the size."""
+    if out_hw is None or tuple(image.shape[:2]) == tuple(out_hw):
+        return image, flow
+    size = (out_hw[1], out_hw[0])
+    return (cv2.resize(image, size, interpolation=cv2.INTER_LINEAR),
+            cv2.resize(flow, size, interpolation=cv2.INTER_LINEAR))
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """``uint8`` ``H x W x 3`` -> float ``3 x H x W`` in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)

@@ -1,0 +1,1 @@
+"""Training, online tuning and inference loops shared by the entry scripts."""

@@ -1,0 +1,82 @@
+"""Inference: probabilities with optional flip TTA, and the one mask writer of the project."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from datasets import FrameDataset, collate_frames, write_mask, write_probability
+from utils.distributed import DistInfo, shard_indices
+from utils.flow import hflip_flow_image
+from utils.misc import autocast
+
+_log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def predict_probs(model: torch.nn.Module, image: torch.Tensor, flow: torch.Tensor, flip: bool = False,
+                  amp: bool = False, amp_dtype: str = "bf16") -> torch.Tensor:
+    """Foreground probabilities ``B x 1 x H x W``; ``flip`` averages with the mirrored pass.
+
+    The mirrored pass also mirrors the flow vectors (a flipped frame moves the other way).
+    """
+    with autocast(image.device, amp, amp_dtype):
+        prob = model(image, flow)["logits"].float().sigmoid()
+        if flip:
+            fl = model(image.flip(-1), hflip_flow_image(flow))["logits"].float().sigmoid().flip(-1)
+            prob = (prob + fl) / 2
+    return prob
+
+
+class MaskWriter:
+    """Writes ``<save_dir>/<dataset>/<video>/<frame>.png`` (0/255) and optional probability maps."""
+
+    def __init__(self, save_dir: str | Path, prob_dir: str | Path | None = None, threshold: float = 0.5):
+        self.save_dir, self.threshold = Path(save_dir), threshold
+        self.prob_dir = Path(prob_dir) if prob_dir else None
+
+    def write(self, dataset: str, video: str, frame: str, prob: np.ndarray) -> None:
+        """``prob``: ``H x W`` in [0, 1] at the frame's original size."""
+        write_mask(self.save_dir / dataset / video / f"{frame}.png", prob >= self.threshold)
+        if self.prob_dir is not None:
+            write_probability(self.prob_dir / dataset / video / f"{frame}.png", prob)
+
+
+def to_original_size(prob: torch.Tensor, sizes: torch.Tensor) -> Iterator[np.ndarray]:
+    """Resize each ``1 x h x w`` probability map to its frame's original ``(H, W)``."""
+    for p, (h, w) in zip(prob, sizes.tolist()):
+        if tuple(p.shape[-2:]) != (h, w):
+            p = F.interpolate(p[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        yield p[0].cpu().numpy()
+
+
+def frame_loader(dataset: FrameDataset, info: DistInfo, batch_size: int, workers: int,
+                 indices: list[int] | None = None) -> DataLoader:
+    """Loader over this rank's share of ``dataset`` (every frame exactly once over all ranks)."""
+    indices = list(range(len(dataset))) if indices is None else indices
+    shard = [indices[i] for i in shard_indices(len(indices), info)]
+    return DataLoader(Subset(dataset, shard), batch_size=batch_size, shuffle=False, num_workers=workers,
+                      collate_fn=collate_frames, pin_memory=info.device.type == "cuda")
+
+
+def run_inference(model: torch.nn.Module, dataset: FrameDataset, writer: MaskWriter, info: DistInfo,
+                  batch_size: int = 4, workers: int = 2, flip: bool = False, amp: bool = False,
+                  amp_dtype: str = "bf16", desc: str = "inference") -> int:
+    """Predict every frame of ``dataset`` and write masks; returns the frames this rank wrote."""
+    model.eval()
+    n = 0
+    loader = frame_loader(dataset, info, batch_size, workers)
+    for batch in tqdm(loader, desc=desc, disable=not info.is_main, dynamic_ncols=True):
+        image, flow = batch["image"].to(info.device), batch["flow"].to(info.device)
+        prob = predict_probs(model, image, flow, flip, amp, amp_dtype)
+        for p, ds, vid, fr in zip(to_original_size(prob, batch["orig_size"]), batch["dataset"], batch["video"],
+                                  batch["frame"]):
+            writer.write(ds, vid, fr, p)
+            n += 1
+    return n

@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""Inference: write binary masks (and optionally probability maps) for every test frame.
+
+    python test.py --weights runs/stage2/checkpoint_best.pth --data_dir data \\
+        --test_datasets DAVIS-2016 FBMS Youtube-objects --save_dir outputs/masks
+
+Masks go to <save_dir>/<dataset>/<video>/<frame>.png (0/255, original frame size);
+with --save_prob, probabilities (0..255) go to <prob_dir>/<dataset>/<video>/<frame>.png.
+Several --weights are averaged into one model. Works on CPU; multi-GPU with torchrun.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import torch
+
+from datasets import FrameDataset
+from engine.inference import MaskWriter, run_inference
+from models import build_model, model_config
+from utils.checkpoint import checkpoint_config, load_model_weights
+from utils.config import (DEFAULT_TEST_DATASETS, HelpFormatter, data_parser, model_parser, parse_with_config,
+                          runtime_parser)
+from utils.distributed import barrier, cleanup, init_distributed
+from utils.log import setup_logging
+
+_log = logging.getLogger("test")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter,
+                                parents=[model_parser(from_checkpoint=True), data_parser(), runtime_parser()])
+    g = p.add_argument_group("test")
+    g.add_argument("--weights", "--weight", nargs="+", required=True,
+                   help="checkpoint(s); several are averaged into one model")
+    g.add_argument("--test_datasets", nargs="+", default=DEFAULT_TEST_DATASETS, help="datasets to segment")
+    g.add_argument("--split", default="val", help="split folder to segment")
+    g.add_argument("--save_dir", default="outputs/masks", help="output root for binary masks")
+    g.add_argument("--save_prob", action="store_true", help="also write probability maps (saliency metrics)")
+    g.add_argument("--prob_dir", default=None, help="output root for probability maps; default <save_dir>_prob")
+    g.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
+    g.add_argument("--batch_size", type=int, default=4, help="frames per forward pass")
+    g.add_argument("--videos", nargs="+", default=None, help="only these videos (debugging)")
+    return p
+
+
+def build_from_weights(args: argparse.Namespace) -> torch.nn.Module:
+    """Model with the checkpoint's architecture unless the command line names one."""
+    ckpt_cfg = checkpoint_config(args.weights) or {}
+    scale = args.model_scale or ckpt_cfg.get("model_scale", "s")
+    backbone = args.backbone if args.backbone else (ckpt_cfg.get("backbone") if args.model_scale is None else None)
+    model = build_model(model_scale=scale, backbone=backbone)
+    load_model_weights(model, args.weights, model_config(scale, backbone))
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_with_config(get_parser(), argv)
+    info = init_distributed(args.device, args.local_rank)
+    setup_logging(None, info.rank)
+    model = build_from_weights(args).to(info.device)
+    prob_dir = (args.prob_dir or f"{str(args.save_dir).rstrip('/')}_prob") if args.save_prob else None
+    writer = MaskWriter(args.save_dir, prob_dir)
+    t0, total = time.time(), 0
+    for name in args.test_datasets:
+        ds = FrameDataset(args.data_dir, [name], "test", split=args.split, size=args.size, with_labels=False,
+                          videos=args.videos)
+        total += run_inference(model, ds, writer, info, args.batch_size, args.workers, args.flip, args.amp,
+                               args.amp_dtype, desc=name)
+    barrier()
+    _log.info("wrote %d frames (this rank) to %s%s in %.1f s", total, args.save_dir,
+              f" and {prob_dir}" if prob_dir else "", time.time() - t0)
+    cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Shared fixtures: the synthetic data set (made once per session) and the shared DAVIS copy."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+torch.set_num_threads(2)
+
+
+def davis_dir() -> Path | None:
+    """The shared DAVIS-2016 copy (``$OAST_DAVIS_DIR`` or ``../shared/data/DAVIS``), if present."""
+    p = Path(os.environ.get("OAST_DAVIS_DIR", ROOT.parent / "shared" / "data" / "DAVIS"))
+    return p if (p / "JPEGImages").is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def davis_root() -> Path:
+    p = davis_dir()
+    if p is None:
+        pytest.skip("shared DAVIS data not found (set OAST_DAVIS_DIR or place it at ../shared/data/DAVIS)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    """The built-in synthetic data set at a small size (seeded, a few seconds)."""
+    from datasets.synthetic import make_synthetic_dataset
+
+    out = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_dataset(out, seed=0, size=(96, 160), save_exact_flow=True)
+    return out

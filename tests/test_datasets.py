@@ -1,0 +1,174 @@
+"""Dataset indexing, stride, paired augmentation alignment, mask formats, bad-input errors."""
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from datasets import FrameDataset, TrainAugment, collate_frames, labeled_frames, read_mask, scan_split
+from datasets.transforms import GeometricParams, vector_matrix, warp_sample
+from utils.flow import decode_flow, flow_to_image, read_flo
+
+
+def test_index_counts_and_youtube_stride(synthetic_dir):
+    # Synthetic layout: YouTube-VOS 8 videos x 30 labeled frames, DAVIS train 6 x 24.
+    ds = FrameDataset(synthetic_dir, ["YouTubeVOS-2018", "DAVIS-2016"], "labeled", size=(64, 96), youtube_stride=10)
+    assert len(ds) == 8 * 3 + 6 * 24
+    yt = [f for v, f in ds.items if ds.videos[v].dataset == "YouTubeVOS-2018" and ds.videos[v].name == "youtubevos000"]
+    assert yt == ["00000", "00010", "00020"]
+    ds1 = FrameDataset(synthetic_dir, ["YouTubeVOS-2018"], "labeled", size=(64, 96), youtube_stride=1)
+    assert len(ds1) == 8 * 30
+
+
+def test_sparse_labels_and_test_mode(synthetic_dir):
+    ds = FrameDataset(synthetic_dir, ["FBMS"], "test", size=None)
+    assert len(ds) == 3 * 20  # every frame, labeled or not
+    flags = [ds[i]["has_mask"] for i in range(20)]
+    assert flags == [i % 5 == 0 for i in range(20)]  # FBMS-like: every 5th frame annotated
+    s = ds[0]
+    assert s["image"].shape == (3, 96, 160) and s["mask"].shape == (1, 96, 160)
+    assert tuple(s["orig_size"].tolist()) == (96, 160)
+    batch = collate_frames([ds[0], ds[1]])
+    assert batch["image"].shape == (2, 3, 96, 160) and batch["video"] == ["fbms000", "fbms000"]
+
+
+def test_unlabeled_and_no_label_reads(synthetic_dir):
+    ds = FrameDataset(synthetic_dir, ["Youtube-objects"], "unlabeled", size=(64, 96))
+    s = ds[3]
+    assert "mask" not in s and s["image"].shape == (3, 64, 96)
+    assert all(not v.label_paths for v in ds.videos)  # labels never indexed
+    ds_t = FrameDataset(synthetic_dir, ["Youtube-objects"], "test", with_labels=False)
+    assert all(not v.label_paths for v in ds_t.videos)
+
+
+def test_labeled_frames_stride_validation(synthetic_dir):
+    v = scan_split(synthetic_dir, "FBMS", "val")[0]
+    assert labeled_frames(v, 2) == ["00000", "00010"]
+    with pytest.raises(ValueError):
+        labeled_frames(v, 0)
+
+
+def _object_mask_from_flow(flow_rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Pixels (inside ``valid``) whose decoded flow differs from the dominant background flow."""
+    f = decode_flow(torch.from_numpy(flow_rgb).permute(2, 0, 1)).permute(1, 2, 0).numpy()
+    bg = np.median(f[valid], 0)
+    return (np.linalg.norm(f - bg, axis=-1) > 0.08) & valid
+
+
+def _iou(a, b):
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_paired_augmentation_keeps_alignment(synthetic_dir, seed):
+    root = synthetic_dir / "DAVIS-2016" / "train"
+    image = cv2.cvtColor(cv2.imread(str(root / "images/davis000/00005.jpg")), cv2.COLOR_BGR2RGB)
+    flow = cv2.cvtColor(cv2.imread(str(root / "flows/davis000/00005.jpg")), cv2.COLOR_BGR2RGB)
+    mask = read_mask(root / "labels/davis000/00005.png")
+    # A marker image built from the mask checks that the image moves exactly like the mask.
+    marker = np.repeat(mask[..., None] * 255, 3, 2).astype(np.uint8)
+    aug = TrainAugment((64, 112), scale_range=(0.9, 1.3), max_rotation=15, flip_prob=0.5, color_jitter=0)
+    rng = np.random.default_rng(seed)
+    p = aug.draw(image.shape[:2], rng)
+    m_img, m_flow, m_mask = warp_sample(marker, flow, mask, p, (64, 112))
+    # Pixels that come from inside the frame (borders are filled with zero motion).
+    _, _, inside = warp_sample(marker, flow, np.ones_like(mask), p, (64, 112))
+    inside = cv2.erode(inside, np.ones((3, 3), np.uint8)) > 0
+    assert m_img.shape == (64, 112, 3) and m_flow.shape == (64, 112, 3) and m_mask.shape == (64, 112)
+    assert set(np.unique(m_mask)) <= {0, 1}
+    if m_mask.sum() > 50:
+        assert _iou(m_img[..., 0] > 127, m_mask > 0) > 0.9
+        assert _iou(_object_mask_from_flow(m_flow, inside), (m_mask > 0) & inside) > 0.8
+
+
+@pytest.mark.parametrize("flip,angle", [(True, 0.0), (False, 12.0), (True, -9.0)])
+def test_flow_vectors_follow_the_geometry(synthetic_dir, flip, angle):
+    """Against the exact flow: augmenting the flow image equals transforming the true field."""
+    root = synthetic_dir / "DAVIS-2016" / "train"
+    true = read_flo(root / "flows_exact/davis001/00004.flo")
+    h, w = true.shape[:2]
+    p = GeometricParams(scale=1.0, angle=angle, flip=flip, center=((w - 1) / 2, (h - 1) / 2))
+    flow_rgb = flow_to_image(true)
+    _, aug, _ = warp_sample(np.zeros((h, w, 3), np.uint8), flow_rgb, None, p, (h, w))
+    got = decode_flow(torch.from_numpy(aug).permute(2, 0, 1)).permute(1, 2, 0).numpy()
+    # Reference: warp each true vector component with the same matrix, then turn the vectors.
+    from datasets.transforms import affine_matrix
+    m = affine_matrix(p, (h, w))
+    warped = np.stack([cv2.warpAffine(true[..., c], m, (w, h), flags=cv2.INTER_NEAREST) for c in range(2)], -1)
+    ref = warped @ vector_matrix(p).T / np.linalg.norm(true, axis=-1).max()
+    valid = cv2.warpAffine(np.ones((h, w), np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0
+    valid = cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    epe = np.linalg.norm(got - ref, axis=-1)[valid]
+    assert np.median(epe) < 0.02 and epe.mean() < 0.06
+
+
+def test_mask_formats(tmp_path):
+    m = np.zeros((5, 6), np.uint8)
+    m[1:3, 2:5] = 1
+    Image.fromarray(m * 255, "L").save(tmp_path / "grey.png")
+    Image.fromarray(m, "L").save(tmp_path / "01.png")
+    pal = Image.fromarray(m * 3, "P")  # object id 3
+    pal.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 756)
+    pal.save(tmp_path / "palette.png")
+    for name in ("grey.png", "01.png", "palette.png"):
+        assert np.array_equal(read_mask(tmp_path / name), m), name
+
+
+@pytest.fixture
+def broken_copy(synthetic_dir, tmp_path):
+    """A writable copy of one synthetic dataset to break."""
+    dst = tmp_path / "data"
+    shutil.copytree(synthetic_dir / "FBMS", dst / "FBMS")
+    return dst
+
+
+def test_missing_flow_names_video_and_frame(broken_copy):
+    (broken_copy / "FBMS/val/flows/fbms001/00007.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=r"fbms001.*00007"):
+        FrameDataset(broken_copy, ["FBMS"], "test")
+
+
+def test_missing_flow_folder(broken_copy):
+    shutil.rmtree(broken_copy / "FBMS/val/flows/fbms002")
+    with pytest.raises(FileNotFoundError, match=r"fbms002.*compute_flow"):
+        FrameDataset(broken_copy, ["FBMS"], "test")
+
+
+def test_size_mismatch_names_video_and_frame(broken_copy):
+    cv2.imwrite(str(broken_copy / "FBMS/val/flows/fbms000/00003.jpg"), np.full((50, 60, 3), 255, np.uint8))
+    ds = FrameDataset(broken_copy, ["FBMS"], "test")
+    with pytest.raises(ValueError, match=r"fbms000.*00003.*sizes differ"):
+        ds[3]
+
+
+def test_unreadable_image_names_file(broken_copy):
+    (broken_copy / "FBMS/val/images/fbms000/00002.jpg").write_bytes(b"garbage")
+    ds = FrameDataset(broken_copy, ["FBMS"], "test")
+    with pytest.raises(OSError, match=r"fbms000/00002.jpg"):
+        ds[2]
+
+
+def test_empty_folders_reported(broken_copy):
+    (broken_copy / "FBMS/val/images/empty_video").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty_video.*no frames"):
+        FrameDataset(broken_copy, ["FBMS"], "test")
+    with pytest.raises(FileNotFoundError, match="Nope/val/images"):
+        FrameDataset(broken_copy, ["Nope"], "test")
+
+
+def test_labeled_mode_requires_labels(broken_copy):
+    shutil.rmtree(broken_copy / "FBMS/val/labels/fbms001")
+    with pytest.raises(FileNotFoundError, match="fbms001.*no label"):
+        FrameDataset(broken_copy, ["FBMS"], "labeled", split="val")
+
+
+def test_augmentation_is_seeded(synthetic_dir):
+    ds = FrameDataset(synthetic_dir, ["DAVIS-2016"], "labeled", size=(64, 96), seed=3)
+    a, b = ds[5], ds[5]
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    ds.set_epoch(1)
+    assert not torch.equal(ds[5]["image"], a["image"])

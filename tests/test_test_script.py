@@ -1,0 +1,73 @@
+"""test.py writes one 0/255 mask per frame at the original size (synthetic data and DAVIS)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import test as test_script
+from models import build_model, model_config
+from utils.checkpoint import save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def xxs_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "xxs.pth"
+    save_checkpoint(path, {"model": build_model("xxs").state_dict(), "model_config": model_config("xxs")})
+    return path
+
+
+def _check_outputs(pred_root, images_root, dataset, expect_prob_root=None):
+    n = 0
+    for vid in sorted(p for p in images_root.iterdir() if p.is_dir()):
+        for img in sorted(vid.glob("*.jpg")):
+            out = pred_root / dataset / vid.name / f"{img.stem}.png"
+            assert out.is_file(), out
+            with Image.open(img) as a, Image.open(out) as b:
+                assert b.size == a.size and b.mode == "L"
+                assert set(np.unique(np.asarray(b))) <= {0, 255}
+            if expect_prob_root is not None:
+                assert (expect_prob_root / dataset / vid.name / f"{img.stem}.png").is_file()
+            n += 1
+    return n
+
+
+def test_writes_masks_on_synthetic(synthetic_dir, xxs_checkpoint, tmp_path):
+    out = tmp_path / "masks"
+    test_script.main(["--weights", str(xxs_checkpoint), "--data_dir", str(synthetic_dir), "--test_datasets",
+                      "DAVIS-2016", "FBMS", "--size", "64", "96", "--save_dir", str(out), "--save_prob", "--flip",
+                      "--workers", "0", "--batch_size", "3"])
+    n = _check_outputs(out, synthetic_dir / "DAVIS-2016/val/images", "DAVIS-2016", tmp_path / "masks_prob")
+    n += _check_outputs(out, synthetic_dir / "FBMS/val/images", "FBMS", tmp_path / "masks_prob")
+    assert n == 4 * 20 + 3 * 20
+    assert len(list(out.rglob("*.png"))) == n  # nothing extra
+
+
+def test_wrong_scale_fails_clearly(synthetic_dir, xxs_checkpoint, tmp_path):
+    with pytest.raises(ValueError, match="model_scale='xxs'"):
+        test_script.main(["--weights", str(xxs_checkpoint), "--model_scale", "s", "--data_dir", str(synthetic_dir),
+                          "--save_dir", str(tmp_path), "--workers", "0"])
+
+
+def test_missing_weights_file(synthetic_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        test_script.main(["--weights", str(tmp_path / "missing.pth"), "--data_dir", str(synthetic_dir)])
+
+
+def test_on_shared_davis(davis_root, xxs_checkpoint, tmp_path):
+    """A few real 854x480 frames (white = zero-motion flow, only the writer is under test)."""
+    seq = "blackswan"
+    root = tmp_path / "data/DAVIS-2016/val"
+    (root / "images" / seq).mkdir(parents=True)
+    (root / "flows" / seq).mkdir(parents=True)
+    frames = sorted((davis_root / "JPEGImages/480p" / seq).glob("*.jpg"))[:3]
+    for f in frames:
+        (root / "images" / seq / f.name).symlink_to(f)
+        with Image.open(f) as im:
+            Image.new("RGB", im.size, (255, 255, 255)).save(root / "flows" / seq / f.name)
+    out = tmp_path / "masks"
+    test_script.main(["--weights", str(xxs_checkpoint), "--data_dir", str(tmp_path / "data"), "--test_datasets",
+                      "DAVIS-2016", "--save_dir", str(out), "--workers", "0"])
+    assert _check_outputs(out, root / "images", "DAVIS-2016") == 3
+    with Image.open(out / "DAVIS-2016" / seq / f"{frames[0].stem}.png") as m:
+        assert m.size == (854, 480)
