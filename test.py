@@ -14,12 +14,9 @@ import argparse
 import logging
 import time
 
-import torch
-
 from datasets import FrameDataset
 from engine.inference import MaskWriter, run_inference
-from models import build_model, model_config
-from utils.checkpoint import checkpoint_config, load_model_weights
+from models import build_model_from_checkpoint
 from utils.config import (DEFAULT_TEST_DATASETS, HelpFormatter, data_parser, model_parser, parse_with_config,
                           runtime_parser)
 from utils.distributed import barrier, cleanup, init_distributed
@@ -45,21 +42,11 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_from_weights(args: argparse.Namespace) -> torch.nn.Module:
-    """Model with the checkpoint's architecture unless the command line names one."""
-    ckpt_cfg = checkpoint_config(args.weights) or {}
-    scale = args.model_scale or ckpt_cfg.get("model_scale", "s")
-    backbone = args.backbone if args.backbone else (ckpt_cfg.get("backbone") if args.model_scale is None else None)
-    model = build_model(model_scale=scale, backbone=backbone)
-    load_model_weights(model, args.weights, model_config(scale, backbone))
-    return model
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_with_config(get_parser(), argv)
     info = init_distributed(args.device, args.local_rank)
     setup_logging(None, info.rank)
-    model = build_from_weights(args).to(info.device)
+    model = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone).to(info.device)
     prob_dir = (args.prob_dir or f"{str(args.save_dir).rstrip('/')}_prob") if args.save_prob else None
     writer = MaskWriter(args.save_dir, prob_dir)
     t0, total = time.time(), 0

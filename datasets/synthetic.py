@@ -34,16 +34,17 @@ class Domain:
     blur: float  # Gaussian blur sigma, 0 = none
     contrast: float  # saturation spread of textures
     hue_gap: tuple[float, float]  # object hue minus background hue (OpenCV units)
+    brightness: float = 0.0  # palette shift of the value channel (0..255 units)
 
 
 DOMAINS = {
-    "source": Domain((0, 90), 6.0, 2.0, 0.0, 1.0, (40, 90)),
-    "target": Domain((80, 180), 3.0, 10.0, 1.0, 0.6, (20, 50)),
+    "source": Domain((0, 180), 6.0, 2.0, 0.0, 1.0, (40, 90)),
+    "target": Domain((0, 180), 4.0, 6.0, 0.8, 0.7, (25, 60), brightness=-35.0),
 }
 
 # dataset -> list of (split, domain, number of videos, frames per video, label every k-th frame)
 SYNTHETIC_LAYOUT = {
-    "YouTubeVOS-2018": [("train", "source", 8, 30, 1)],
+    "YouTubeVOS-2018": [("train", "source", 12, 30, 1)],
     "DAVIS-2016": [("train", "source", 6, 24, 1), ("val", "target", 4, 20, 1)],
     "FBMS": [("val", "target", 3, 20, 5)],
     "Youtube-objects": [("val", "target", 4, 16, 4)],
@@ -60,7 +61,7 @@ def _texture(rng: np.random.Generator, hw: tuple[int, int], dom: Domain, hue: fl
     hsv = np.empty((h, w, 3), np.float32)
     hsv[..., 0] = (hue + 20 * (noise[..., 0] - 0.5)) % 180
     hsv[..., 1] = np.clip(90 + 150 * noise[..., 1] * dom.contrast, 0, 255)
-    hsv[..., 2] = np.clip(70 + 170 * noise[..., 2], 0, 255)
+    hsv[..., 2] = np.clip(70 + dom.brightness + 170 * noise[..., 2], 0, 255)
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -57,26 +57,33 @@ def to_original_size(prob: torch.Tensor, sizes: torch.Tensor) -> Iterator[np.nda
 
 
 def frame_loader(dataset: FrameDataset, info: DistInfo, batch_size: int, workers: int,
-                 indices: list[int] | None = None) -> DataLoader:
-    """Loader over this rank's share of ``dataset`` (every frame exactly once over all ranks)."""
+                 indices: list[int] | None = None, shard: bool = True) -> DataLoader:
+    """Loader over ``indices`` in order; with ``shard``, this rank's share only (no padding)."""
     indices = list(range(len(dataset))) if indices is None else indices
-    shard = [indices[i] for i in shard_indices(len(indices), info)]
-    return DataLoader(Subset(dataset, shard), batch_size=batch_size, shuffle=False, num_workers=workers,
+    if shard:
+        indices = [indices[i] for i in shard_indices(len(indices), info)]
+    return DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, num_workers=workers,
                       collate_fn=collate_frames, pin_memory=info.device.type == "cuda")
 
 
-def run_inference(model: torch.nn.Module, dataset: FrameDataset, writer: MaskWriter, info: DistInfo,
-                  batch_size: int = 4, workers: int = 2, flip: bool = False, amp: bool = False,
-                  amp_dtype: str = "bf16", desc: str = "inference") -> int:
-    """Predict every frame of ``dataset`` and write masks; returns the frames this rank wrote."""
+def write_predictions(model: torch.nn.Module, loader: Iterable[dict], writer: MaskWriter, device: torch.device,
+                      flip: bool = False, amp: bool = False, amp_dtype: str = "bf16") -> int:
+    """Predict every batch of ``loader`` with ``model`` in eval mode and write the masks."""
     model.eval()
     n = 0
-    loader = frame_loader(dataset, info, batch_size, workers)
-    for batch in tqdm(loader, desc=desc, disable=not info.is_main, dynamic_ncols=True):
-        image, flow = batch["image"].to(info.device), batch["flow"].to(info.device)
-        prob = predict_probs(model, image, flow, flip, amp, amp_dtype)
+    for batch in loader:
+        prob = predict_probs(model, batch["image"].to(device), batch["flow"].to(device), flip, amp, amp_dtype)
         for p, ds, vid, fr in zip(to_original_size(prob, batch["orig_size"]), batch["dataset"], batch["video"],
                                   batch["frame"]):
             writer.write(ds, vid, fr, p)
             n += 1
     return n
+
+
+def run_inference(model: torch.nn.Module, dataset: FrameDataset, writer: MaskWriter, info: DistInfo,
+                  batch_size: int = 4, workers: int = 2, flip: bool = False, amp: bool = False,
+                  amp_dtype: str = "bf16", desc: str = "inference") -> int:
+    """Predict every frame of ``dataset`` (this rank's share) and write masks; returns the count."""
+    loader = frame_loader(dataset, info, batch_size, workers)
+    bar = tqdm(loader, desc=desc, disable=not info.is_main, dynamic_ncols=True)
+    return write_predictions(model, bar, writer, info.device, flip, amp, amp_dtype)

@@ -7,7 +7,7 @@ from models.backbone import MODEL_SCALES, backbone_name
 from models.discriminators import FeatureDiscriminator, MaskDiscriminator
 from models.two_stream import TwoStreamNet
 
-__all__ = ["build_model", "build_feature_discriminator", "build_mask_discriminator", "model_config",
+__all__ = ["build_model", "build_model_from_checkpoint", "build_feature_discriminator", "build_mask_discriminator", "model_config",
            "TwoStreamNet", "FeatureDiscriminator", "MaskDiscriminator", "MODEL_SCALES"]
 
 
@@ -42,3 +42,21 @@ def build_mask_discriminator(width: int = 32, size: tuple[int, int] = (128, 224)
                              with_image: bool = True) -> MaskDiscriminator:
     """Mask discriminator for the online stage."""
     return MaskDiscriminator(width, size, with_image)
+
+
+def build_model_from_checkpoint(weights: str | Path | list[str | Path], model_scale: str | None = None,
+                                backbone: str | None = None) -> TwoStreamNet:
+    """Model with the checkpoint's architecture (unless given) and its weights (averaged if several).
+
+    A ``model_scale``/``backbone`` that contradicts the checkpoint fails with a clear message.
+    """
+    from utils.checkpoint import checkpoint_config, load_model_weights
+
+    paths = [weights] if isinstance(weights, (str, Path)) else list(weights)
+    ckpt_cfg = checkpoint_config(paths) or {}
+    scale = model_scale or ckpt_cfg.get("model_scale", "s")
+    if backbone is None and model_scale is None:
+        backbone = ckpt_cfg.get("backbone")
+    model = build_model(model_scale=scale, backbone=backbone)
+    load_model_weights(model, paths, model_config(scale, backbone))
+    return model

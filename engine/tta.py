@@ -1,0 +1,54 @@
+"""Test-time views for the online teacher: identity, flip, photometric jitter, rescale."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from utils.flow import hflip_flow_image
+
+TTA_VIEWS = ("identity", "flip", "jitter", "scale")
+
+
+def color_jitter(image: torch.Tensor, gen: torch.Generator, strength: float = 0.3) -> torch.Tensor:
+    """Random brightness, contrast and saturation per sample (image only; flow is geometry)."""
+    b = image.shape[0]
+
+    def factor() -> torch.Tensor:
+        return (1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * strength).to(image)
+
+    x = image * factor()
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * factor() + mean
+    grey = x.mean(dim=1, keepdim=True)
+    x = (x - grey) * factor() + grey
+    return x.clamp(0, 1)
+
+
+def rescaled_size(hw: tuple[int, int], factor: float, multiple: int = 32) -> tuple[int, int]:
+    """``hw * factor`` rounded to the nearest multiple the network takes without padding."""
+    return tuple(max(multiple, int(round(s * factor / multiple)) * multiple) for s in hw)
+
+
+@torch.no_grad()
+def tta_probs(model: torch.nn.Module, image: torch.Tensor, flow: torch.Tensor, views: tuple[str, ...],
+              gen: torch.Generator, scale_range: tuple[float, float] = (0.5, 1.5)) -> torch.Tensor:
+    """Average foreground probability over the views, each mapped back to the frame's grid."""
+    probs = []
+    hw = tuple(image.shape[-2:])
+    for view in views:
+        if view == "identity":
+            logits = model(image, flow)["logits"]
+        elif view == "flip":
+            logits = model(image.flip(-1), hflip_flow_image(flow))["logits"].flip(-1)
+        elif view == "jitter":
+            logits = model(color_jitter(image, gen), flow)["logits"]
+        elif view == "scale":
+            r = float(torch.empty(1).uniform_(*scale_range, generator=gen))
+            size = rescaled_size(hw, r)
+            small = model(F.interpolate(image, size=size, mode="bilinear", align_corners=False),
+                          F.interpolate(flow, size=size, mode="bilinear", align_corners=False))["logits"]
+            logits = F.interpolate(small, size=hw, mode="bilinear", align_corners=False)
+        else:
+            raise ValueError(f"unknown TTA view {view!r}; choose from {TTA_VIEWS}")
+        probs.append(logits.float().sigmoid())
+    return torch.stack(probs).mean(0)

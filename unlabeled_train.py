@@ -1,0 +1,36 @@
+#!/usr/bin/env python
+"""Offline semi-supervised adversarial training (OAST stages 1 and 2).
+
+Stage 1 (YouTube-VOS-2018 + DAVIS-2016 labeled, Youtube-objects unlabeled):
+    torchrun --nproc_per_node=2 unlabeled_train.py --epochs 30 --data_dir D --pretrained P --sync-bn
+Stage 2 (DAVIS-2016 finetune):
+    torchrun --nproc_per_node=2 unlabeled_train.py --epochs 25 --labeled_datasets DAVIS-2016 \\
+        --finetune runs/stage1/checkpoint_last.pth --output_dir runs/stage2 --sync-bn
+`python -m torch.distributed.launch` and a plain single-process `python unlabeled_train.py` work too.
+"""
+from __future__ import annotations
+
+import argparse
+
+from engine.offline import OfflineTrainer, add_offline_args
+from utils.config import HelpFormatter, data_parser, model_parser, parse_with_config, runtime_parser
+from utils.distributed import cleanup
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter,
+                                parents=[model_parser(), data_parser(), runtime_parser()])
+    add_offline_args(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    args = parse_with_config(get_parser(), argv)
+    try:
+        return OfflineTrainer(args).fit()
+    finally:
+        cleanup()
+
+
+if __name__ == "__main__":
+    main()

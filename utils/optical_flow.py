@@ -1,0 +1,351 @@
+"""Computing the flow images of the project layout.
+
+For every video under ``<data_dir>/<dataset>/<split>/images/<video>/`` this writes
+``flows/<video>/<frame>.jpg`` with the encoding of :mod:`utils.flow`:
+
+* frame ``t`` gets the **forward** flow ``t -> t+1`` (displacement in pixels, ``u`` right,
+  ``v`` down), rendered with :func:`utils.flow.flow_to_image`, i.e. normalised by that
+  frame's own largest vector length (scale free) and stored as JPEG (quality 95);
+* the **last** frame has no successor and gets a byte copy of the previous frame's flow
+  image (the motion of the previous step is the best cheap guess, and unlike the negated
+  backward flow it needs no extra flow computation); a one-frame video gets a zero-flow
+  (white) image;
+* every flow image has exactly the size of its frame.
+
+Back ends: ``dis`` (OpenCV DIS on grey frames, CPU, no weights; processes over videos) and
+``raft_small`` / ``raft_large`` (torchvision RAFT, batched, GPU when available). Existing
+outputs are skipped (resumable) unless ``overwrite``; failures name the video and frame.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from utils.flow import flow_to_image
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("dis", "raft_small", "raft_large")
+DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+FRAME_EXTS = (".jpg", ".jpeg", ".png")
+JPEG_QUALITY = 95  # same as utils.flow.write_flow_image
+MIN_RAFT_SIDE = 128  # torchvision RAFT: 4-level correlation pyramid on 1/8-resolution features
+
+
+class FlowComputationError(RuntimeError):
+    """Flow could not be computed or written; the message names the video and frame."""
+
+
+# --------------------------------------------------------------------------- estimators
+class DISFlow:
+    """OpenCV's Dense Inverse Search flow on greyscale frames (CPU, deterministic)."""
+
+    batch_size = 1
+
+    def __init__(self, preset: str = "medium") -> None:
+        if preset not in DIS_PRESETS:
+            raise ValueError(f"DIS preset must be one of {sorted(DIS_PRESETS)}, got {preset!r}")
+        self.preset = preset
+        self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+
+    def __call__(self, first: Sequence[np.ndarray], second: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Forward flow ``(H, W, 2)`` float32 for each RGB pair."""
+        out = []
+        for a, b in zip(first, second):
+            ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
+            gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+            out.append(self._dis.calc(ga, gb, None))
+        return out
+
+
+def load_raft(model: str = "raft_small", weights: str | Path | None = None, device: str = "cpu") -> Any:
+    """A torchvision RAFT in eval mode on ``device``.
+
+    ``weights``: a local state-dict file (``torch.save(model.state_dict(), path)``); when
+    None, torchvision's own pretrained weights are fetched (needs internet or the torch hub
+    cache) and a failure raises :class:`RuntimeError` asking for ``--raft_weights``.
+    """
+    import torchvision.models.optical_flow as of
+
+    if model not in ("raft_small", "raft_large"):
+        raise ValueError(f"RAFT model must be raft_small or raft_large, got {model!r}")
+    build = getattr(of, model)
+    if weights is not None:
+        from utils.weights import load_state_dict_file
+
+        state = load_state_dict_file(weights)  # FileNotFoundError / ValueError naming the file
+        net = build(weights=None, progress=False)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"{weights} does not hold {model} weights: {str(e)[:500]}") from e
+    else:
+        enum = of.Raft_Small_Weights if model == "raft_small" else of.Raft_Large_Weights
+        try:
+            net = build(weights=enum.DEFAULT, progress=False)
+        except Exception as e:  # URLError, OSError, hash mismatch: all mean "no usable download"
+            raise RuntimeError(
+                f"could not load torchvision's pretrained {model} weights ({type(e).__name__}: {e}). "
+                f"This machine may be offline: download {enum.DEFAULT.url} elsewhere and pass it with "
+                f"--raft_weights PATH (a state dict file).") from e
+    return net.eval().to(device)
+
+
+class RAFTFlow:
+    """torchvision RAFT, batched; frames are scaled to [-1, 1] and padded to multiples of 8
+    (at least 128 a side, RAFT's minimum), the flow is cropped back.
+
+    ``size`` ``(H, W)`` resizes frames before RAFT (rounded to multiples of 8); the flow is
+    resized back to the frame size and its vectors scaled by the resize ratios.
+    """
+
+    def __init__(self, model: str = "raft_small", weights: str | Path | None = None, device: str | None = None,
+                 iters: int = 12, batch_size: int = 4, size: tuple[int, int] | None = None) -> None:
+        import torch
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.net = load_raft(model, weights, self.device)
+        self.iters, self.batch_size = iters, max(1, batch_size)
+        self.size = None if size is None else (max(8, round(size[0] / 8) * 8), max(8, round(size[1] / 8) * 8))
+
+    def __call__(self, first: Sequence[np.ndarray], second: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import torch
+        import torch.nn.functional as F
+
+        out: list[np.ndarray] = []
+        for i in range(0, len(first), self.batch_size):
+            a = self._to_tensor(first[i:i + self.batch_size])
+            b = self._to_tensor(second[i:i + self.batch_size])
+            h0, w0 = a.shape[-2:]
+            if self.size is not None:
+                a = F.interpolate(a, self.size, mode="bilinear", align_corners=False)
+                b = F.interpolate(b, self.size, mode="bilinear", align_corners=False)
+            h, w = a.shape[-2:]
+            # RAFT works at 1/8 resolution and its correlation pyramid needs >= 16 cells a side:
+            # pad bottom/right by edge replication to a multiple of 8 (>= 128), crop after.
+            ph, pw = max(MIN_RAFT_SIDE, h + (-h) % 8) - h, max(MIN_RAFT_SIDE, w + (-w) % 8) - w
+            if ph or pw:
+                a = F.pad(a, (0, pw, 0, ph), mode="replicate")
+                b = F.pad(b, (0, pw, 0, ph), mode="replicate")
+            with torch.inference_mode():
+                flow = self.net(a, b, num_flow_updates=self.iters)[-1][:, :, :h, :w]
+            if (h, w) != (h0, w0):
+                flow = F.interpolate(flow, (h0, w0), mode="bilinear", align_corners=False)
+                scale = torch.tensor([w0 / w, h0 / h], device=flow.device).view(1, 2, 1, 1)
+                flow = flow * scale
+            out.extend(f for f in flow.permute(0, 2, 3, 1).float().cpu().numpy())
+        return out
+
+    def _to_tensor(self, frames: Sequence[np.ndarray]) -> Any:
+        import torch
+
+        x = torch.from_numpy(np.stack(frames)).to(self.device).permute(0, 3, 1, 2).float()
+        return x / 127.5 - 1.0  # torchvision's RAFT transforms map [0, 255] to [-1, 1]
+
+
+def make_estimator(method: str, **options: Any) -> Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], list]:
+    """``dis`` (options: ``preset``) or ``raft_small``/``raft_large`` (options of :class:`RAFTFlow`)."""
+    if method == "dis":
+        return DISFlow(options.get("preset", "medium"))
+    if method in ("raft_small", "raft_large"):
+        return RAFTFlow(method, options.get("weights"), options.get("device"), options.get("iters", 12),
+                        options.get("batch_size", 4), options.get("size"))
+    raise ValueError(f"unknown flow method {method!r}; choose one of {METHODS}")
+
+
+# --------------------------------------------------------------------------- per video
+@dataclass
+class FlowStats:
+    """Counts for one or more videos."""
+    videos: int = 0
+    frames: int = 0
+    computed: int = 0
+    copied: int = 0
+    skipped: int = 0
+
+    def add(self, other: "FlowStats") -> None:
+        for k in ("videos", "frames", "computed", "copied", "skipped"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+
+def list_frames(video_dir: Path) -> list[Path]:
+    """Frame files of a video in temporal (lexicographic) order."""
+    return sorted(p for p in video_dir.iterdir()
+                  if p.suffix.lower() in FRAME_EXTS and not p.name.startswith(".") and p.is_file())
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """RGB uint8 frame; raises naming the file when unreadable."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f"cannot read frame {path}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _write_atomic(path: Path, rgb: np.ndarray) -> None:
+    """Encode as JPEG and rename into place, so an interrupted run never leaves half a file."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise OSError(f"cannot encode flow image {path}")
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
+
+
+def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, overwrite: bool = False,
+                       max_frames: int | None = None, on_frame: Callable[[int], None] | None = None,
+                       name: str | None = None) -> FlowStats:
+    """Write the flow images of one video (see the module docstring for the convention).
+
+    ``max_frames`` limits the output to the first N frames; frame N-1 then still gets its
+    true forward flow to frame N, so a later full run just continues.
+    """
+    name = name or images_dir.name
+    frames = list_frames(images_dir)
+    if not frames:
+        raise FlowComputationError(f"video {name}: no frames in {images_dir}")
+    n_out = len(frames) if max_frames is None else min(len(frames), max_frames)
+    stats = FlowStats(videos=1, frames=n_out)
+    flows_dir.mkdir(parents=True, exist_ok=True)
+    out = [flows_dir / f"{p.stem}.jpg" for p in frames]
+    todo = [i for i in range(min(n_out, len(frames) - 1)) if overwrite or not out[i].exists()]
+    stats.skipped = min(n_out, len(frames) - 1) - len(todo)
+    if on_frame and stats.skipped:
+        on_frame(stats.skipped)
+
+    cache: dict[int, np.ndarray] = {}
+
+    def load(i: int) -> np.ndarray:
+        if i not in cache:
+            cache[i] = read_rgb(frames[i])
+        return cache[i]
+
+    bs = getattr(estimator, "batch_size", 1)
+    for start in range(0, len(todo), bs):
+        idx = todo[start:start + bs]
+        try:
+            a = [load(i) for i in idx]
+            b = [load(i + 1) for i in idx]
+            for i, x, y in zip(idx, a, b):
+                if x.shape != y.shape:
+                    raise ValueError(f"frame sizes differ: {frames[i].name} {x.shape[1]}x{x.shape[0]} vs "
+                                     f"{frames[i + 1].name} {y.shape[1]}x{y.shape[0]}")
+            flows = estimator(a, b)
+            for i, x, f in zip(idx, a, flows):
+                if f.shape[:2] != x.shape[:2]:
+                    raise ValueError(f"flow is {f.shape[1]}x{f.shape[0]} but the frame is {x.shape[1]}x{x.shape[0]}")
+                _write_atomic(out[i], flow_to_image(f))
+        except Exception as e:
+            raise FlowComputationError(f"video {name}, frame {frames[idx[0]].name}: {type(e).__name__}: {e}") from e
+        stats.computed += len(idx)
+        # Keep only frames still needed by later pairs; long videos would fill memory.
+        for k in [k for k in cache if k < idx[-1] + 1]:
+            del cache[k]
+        if on_frame:
+            on_frame(len(idx))
+
+    if n_out == len(frames):
+        last = out[-1]
+        if overwrite or not last.exists():
+            try:
+                if len(frames) == 1:
+                    img = read_rgb(frames[0])
+                    _write_atomic(last, flow_to_image(np.zeros(img.shape[:2] + (2,), np.float32)))
+                else:
+                    tmp = last.with_name(f".{last.name}.part")
+                    shutil.copyfile(out[-2], tmp)
+                    os.replace(tmp, last)
+            except Exception as e:
+                raise FlowComputationError(f"video {name}, frame {frames[-1].name}: {type(e).__name__}: {e}") from e
+            stats.copied += 1
+        else:
+            stats.skipped += 1
+        if on_frame:
+            on_frame(1)
+    return stats
+
+
+# --------------------------------------------------------------------------- datasets
+def find_videos(data_dir: str | Path, dataset: str, splits: Sequence[str] | None = None,
+                videos: Sequence[str] | None = None) -> list[tuple[str, str, Path]]:
+    """``(split, video, images_dir)`` for every video of ``dataset`` (all splits by default)."""
+    root = Path(data_dir) / dataset
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} not found: run scripts/prepare_data.py first "
+                                f"(expected <data_dir>/<dataset>/<split>/images/<video>/)")
+    split_names = sorted(p.name for p in root.iterdir() if (p / "images").is_dir()) if splits is None else list(splits)
+    if not split_names:
+        raise FileNotFoundError(f"{root} holds no <split>/images folder")
+    found = []
+    for split in split_names:
+        img_root = root / split / "images"
+        if not img_root.is_dir():
+            raise FileNotFoundError(f"{img_root} not found")
+        for d in sorted(p for p in img_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if videos is None or d.name in videos:
+                found.append((split, d.name, d))
+    if videos is not None:
+        missing = sorted(set(videos) - {v for _, v, _ in found})
+        if missing:
+            raise FileNotFoundError(f"videos {missing} not found under {root}/<split>/images")
+    return found
+
+
+def _count_frames(images_dir: Path, max_frames: int | None) -> int:
+    n = len(list_frames(images_dir))
+    return n if max_frames is None else min(n, max_frames)
+
+
+def _dis_worker(images_dir: str, flows_dir: str, preset: str, overwrite: bool, max_frames: int | None,
+                name: str) -> FlowStats:
+    # One OpenCV / torch (flow colour encoding) thread per process: the parallelism comes
+    # from the processes, and oversubscribed thread pools slow each other down badly.
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    return compute_video_flow(Path(images_dir), Path(flows_dir), DISFlow(preset), overwrite, max_frames, name=name)
+
+
+def compute_dataset_flow(data_dir: str | Path, dataset: str, method: str = "dis", splits: Sequence[str] | None = None,
+                         videos: Sequence[str] | None = None, overwrite: bool = False, max_frames: int | None = None,
+                         workers: int = 1, progress: bool = True, **options: Any) -> FlowStats:
+    """Flow images for every selected video of ``<data_dir>/<dataset>``.
+
+    ``dis`` runs ``workers`` processes over videos; RAFT runs in this process (batched on
+    its device). ``options`` go to :func:`make_estimator`.
+    """
+    jobs = find_videos(data_dir, dataset, splits, videos)
+    root = Path(data_dir) / dataset
+    total = FlowStats()
+    n_frames = sum(_count_frames(d, max_frames) for _, _, d in jobs)
+    bar = tqdm(total=n_frames, desc=f"flow {dataset} ({method})", unit="frame", disable=not progress)
+    try:
+        if method == "dis" and workers > 1 and len(jobs) > 1:
+            # spawn, not fork: the parent may hold torch/OpenMP threads that fork would corrupt.
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                futs = {pool.submit(_dis_worker, str(d), str(root / s / "flows" / v), options.get("preset", "medium"),
+                                    overwrite, max_frames, f"{dataset}/{s}/{v}"): d for s, v, d in jobs}
+                for fut in as_completed(futs):
+                    st = fut.result()
+                    total.add(st)
+                    bar.update(st.frames)
+        else:
+            est = make_estimator(method, **options)
+            for s, v, d in jobs:
+                total.add(compute_video_flow(d, root / s / "flows" / v, est, overwrite, max_frames,
+                                             on_frame=bar.update, name=f"{dataset}/{s}/{v}"))
+    finally:
+        bar.close()
+    return total
