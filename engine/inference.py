@@ -35,17 +35,22 @@ def predict_probs(model: torch.nn.Module, image: torch.Tensor, flow: torch.Tenso
 
 
 class MaskWriter:
-    """Writes ``<save_dir>/<dataset>/<video>/<frame>.png`` (0/255) and optional probability maps."""
+    """Writes ``<save_dir>/<dataset>/<video>/<frame>.png`` (0/255) and optional probability maps.
 
-    def __init__(self, save_dir: str | Path, prob_dir: str | Path | None = None, threshold: float = 0.5):
-        self.save_dir, self.threshold = Path(save_dir), threshold
+    ``per_dataset=False`` leaves out the ``<dataset>`` level (one user video, see engine/video.py).
+    """
+
+    def __init__(self, save_dir: str | Path, prob_dir: str | Path | None = None, threshold: float = 0.5,
+                 per_dataset: bool = True):
+        self.save_dir, self.threshold, self.per_dataset = Path(save_dir), threshold, per_dataset
         self.prob_dir = Path(prob_dir) if prob_dir else None
 
     def write(self, dataset: str, video: str, frame: str, prob: np.ndarray) -> None:
         """``prob``: ``H x W`` in [0, 1] at the frame's original size."""
-        write_mask(self.save_dir / dataset / video / f"{frame}.png", prob >= self.threshold)
+        rel = Path(dataset, video) if self.per_dataset else Path(video)
+        write_mask(self.save_dir / rel / f"{frame}.png", prob >= self.threshold)
         if self.prob_dir is not None:
-            write_probability(self.prob_dir / dataset / video / f"{frame}.png", prob)
+            write_probability(self.prob_dir / rel / f"{frame}.png", prob)
 
 
 def to_original_size(prob: torch.Tensor, sizes: torch.Tensor) -> Iterator[np.ndarray]:

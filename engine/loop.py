@@ -7,7 +7,6 @@ non-finite check across ranks and TensorBoard scalars. Each stage only writes it
 from __future__ import annotations
 
 import logging
-import math
 from collections import defaultdict
 from typing import Callable, Iterable
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import time
 import warnings
 from itertools import islice
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -27,9 +27,8 @@ from engine.validate import validate
 from models import build_feature_discriminator, build_model, model_config
 from models.losses import adversarial_loss, batch_iou, seg_loss
 from utils.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
-from utils.config import save_args
-from utils.distributed import DistInfo, barrier, convert_sync_bn, init_distributed
-from utils.log import TensorBoard, setup_logging
+from utils.distributed import DistInfo, barrier, convert_sync_bn
+from utils.log import TensorBoard, start_run
 from utils.misc import autocast, seed_everything, worker_init_fn
 
 _log = logging.getLogger(__name__)
@@ -77,11 +76,7 @@ class OfflineTrainer:
 
     def __init__(self, args: argparse.Namespace, info: DistInfo | None = None):
         self.args = args
-        self.info = info or init_distributed(args.device, args.local_rank)
-        self.run_dir = Path(args.output_dir)
-        setup_logging(self.run_dir, self.info.rank)
-        if self.info.is_main:
-            save_args(args, self.run_dir)
+        self.info, self.run_dir = start_run(args, info)
         seed_everything(args.seed, self.info.rank)
         dev = self.info.device
         self.cfg = model_config(args.model_scale, args.backbone)
@@ -233,7 +228,7 @@ class OfflineTrainer:
             with warnings.catch_warnings():
                 # Before --start_adv the discriminator never steps, but its schedule must
                 # still advance so both learning rates decay together.
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
                 self.sched_d.step()
             last = {**means, "lr": lr, "epoch": epoch}
             val_j = None

@@ -28,13 +28,13 @@ from tqdm import tqdm
 from datasets import FrameDataset, collate_frames
 from engine.inference import MaskWriter, frame_loader, write_predictions
 from engine.loop import build_optimizer, grad_scaler, optimizer_step, run_epoch, unwrap
-from engine.tta import TTA_VIEWS, tta_probs
+from engine.tta import TTA_VIEWS, sharpen, student_view, tta_probs
 from models import build_mask_discriminator, build_model_from_checkpoint
 from models.losses import adversarial_loss, seg_loss
 from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.config import DEFAULT_TEST_DATASETS, save_args
-from utils.distributed import DistInfo, all_gather_objects, barrier, init_distributed
-from utils.log import TensorBoard, setup_logging
+from utils.config import DEFAULT_TEST_DATASETS
+from utils.distributed import DistInfo, all_gather_objects, barrier
+from utils.log import TensorBoard, start_run
 from utils.misc import autocast, seed_everything
 
 _log = logging.getLogger(__name__)
@@ -61,6 +61,10 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tta", nargs="+", default=list(TTA_VIEWS), choices=TTA_VIEWS,
                    help="teacher views averaged into pseudo-masks ('--tta identity': no TTA)")
     g.add_argument("--tta_scale", type=float, nargs=2, default=(0.5, 1.5), help="rescale-view factor range")
+    g.add_argument("--sharpen", type=float, default=0.5,
+                   help="temperature T applied to the averaged pseudo-mask, p^(1/T) / (p^(1/T) + (1-p)^(1/T)); 1 = off")
+    g.add_argument("--student_aug", type=int, default=0, choices=[0, 1],
+                   help="1: the student sees a flipped/colour-jittered view of the frame (pseudo-mask flipped to match)")
     g.add_argument("--d_width", type=int, default=32, help="mask discriminator width")
     g.add_argument("--d_size", type=int, nargs=2, default=(128, 224), help="mask discriminator input size")
     g.add_argument("--clip_grad", type=float, default=None, help="clip gradient norm (off if unset)")
@@ -87,13 +91,9 @@ def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, momentum: flo
 class OnlineTuner:
     """Holds the offline weights and the test set; tunes and writes masks per the mode."""
 
-    def __init__(self, args: argparse.Namespace, info: DistInfo | None = None):
+    def __init__(self, args: argparse.Namespace, info: DistInfo | None = None, writer: MaskWriter | None = None):
         self.args = args
-        self.info = info or init_distributed(args.device, args.local_rank)
-        self.run_dir = Path(args.output_dir)
-        setup_logging(self.run_dir, self.info.rank)
-        if self.info.is_main:
-            save_args(args, self.run_dir)
+        self.info, self.run_dir = start_run(args, info)
         if args.epochs < 0 or args.batch_size < 1:
             raise ValueError("--epochs must be >= 0 and --batch_size >= 1")
         self.offline = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone)
@@ -101,7 +101,7 @@ class OnlineTuner:
         self.data = FrameDataset(args.data_dir, args.test_datasets, "test", args.split, args.size,
                                  with_labels=False, videos=args.videos)
         prob_dir = (args.prob_dir or f"{str(args.save_dir).rstrip('/')}_prob") if args.save_prob else None
-        self.writer = MaskWriter(args.save_dir, prob_dir)
+        self.writer = writer or MaskWriter(args.save_dir, prob_dir)
         self.tb = TensorBoard(self.run_dir / "tb", enabled=self.info.is_main and not args.no_tensorboard)
         self.global_step = 0
 
@@ -131,7 +131,11 @@ class OnlineTuner:
         image, flow = batch["image"].to(dev), batch["flow"].to(dev)
         b = image.shape[0]
         with autocast(dev, a.amp, a.amp_dtype):
-            pseudo = tta_probs(self.teacher, image, flow, tuple(a.tta), self.gen, tuple(a.tta_scale))
+            pseudo = sharpen(tta_probs(self.teacher, image, flow, tuple(a.tta), self.gen, tuple(a.tta_scale)), a.sharpen)
+            if a.student_aug:
+                # A perturbed view for the student: learning to agree with the teacher's clean
+                # ensemble across views is what gives self-training a signal.
+                image, flow, pseudo = student_view(image, flow, pseudo, self.gen)
             logits = self.student(image, flow)["logits"]
         seg = seg_loss(logits, pseudo)
         loss, logs = seg, {}
@@ -200,8 +204,9 @@ class OnlineTuner:
 
     @property
     def _local(self) -> DistInfo:
-        """Per-video work is local to a rank: no cross-rank reductions inside it."""
-        return DistInfo(0, 1, self.info.local_rank, self.info.device)
+        """Per-video work is local to a rank: no cross-rank reductions inside it (world size 1),
+        but the real rank, so that only rank 0 draws progress bars."""
+        return DistInfo(self.info.rank, 1, self.info.local_rank, self.info.device)
 
     def run(self) -> dict:
         """Tune and write masks for the whole test set; returns timing totals."""

@@ -52,3 +52,20 @@ def tta_probs(model: torch.nn.Module, image: torch.Tensor, flow: torch.Tensor, v
             raise ValueError(f"unknown TTA view {view!r}; choose from {TTA_VIEWS}")
         probs.append(logits.float().sigmoid())
     return torch.stack(probs).mean(0)
+
+
+def sharpen(prob: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Temperature sharpening of a soft mask (``temperature`` 1 leaves it unchanged)."""
+    if temperature == 1:
+        return prob
+    p = prob.clamp(1e-6, 1 - 1e-6) ** (1 / temperature)
+    q = (1 - prob).clamp(1e-6, 1 - 1e-6) ** (1 / temperature)
+    return p / (p + q)
+
+
+def student_view(image: torch.Tensor, flow: torch.Tensor, pseudo: torch.Tensor,
+                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random horizontal flip (image, flow vectors and pseudo-mask) and colour jitter (image)."""
+    if torch.rand(1, generator=gen).item() < 0.5:
+        image, flow, pseudo = image.flip(-1), hflip_flow_image(flow), pseudo.flip(-1)
+    return color_jitter(image, gen), flow, pseudo

@@ -16,7 +16,7 @@ Pipeline of :func:`segment_video` (the logic behind ``scripts/segment_video.py``
    (0/255, original frame size); with ``save_prob``, probabilities go to
    ``<output_dir>/probs/<video>/<frame>.png``. :class:`MaskWriter` normally adds a
    ``<dataset>`` level; the single working dataset ``custom`` carries no information for
-   one video, so :class:`VideoMaskWriter` leaves that level out.
+   one video, so the mask writer leaves that level out.
 4. **Overlay**: each frame with its mask as a translucent colour fill plus the mask's
    contour, written as ``<output_dir>/overlay.mp4`` (``mp4v``; ``overlay.avi`` with
    ``MJPG`` when no mp4 writer can be opened; frames otherwise) or as
@@ -290,18 +290,6 @@ def compute_flow(images_dir: Path, flows_dir: Path, method: str = "dis", progres
 
 
 # --------------------------------------------------------------------------- masks
-class VideoMaskWriter(MaskWriter):
-    """A :class:`MaskWriter` without the ``<dataset>`` folder level.
-
-    Writes ``<save_dir>/<video>/<frame>.png`` (and ``<prob_dir>/<video>/<frame>.png``): one
-    user video is segmented from the single working dataset, whose name says nothing.
-    """
-
-    def write(self, dataset: str, video: str, frame: str, prob: np.ndarray) -> None:
-        """Same signature as ``MaskWriter.write``; ``dataset`` is left out of the path."""
-        super().write(".", video, frame, prob)  # pathlib drops the "." segment
-
-
 def _clear_old_masks(*dirs: Path | None) -> None:
     # Masks of an earlier run with more frames would otherwise sit next to the new ones.
     for d in dirs:
@@ -310,7 +298,7 @@ def _clear_old_masks(*dirs: Path | None) -> None:
                 p.unlink()
 
 
-def predict_masks(args: argparse.Namespace, work_root: Path, name: str, writer: VideoMaskWriter,
+def predict_masks(args: argparse.Namespace, work_root: Path, name: str, writer: MaskWriter,
                   device: torch.device) -> int:
     """Plain inference with the checkpoint (step 3 without ``--online``); returns the frame count."""
     from datasets import FrameDataset
@@ -333,7 +321,7 @@ def online_args(args: argparse.Namespace, work_root: Path, name: str) -> argpars
             "--split", WORK_SPLIT, "--videos", name, "--size", *map(str, args.size), "--workers", str(args.workers),
             "--epochs", str(args.online_epochs), "--batch_size", str(args.online_batch_size),
             "--lr", str(args.online_lr), "--mode", args.online_mode, "--tta", *args.tta, "--predict_with", "teacher",
-            # The tuner's own writer is replaced by a VideoMaskWriter on the same root (see online_masks).
+            # The tuner writes through the caller's flat MaskWriter (see online_masks).
             "--save_dir", str(Path(args.output_dir) / "masks"), "--output_dir", str(work_root / "online"),
             "--device", args.device, "--amp_dtype", args.amp_dtype, "--seed", str(args.seed), "--no_tensorboard"]
     if args.model_scale:
@@ -347,12 +335,11 @@ def online_args(args: argparse.Namespace, work_root: Path, name: str) -> argpars
     return online_finetuning.get_parser().parse_args(argv)
 
 
-def online_masks(args: argparse.Namespace, work_root: Path, name: str, writer: VideoMaskWriter) -> int:
+def online_masks(args: argparse.Namespace, work_root: Path, name: str, writer: MaskWriter) -> int:
     """OAST online self-tuning on this video, teacher predictions (step 3 with ``--online``)."""
     from engine.online import OnlineTuner
 
-    tuner = OnlineTuner(online_args(args, work_root, name))
-    tuner.writer = writer
+    tuner = OnlineTuner(online_args(args, work_root, name), writer=writer)
     timing = tuner.run()
     return int(timing["frames"])
 
@@ -485,7 +472,8 @@ def segment_video(args: argparse.Namespace) -> SegmentResult:
     masks_root = out_dir / "masks"
     prob_root = out_dir / "probs" if args.save_prob else None
     _clear_old_masks(masks_root / name, prob_root / name if prob_root else None)
-    writer = VideoMaskWriter(masks_root, prob_root, args.threshold)
+    # One user video from a single working dataset: no <dataset> folder level in the output.
+    writer = MaskWriter(masks_root, prob_root, args.threshold, per_dataset=False)
     t = time.perf_counter()
     if args.online:
         n = online_masks(args, work_root, name, writer)

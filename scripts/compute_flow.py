@@ -18,14 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
+from utils.config import split_list  # noqa: E402
 from utils.optical_flow import DIS_PRESETS, METHODS, FlowComputationError, compute_dataset_flow  # noqa: E402
-
-
-def parse_list(values: list[str] | None) -> list[str] | None:
-    """``--videos a,b --videos c`` -> ``[a, b, c]``."""
-    if not values:
-        return None
-    return [v for item in values for v in item.split(",") if v]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             stats = compute_dataset_flow(args.data_dir, dataset, args.method, splits=args.split,
-                                         videos=parse_list(args.videos), overwrite=args.overwrite,
+                                         videos=split_list(args.videos), overwrite=args.overwrite,
                                          max_frames=args.max_frames, workers=args.workers,
                                          progress=not args.quiet, **options)
         except (FileNotFoundError, ValueError, RuntimeError, FlowComputationError) as e:

@@ -14,15 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
+from utils.config import split_list  # noqa: E402
 from datasets.prepare import OUTPUT_NAME, SOURCES, DatasetLayoutError, prepare_dataset  # noqa: E402
 from datasets.prepare.fbms import BACKGROUNDS, TRAININGSET  # noqa: E402
-
-
-def parse_videos(values: list[str] | None) -> list[str] | None:
-    """``--videos a,b --videos c`` -> ``[a, b, c]``."""
-    if not values:
-        return None
-    return [v for item in values for v in item.split(",") if v]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         summary = prepare_dataset(
-            args.dataset, args.src, args.data_dir, link=args.link, videos=parse_videos(args.videos),
+            args.dataset, args.src, args.data_dir, link=args.link, videos=split_list(args.videos),
             overwrite=args.overwrite, workers=args.workers, progress=not args.quiet,
             resolution=args.resolution, all_frames=args.ytvos_all_frames, trainingset=args.fbms_trainingset,
             background=args.fbms_background)

@@ -10,18 +10,20 @@ import torch
 from PIL import Image
 
 from datasets import FrameDataset, TrainAugment, collate_frames, labeled_frames, read_mask, scan_split
+from datasets.synthetic import SYNTHETIC_LAYOUT
 from datasets.transforms import GeometricParams, vector_matrix, warp_sample
 from utils.flow import decode_flow, flow_to_image, read_flo
 
 
 def test_index_counts_and_youtube_stride(synthetic_dir):
-    # Synthetic layout: YouTube-VOS 8 videos x 30 labeled frames, DAVIS train 6 x 24.
+    (_, _, n_yt, len_yt, _), = SYNTHETIC_LAYOUT["YouTubeVOS-2018"]  # every frame labeled
+    (_, _, n_dv, len_dv, _), _ = SYNTHETIC_LAYOUT["DAVIS-2016"]
     ds = FrameDataset(synthetic_dir, ["YouTubeVOS-2018", "DAVIS-2016"], "labeled", size=(64, 96), youtube_stride=10)
-    assert len(ds) == 8 * 3 + 6 * 24
+    assert len(ds) == n_yt * -(-len_yt // 10) + n_dv * len_dv
     yt = [f for v, f in ds.items if ds.videos[v].dataset == "YouTubeVOS-2018" and ds.videos[v].name == "youtubevos000"]
     assert yt == ["00000", "00010", "00020"]
     ds1 = FrameDataset(synthetic_dir, ["YouTubeVOS-2018"], "labeled", size=(64, 96), youtube_stride=1)
-    assert len(ds1) == 8 * 30
+    assert len(ds1) == n_yt * len_yt
 
 
 def test_sparse_labels_and_test_mode(synthetic_dir):

@@ -76,3 +76,10 @@ def save_args(args: argparse.Namespace, run_dir: str | Path) -> None:
     clean = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
     with open(Path(run_dir) / "args.yaml", "w") as f:
         yaml.safe_dump(clean, f, sort_keys=True)
+
+
+def split_list(values: list[str] | None) -> list[str] | None:
+    """``--videos a,b --videos c`` -> ``[a, b, c]`` (None when not given)."""
+    if not values:
+        return None
+    return [v for item in values for v in item.split(",") if v]

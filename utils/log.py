@@ -47,3 +47,19 @@ class TensorBoard:
     def close(self) -> None:
         if self.writer:
             self.writer.close()
+
+
+def start_run(args, info=None):
+    """Set up distribution, logging to ``<output_dir>/log.txt`` and ``args.yaml`` for a run.
+
+    Returns ``(info, run_dir)``; shared by every stage so run folders look alike.
+    """
+    from utils.config import save_args
+    from utils.distributed import init_distributed
+
+    info = info or init_distributed(args.device, args.local_rank)
+    run_dir = Path(args.output_dir)
+    setup_logging(run_dir, info.rank)
+    if info.is_main:
+        save_args(args, run_dir)
+    return info, run_dir
