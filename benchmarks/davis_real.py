@@ -64,7 +64,7 @@ def main() -> None:
     common = ["--data_dir", str(data), "--size", *map(str, a.size), "--workers", str(a.workers)]
     train = [*common, "--model_scale", a.model_scale, "--labeled_datasets", "DAVIS-2016", "--epochs", str(a.epochs),
              "--max_steps_per_epoch", str(a.steps_per_epoch), "--batch_size", str(a.batch_size), "--lr", str(a.lr),
-             "--lr_d", str(a.lr), "--lr_step", str(max(a.epochs - 2, 1)), "--val_datasets", "DAVIS-2016",
+             "--lr_d", str(a.lr), "--lr_step", str(max(a.epochs - 2, 1)), "--val_datasets", "DAVIS-2016", "--val_every", "3",
              "--output_dir", str(out / "runs/train"), "--resume", "auto"]
     if a.pretrained:
         train += ["--pretrained", a.pretrained]

@@ -28,8 +28,9 @@ def model_parser(from_checkpoint: bool = False) -> argparse.ArgumentParser:
                    + ("; default: the checkpoint's" if from_checkpoint else ""))
     g.add_argument("--backbone", default=None,
                    help="any timm model with features_only support, instead of mobilevit_<scale>")
-    g.add_argument("--pretrained", default=None,
-                   help="local timm ImageNet state dict (.pth/.safetensors) for the encoders; nothing is downloaded")
+    if not from_checkpoint:  # inference and online tuning take every weight from the checkpoint
+        g.add_argument("--pretrained", default=None,
+                       help="local timm ImageNet state dict (.pth/.safetensors) for the encoders; nothing is downloaded")
     return p
 
 
