@@ -20,6 +20,7 @@ DATASETS = ["DAVIS-2016", "FBMS", "Youtube-objects"]
 VARIANTS = {
     "pseudo-label only": ["--lambda_adv", "0"],
     "full OAST": [],
+    "full OAST, lambda_adv 0.1": ["--lambda_adv", "0.1"],
     "without TTA": ["--tta", "identity"],
 }
 
@@ -31,7 +32,8 @@ def main() -> None:
     p.add_argument("--out_dir", default="/tmp/oast_ablation_online", help="masks and runs")
     p.add_argument("--size", type=int, nargs=2, default=(128, 224), help="input size")
     p.add_argument("--modes", nargs="+", default=["per_video", "causal"], help="online modes")
-    p.add_argument("--epochs", type=int, default=2, help="online passes per video (per_video mode)")
+    p.add_argument("--epochs", type=int, default=3, help="online passes per video (per_video mode; the demo's)")
+    p.add_argument("--lr", type=float, default=3e-4, help="student learning rate (the demo's)")
     a = p.parse_args()
     if not Path(a.weights).is_file():
         sys.exit(f"no offline checkpoint at {a.weights}: run `python scripts/demo.py` first or pass --weights")
@@ -49,7 +51,8 @@ def main() -> None:
     for mode in a.modes:
         for name, extra in VARIANTS.items():
             tag = f"{mode}_{name.replace(' ', '_')}"
-            online_finetuning.main([*common, "--mode", mode, "--epochs", str(a.epochs), *extra, "--no_tensorboard",
+            online_finetuning.main([*common, "--mode", mode, "--epochs", str(a.epochs), "--lr", str(a.lr), *extra,
+                                    "--no_tensorboard",
                                     "--save_dir", str(out / tag), "--output_dir", str(out / "runs" / tag)])
             table[f"{mode}: {name}"] = scores(evaluate_datasets(out / tag, a.data_dir, DATASETS))
     keys = ["DAVIS-2016 J&F", "DAVIS-2016 J", "DAVIS-2016 F", "FBMS J", "Youtube-objects J"]
