@@ -86,13 +86,6 @@ def labeled_frames(video: Video, stride: int = 1) -> list[str]:
     return [f for f in video.frames if f in video.label_paths][::stride]
 
 
-def frame_size(path: Path) -> tuple[int, int]:
-    """(H, W) of an image file without decoding the pixels."""
-    from PIL import Image
-    with Image.open(path) as im:
-        return im.height, im.width
-
-
 def check_sizes(video: Video, frame: str, *arrays: np.ndarray) -> None:
     """Raise naming the video and frame if the image, flow and mask sizes differ."""
     shapes = [a.shape[:2] for a in arrays]
