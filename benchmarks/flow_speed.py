@@ -26,7 +26,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from utils.flow import flow_to_image  # noqa: E402
-from utils.optical_flow import DIS_PRESETS, DISFlow, RAFTFlow, compute_video_flow, read_rgb  # noqa: E402
+from utils.io import read_rgb  # noqa: E402
+from utils.optical_flow import DIS_PRESETS, DISFlow, RAFTFlow, compute_video_flow  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

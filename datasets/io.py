@@ -3,19 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from utils.flow import read_flow_image
+from utils.io import read_rgb
 
 
 def read_image(path: str | Path) -> np.ndarray:
     """RGB ``uint8`` array ``(H, W, 3)``."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError(f"cannot read image {path} (missing or not an image)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return read_rgb(path, "image")
 
 
 def read_flow(path: str | Path) -> np.ndarray:

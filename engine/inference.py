@@ -19,17 +19,22 @@ from utils.misc import autocast
 _log = logging.getLogger(__name__)
 
 
+def hflip_logits(model: torch.nn.Module, image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Logits of the mirrored frame, mapped back to the frame's orientation.
+
+    The flow image is mirrored with its vectors (a flipped frame moves the other way).
+    """
+    return model(image.flip(-1), hflip_flow_image(flow))["logits"].flip(-1)
+
+
 @torch.no_grad()
 def predict_probs(model: torch.nn.Module, image: torch.Tensor, flow: torch.Tensor, flip: bool = False,
                   amp: bool = False, amp_dtype: str = "bf16") -> torch.Tensor:
-    """Foreground probabilities ``B x 1 x H x W``; ``flip`` averages with the mirrored pass.
-
-    The mirrored pass also mirrors the flow vectors (a flipped frame moves the other way).
-    """
+    """Foreground probabilities ``B x 1 x H x W``; ``flip`` averages with the mirrored pass."""
     with autocast(image.device, amp, amp_dtype):
         prob = model(image, flow)["logits"].float().sigmoid()
         if flip:
-            fl = model(image.flip(-1), hflip_flow_image(flow))["logits"].float().sigmoid().flip(-1)
+            fl = hflip_logits(model, image, flow).float().sigmoid()
             prob = (prob + fl) / 2
     return prob
 

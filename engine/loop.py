@@ -6,7 +6,6 @@ non-finite check across ranks and TensorBoard scalars. Each stage only writes it
 """
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from typing import Callable, Iterable
 
@@ -17,7 +16,6 @@ from tqdm import tqdm
 from utils.distributed import DistInfo, all_reduce_sum
 from utils.log import TensorBoard
 
-_log = logging.getLogger(__name__)
 Step = Callable[[dict], dict[str, torch.Tensor]]
 
 

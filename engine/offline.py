@@ -63,7 +63,8 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     v.add_argument("--val_split", default="val", help="split used for validation and best-checkpoint selection")
     v.add_argument("--val_every", type=int, default=1, help="validate every N epochs (0: never)")
     v.add_argument("--output_dir", default="runs/stage1", help="run folder: args, log, TensorBoard, checkpoints")
-    v.add_argument("--resume", default=None, help="checkpoint to resume exactly, or 'auto' (<output_dir>/checkpoint_last.pth if any)")
+    v.add_argument("--resume", default=None,
+                   help="checkpoint to resume exactly, or 'auto' (<output_dir>/checkpoint_last.pth if any)")
     v.add_argument("--finetune", default=None, help="initialise the network's weights only from this checkpoint")
     v.add_argument("--sync-bn", "--sync_bn", dest="sync_bn", action="store_true",
                    help="SyncBatchNorm across GPUs (CUDA only; ignored with a warning elsewhere)")

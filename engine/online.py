@@ -64,11 +64,13 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sharpen", type=float, default=0.5,
                    help="temperature T applied to the averaged pseudo-mask, p^(1/T) / (p^(1/T) + (1-p)^(1/T)); 1 = off")
     g.add_argument("--student_aug", type=int, default=0, choices=[0, 1],
-                   help="1: the student sees a flipped/colour-jittered view of the frame (pseudo-mask flipped to match)")
+                   help="1: the student sees a flipped/colour-jittered view of the frame "
+                        "(pseudo-mask flipped to match)")
     g.add_argument("--d_width", type=int, default=32, help="mask discriminator width")
     g.add_argument("--d_size", type=int, nargs=2, default=(128, 224), help="mask discriminator input size")
     g.add_argument("--clip_grad", type=float, default=None, help="clip gradient norm (off if unset)")
-    g.add_argument("--predict_with", default="teacher", choices=["teacher", "student"], help="network that writes masks")
+    g.add_argument("--predict_with", default="teacher", choices=["teacher", "student"],
+                   help="network that writes masks")
     g.add_argument("--flip", action="store_true", help="flip TTA when writing masks (as test.py --flip)")
     g.add_argument("--save_dir", default="outputs/online_masks", help="output root for binary masks")
     g.add_argument("--save_prob", action="store_true", help="also write probability maps")
@@ -131,7 +133,8 @@ class OnlineTuner:
         image, flow = batch["image"].to(dev), batch["flow"].to(dev)
         b = image.shape[0]
         with autocast(dev, a.amp, a.amp_dtype):
-            pseudo = sharpen(tta_probs(self.teacher, image, flow, tuple(a.tta), self.gen, tuple(a.tta_scale)), a.sharpen)
+            pseudo = tta_probs(self.teacher, image, flow, tuple(a.tta), self.gen, tuple(a.tta_scale))
+            pseudo = sharpen(pseudo, a.sharpen)
             if a.student_aug:
                 # A perturbed view for the student: learning to agree with the teacher's clean
                 # ensemble across views is what gives self-training a signal.
@@ -215,16 +218,18 @@ class OnlineTuner:
         if a.mode == "transductive":
             timing = self._run_transductive()
         else:
-            videos = sorted(self.data.video_items().items())
-            mine = videos[info.rank::info.world_size]  # whole videos per rank: no cross-rank sync needed
+            # Whole videos per rank (no cross-rank sync needed); each video's seed is its global
+            # index, so results do not depend on the number of processes.
+            videos = list(enumerate(sorted(self.data.video_items().items())))
+            mine = videos[info.rank::info.world_size]
             timing = {"frames": 0, "tune_s": 0.0, "predict_s": 0.0}
             bar = tqdm(mine, desc=f"online {a.mode}", disable=not info.is_main, dynamic_ncols=True)
-            for v_idx, (key, indices) in enumerate(bar):
+            for v_idx, (key, indices) in bar:
                 marker = self._marker(*key)
                 if a.resume and marker.is_file():
                     _log.info("skipping %s/%s (finished in an earlier run)", *key)
                     continue
-                vt = self.tune_video(key, indices, a.seed + videos.index((key, indices)))
+                vt = self.tune_video(key, indices, a.seed + v_idx)
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text(json.dumps(vt))
                 for k in timing:
@@ -260,7 +265,8 @@ class OnlineTuner:
             sampler.set_epoch(epoch)
             _, self.global_step = run_epoch(loader, self.step, info, epoch, self.tb, self.global_step, "transductive")
             if info.is_main:
-                save_checkpoint(state_path, {"model": unwrap(self.student).state_dict(), "teacher": self.teacher.state_dict(),
+                save_checkpoint(state_path, {"model": unwrap(self.student).state_dict(),
+                                             "teacher": self.teacher.state_dict(),
                                              "discriminator": unwrap(self.disc).state_dict(), "epoch": epoch,
                                              "opt_s": self.opt_s.state_dict(), "opt_d": self.opt_d.state_dict()})
             barrier()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from engine.inference import hflip_logits
 from utils.flow import hflip_flow_image
 
 TTA_VIEWS = ("identity", "flip", "jitter", "scale")
@@ -39,7 +40,7 @@ def tta_probs(model: torch.nn.Module, image: torch.Tensor, flow: torch.Tensor, v
         if view == "identity":
             logits = model(image, flow)["logits"]
         elif view == "flip":
-            logits = model(image.flip(-1), hflip_flow_image(flow))["logits"].flip(-1)
+            logits = hflip_logits(model, image, flow)
         elif view == "jitter":
             logits = model(color_jitter(image, gen), flow)["logits"]
         elif view == "scale":

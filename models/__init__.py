@@ -7,8 +7,8 @@ from models.backbone import MODEL_SCALES, backbone_name
 from models.discriminators import FeatureDiscriminator, MaskDiscriminator
 from models.two_stream import TwoStreamNet
 
-__all__ = ["build_model", "build_model_from_checkpoint", "build_feature_discriminator", "build_mask_discriminator", "model_config",
-           "TwoStreamNet", "FeatureDiscriminator", "MaskDiscriminator", "MODEL_SCALES"]
+__all__ = ["build_model", "build_model_from_checkpoint", "build_feature_discriminator", "build_mask_discriminator",
+           "model_config", "TwoStreamNet", "FeatureDiscriminator", "MaskDiscriminator", "MODEL_SCALES"]
 
 
 def model_config(model_scale: str = "xxs", backbone: str | None = None) -> dict:

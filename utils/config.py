@@ -30,7 +30,8 @@ def model_parser(from_checkpoint: bool = False) -> argparse.ArgumentParser:
                    help="any timm model with features_only support, instead of mobilevit_<scale>")
     if not from_checkpoint:  # inference and online tuning take every weight from the checkpoint
         g.add_argument("--pretrained", default=None,
-                       help="local timm ImageNet state dict (.pth/.safetensors) for the encoders; nothing is downloaded")
+                       help="local timm ImageNet state dict (.pth/.safetensors) for the encoders; "
+                            "nothing is downloaded")
     return p
 
 

@@ -31,6 +31,8 @@ import cv2
 import numpy as np
 import torch
 
+from utils.io import atomic_write, read_rgb
+
 __all__ = [
     "make_colorwheel",
     "encode_flow",
@@ -176,18 +178,17 @@ def image_to_flow(image: np.ndarray) -> np.ndarray:
 
 def read_flow_image(path: str | Path) -> np.ndarray:
     """Read an encoded flow image as RGB uint8; raises naming the file when unreadable."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError(f"cannot read flow image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return read_rgb(path, "flow image")
 
 
 def write_flow_image(path: str | Path, rgb: np.ndarray, jpeg_quality: int = 95) -> None:
-    """Write an RGB flow image; JPEG quality applies to ``.jpg`` paths."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if str(path).lower().endswith((".jpg", ".jpeg")) else []
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params):
-        raise OSError(f"cannot write flow image {path}")
+    """Write an RGB flow image atomically; JPEG quality applies to ``.jpg`` paths."""
+    suffix = Path(path).suffix.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if suffix in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise OSError(f"cannot encode flow image {path}")
+    atomic_write(path, lambda tmp: tmp.write_bytes(buf.tobytes()))
 
 
 _FLO_TAG = 202021.25

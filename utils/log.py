@@ -4,8 +4,14 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import argparse
+
+    from utils.distributed import DistInfo
 
 
 def setup_logging(run_dir: str | Path | None, rank: int = 0, name: str = "log.txt") -> None:
@@ -49,7 +55,7 @@ class TensorBoard:
             self.writer.close()
 
 
-def start_run(args, info=None):
+def start_run(args: "argparse.Namespace", info: "DistInfo | None" = None) -> "tuple[DistInfo, Path]":
     """Set up distribution, logging to ``<output_dir>/log.txt`` and ``args.yaml`` for a run.
 
     Returns ``(info, run_dir)``; shared by every stage so run folders look alike.

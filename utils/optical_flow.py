@@ -19,7 +19,6 @@ outputs are skipped (resumable) unless ``overwrite``; failures name the video an
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -31,7 +30,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from utils.flow import flow_to_image
+from utils.flow import flow_to_image, write_flow_image
+from utils.io import atomic_write, read_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ METHODS = ("dis", "raft_small", "raft_large")
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 FRAME_EXTS = (".jpg", ".jpeg", ".png")
-JPEG_QUALITY = 95  # same as utils.flow.write_flow_image
 MIN_RAFT_SIDE = 128  # torchvision RAFT: 4-level correlation pyramid on 1/8-resolution features
 
 
@@ -185,24 +184,6 @@ def list_frames(video_dir: Path) -> list[Path]:
                   if p.suffix.lower() in FRAME_EXTS and not p.name.startswith(".") and p.is_file())
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """RGB uint8 frame; raises naming the file when unreadable."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError(f"cannot read frame {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def _write_atomic(path: Path, rgb: np.ndarray) -> None:
-    """Encode as JPEG and rename into place, so an interrupted run never leaves half a file."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise OSError(f"cannot encode flow image {path}")
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
-
-
 def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, overwrite: bool = False,
                        max_frames: int | None = None, on_frame: Callable[[int], None] | None = None,
                        name: str | None = None) -> FlowStats:
@@ -228,7 +209,7 @@ def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, o
 
     def load(i: int) -> np.ndarray:
         if i not in cache:
-            cache[i] = read_rgb(frames[i])
+            cache[i] = read_rgb(frames[i], "frame")
         return cache[i]
 
     bs = getattr(estimator, "batch_size", 1)
@@ -245,7 +226,7 @@ def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, o
             for i, x, f in zip(idx, a, flows):
                 if f.shape[:2] != x.shape[:2]:
                     raise ValueError(f"flow is {f.shape[1]}x{f.shape[0]} but the frame is {x.shape[1]}x{x.shape[0]}")
-                _write_atomic(out[i], flow_to_image(f))
+                write_flow_image(out[i], flow_to_image(f))
         except Exception as e:
             raise FlowComputationError(f"video {name}, frame {frames[idx[0]].name}: {type(e).__name__}: {e}") from e
         stats.computed += len(idx)
@@ -260,12 +241,10 @@ def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, o
         if overwrite or not last.exists():
             try:
                 if len(frames) == 1:
-                    img = read_rgb(frames[0])
-                    _write_atomic(last, flow_to_image(np.zeros(img.shape[:2] + (2,), np.float32)))
+                    img = read_rgb(frames[0], "frame")
+                    write_flow_image(last, flow_to_image(np.zeros(img.shape[:2] + (2,), np.float32)))
                 else:
-                    tmp = last.with_name(f".{last.name}.part")
-                    shutil.copyfile(out[-2], tmp)
-                    os.replace(tmp, last)
+                    atomic_write(last, lambda tmp: shutil.copyfile(out[-2], tmp))
             except Exception as e:
                 raise FlowComputationError(f"video {name}, frame {frames[-1].name}: {type(e).__name__}: {e}") from e
             stats.copied += 1

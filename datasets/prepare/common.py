@@ -23,6 +23,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from utils.io import atomic_write
+
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
@@ -233,10 +235,7 @@ def read_binary_mask(path: Path, background: str = "index0", bg_value: np.ndarra
 
 def write_label(path: Path, mask: np.ndarray) -> None:
     """Write a bool mask as mode-"L" PNG (0/255) atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(tmp, format="PNG"))
 
 
 # --------------------------------------------------------------------------- images
@@ -250,17 +249,17 @@ def place_image(src: Path, dst: Path, link: bool) -> None:
             # Absolute target so the link survives moving the working directory.
             os.symlink(src.resolve(), dst)
             return
-        tmp = dst.with_name(f".{dst.name}.part")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
         return
-    tmp = dst.with_name(f".{dst.name}.part")
-    try:
+
+    def reencode(tmp: Path) -> None:
         with Image.open(src) as im:
             im.convert("RGB").save(tmp, format="JPEG", quality=JPEG_QUALITY)
+
+    try:
+        atomic_write(dst, reencode)
     except (OSError, ValueError) as e:
         raise DatasetLayoutError(f"cannot read image {src}: {e}") from e
-    os.replace(tmp, dst)
 
 
 def image_size(path: Path) -> tuple[int, int]:
