@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 DATASETS = ["DAVIS-2016", "FBMS", "Youtube-objects"]
 VARIANTS = {
     "pseudo-label only": ["--lambda_adv", "0"],
-    "full OAST": [],
+    "full OAST": [],  # the defaults: lambda_adv 1e-4, discriminator lr 1e-5
+    "full OAST, lambda_adv 1e-3, lr_d 1e-4": ["--lambda_adv", "1e-3", "--lr_d", "1e-4"],
     "full OAST, lambda_adv 0.1": ["--lambda_adv", "0.1"],
     "without TTA": ["--tta", "identity"],
 }
@@ -56,9 +57,9 @@ def main() -> None:
                                     "--save_dir", str(out / tag), "--output_dir", str(out / "runs" / tag)])
             table[f"{mode}: {name}"] = scores(evaluate_datasets(out / tag, a.data_dir, DATASETS))
     keys = ["DAVIS-2016 J&F", "DAVIS-2016 J", "DAVIS-2016 F", "FBMS J", "Youtube-objects J"]
-    print(f"\n{'variant':34s} " + " ".join(f"{k:>18s}" for k in keys))
+    print(f"\n{'variant':50s} " + " ".join(f"{k:>18s}" for k in keys))
     for name, s in table.items():
-        print(f"{name:34s} " + " ".join(f"{100 * s[k]:18.1f}" for k in keys))
+        print(f"{name:50s} " + " ".join(f"{100 * s[k]:18.1f}" for k in keys))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.io import FRAME_EXTS, list_files
+
 DATASETS = ("YouTubeVOS-2018", "DAVIS-2016", "FBMS", "Youtube-objects")
-IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+IMAGE_EXTS = FRAME_EXTS
 
 
 @dataclass
@@ -26,8 +28,8 @@ class Video:
     label_paths: dict[str, Path] = field(default_factory=dict)
 
 
-def _list_files(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in exts and not p.name.startswith(".")}
+def _by_stem(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
+    return {p.stem: p for p in list_files(folder, exts)}
 
 
 def scan_split(data_dir: str | Path, dataset: str, split: str, need_labels: bool = False,
@@ -54,7 +56,7 @@ def scan_split(data_dir: str | Path, dataset: str, split: str, need_labels: bool
         raise FileNotFoundError(f"{img_root} contains no video folders")
     out = []
     for name in names:
-        images = _list_files(img_root / name, IMAGE_EXTS)
+        images = _by_stem(img_root / name, IMAGE_EXTS)
         if not images:
             raise FileNotFoundError(f"{dataset}/{split}: video {name!r} has no frames in {img_root / name}")
         flow_dir = root / "flows" / name
@@ -62,7 +64,7 @@ def scan_split(data_dir: str | Path, dataset: str, split: str, need_labels: bool
             raise FileNotFoundError(
                 f"{dataset}/{split}: video {name!r} has no flow folder {flow_dir}; "
                 f"run scripts/compute_flow.py --data_dir {data_dir} --datasets {dataset}")
-        flows = _list_files(flow_dir, IMAGE_EXTS)
+        flows = _by_stem(flow_dir, IMAGE_EXTS)
         missing = [f for f in images if f not in flows]
         if missing:
             raise FileNotFoundError(
@@ -72,7 +74,7 @@ def scan_split(data_dir: str | Path, dataset: str, split: str, need_labels: bool
         if read_labels:
             label_dir = root / "labels" / name
             if label_dir.is_dir():
-                labels = {k: v for k, v in _list_files(label_dir, (".png",)).items() if k in images}
+                labels = {k: v for k, v in _by_stem(label_dir, (".png",)).items() if k in images}
             if need_labels and not labels:
                 raise FileNotFoundError(f"{dataset}/{split}: video {name!r} has no label files in {label_dir}")
         out.append(Video(dataset, name, sorted(images), images, flows, labels))

@@ -41,6 +41,8 @@ _log = logging.getLogger(__name__)
 
 
 def add_online_args(p: argparse.ArgumentParser) -> None:
+    """Online options. The learning rates (1e-5, both networks) and ``lambda_adv`` (1e-4) are
+    the authors' published settings; passes, EMA, TTA views and sharpening are ours (README)."""
     g = p.add_argument_group("online self-tuning")
     g.add_argument("--weights", "--weight", nargs="+", required=True,
                    help="offline checkpoint(s) (several are averaged) to start student and teacher from")
@@ -54,10 +56,10 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--causal_steps", type=int, default=1, help="causal mode: tuning steps per incoming batch")
     g.add_argument("--batch_size", type=int, default=2, help="frames per tuning step")
     g.add_argument("--lr", type=float, default=1e-5, help="student AdamW learning rate")
-    g.add_argument("--lr_d", type=float, default=1e-4, help="mask discriminator AdamW learning rate")
+    g.add_argument("--lr_d", type=float, default=1e-5, help="mask discriminator AdamW learning rate")
     g.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW weight decay")
     g.add_argument("--ema", type=float, default=0.99, help="teacher = ema * teacher + (1 - ema) * student")
-    g.add_argument("--lambda_adv", type=float, default=1e-3, help="weight of the student's adversarial loss (0: off)")
+    g.add_argument("--lambda_adv", type=float, default=1e-4, help="weight of the student's adversarial loss (0: off)")
     g.add_argument("--tta", nargs="+", default=list(TTA_VIEWS), choices=TTA_VIEWS,
                    help="teacher views averaged into pseudo-masks ('--tta identity': no TTA)")
     g.add_argument("--tta_scale", type=float, nargs=2, default=(0.5, 1.5), help="rescale-view factor range")

@@ -3,10 +3,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
+
+
+FRAME_EXTS = (".jpg", ".jpeg", ".png")
+
+
+def list_files(folder: str | Path, exts: Sequence[str] = FRAME_EXTS) -> list[Path]:
+    """Visible files of ``folder`` whose lower-case suffix is in ``exts``, sorted by name.
+
+    Hidden files are skipped, among them the ``.<name>.part`` files of unfinished writes.
+    """
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.suffix.lower() in exts and not p.name.startswith(".") and p.is_file())
 
 
 def read_rgb(path: str | Path, what: str = "image") -> np.ndarray:

@@ -31,14 +31,13 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.flow import flow_to_image, write_flow_image
-from utils.io import atomic_write, read_rgb
+from utils.io import FRAME_EXTS, atomic_write, list_files, read_rgb
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("dis", "raft_small", "raft_large")
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
-FRAME_EXTS = (".jpg", ".jpeg", ".png")
 MIN_RAFT_SIDE = 128  # torchvision RAFT: 4-level correlation pyramid on 1/8-resolution features
 
 
@@ -180,8 +179,7 @@ class FlowStats:
 
 def list_frames(video_dir: Path) -> list[Path]:
     """Frame files of a video in temporal (lexicographic) order."""
-    return sorted(p for p in video_dir.iterdir()
-                  if p.suffix.lower() in FRAME_EXTS and not p.name.startswith(".") and p.is_file())
+    return list_files(video_dir, FRAME_EXTS)
 
 
 def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, overwrite: bool = False,

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from utils.io import atomic_write
+from utils.io import atomic_write, list_files  # noqa: F401  (list_files: re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -102,12 +102,6 @@ def require_dir(path: Path, what: str, expected: str) -> Path:
     if not path.is_dir():
         raise DatasetLayoutError(f"{what}: missing folder {path}; expected {expected}")
     return path
-
-
-def list_files(folder: Path, exts: Sequence[str]) -> list[Path]:
-    """Visible files of ``folder`` whose suffix (lower case) is in ``exts``, sorted by name."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."))
 
 
 def list_dirs(folder: Path) -> list[Path]:
