@@ -20,7 +20,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out_dir", default="/tmp/oast_ablation_offline", help="work folder")
     p.add_argument("--epochs", type=int, default=5, help="epochs per run")
-    p.add_argument("--lambda_adv", type=float, nargs="+", default=[0.0, 1e-3, 1e-2], help="weights to compare (0 = supervised only)")
+    p.add_argument("--lambda_adv", type=float, nargs="+", default=[0.0, 1e-4, 1e-3, 1e-2],
+                   help="weights to compare (0 = supervised only)")
+    p.add_argument("--unlabeled_bn", nargs="+", default=["separate", "joint"], choices=["separate", "joint"],
+                   help="BatchNorm batching of unlabeled frames in the adversarial runs")
     p.add_argument("--seed", type=int, default=0, help="seed of data and training")
     a = p.parse_args()
 
@@ -32,20 +35,22 @@ def main() -> None:
     if not (data / ".complete").is_file():
         make_synthetic_dataset(data, a.seed)
         (data / ".complete").touch()
+    runs = [(lam, bn) for lam in a.lambda_adv for bn in (["-"] if lam == 0 else a.unlabeled_bn)]
     rows = {}
-    for lam in a.lambda_adv:
-        run = out / f"lambda_{lam:g}"
+    for lam, bn in runs:
+        run = out / f"lambda_{lam:g}_{bn}"
         last = unlabeled_train.main(["--data_dir", str(data), "--output_dir", str(run), "--model_scale", "xxs",
                                      "--size", "128", "224", "--batch_size", "4", "--lr", "5e-4", "--lr_d", "5e-4",
                                      "--epochs", str(a.epochs), "--lambda_adv", str(lam), "--workers", "1",
+                                     "--unlabeled_bn", "separate" if bn == "-" else bn,
                                      "--seed", str(a.seed), "--no_tensorboard"])
         log = (run / "log.txt").read_text().splitlines()
-        rows[lam] = [float(line.split("val_J ")[1].split()[0]) for line in log if "val_J" in line]
-        rows[lam].append(last["val_J"]) if not rows[lam] else None
+        js = [float(line.split("val_J ")[1].split()[0]) for line in log if "val_J" in line]
+        rows[(lam, bn)] = js or [last["val_J"]]
     print(f"\nvalidation J on synthetic DAVIS-2016 val (target style), seed {a.seed}, per epoch:")
-    for lam, js in rows.items():
-        name = "supervised only" if lam == 0 else f"adversarial, lambda_adv {lam:g}"
-        print(f"  {name:32s} " + " ".join(f"{100 * j:5.1f}" for j in js))
+    for (lam, bn), js in rows.items():
+        name = "supervised only" if lam == 0 else f"adversarial, lambda_adv {lam:g}, {bn} BN"
+        print(f"  {name:44s} " + " ".join(f"{100 * j:5.1f}" for j in js))
 
 
 if __name__ == "__main__":

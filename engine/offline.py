@@ -4,7 +4,9 @@ Labeled frames are learned with BCE + IoU. While adversarial training is on
 (``epoch >= start_adv`` and ``lambda_adv > 0``) each step also draws an unlabeled batch; the
 generator is pushed to make unlabeled-frame features look "labeled" to a feature
 discriminator, which is then updated on detached labeled (real) vs unlabeled (fake) features.
-Labeled and unlabeled frames share one forward pass, so DDP sees one forward and one backward.
+Labeled and unlabeled frames go through the network in two calls inside one module forward
+(``PairedForward``): BatchNorm batches stay single-domain, and DDP still sees one forward
+and one backward per step.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -53,6 +56,9 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--youtube_stride", type=int, default=10, help="keep every N-th annotated YouTube-VOS frame")
     g.add_argument("--lambda_adv", type=float, default=1e-4, help="weight of the generator's adversarial loss")
     g.add_argument("--start_adv", type=int, default=0, help="first epoch (0-based) with adversarial training")
+    g.add_argument("--unlabeled_bn", default="separate", choices=["separate", "joint"],
+                   help="separate: labeled and unlabeled frames in separate BatchNorm batches; joint: one "
+                        "concatenated batch (measured much worse, benchmarks/ablation_offline.py)")
     g.add_argument("--d_width", type=int, default=64, help="feature discriminator width")
     g.add_argument("--clip_grad", type=float, default=None, help="clip gradient norm to this value (off if unset)")
     g.add_argument("--scale_range", type=float, nargs=2, default=(0.8, 1.25), help="random scale range of crops")
@@ -72,6 +78,30 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     v.add_argument("--no_tensorboard", action="store_true", help="disable TensorBoard logging")
 
 
+class PairedForward(nn.Module):
+    """The network applied to a labeled and an optional unlabeled batch in one forward.
+
+    ``joint=False`` calls the network twice, so every BatchNorm batch holds one kind of
+    frame; ``joint=True`` concatenates both batches into one call. Either way this is a
+    single module forward, so DDP sees one forward per backward: autograd sums a
+    parameter's two gradient contributions before DDP's hook on it fires.
+    """
+
+    def __init__(self, net: nn.Module, joint: bool = False):
+        super().__init__()
+        self.net, self.joint = net, joint
+
+    def forward(self, image: torch.Tensor, flow: torch.Tensor, u_image: torch.Tensor | None = None,
+                u_flow: torch.Tensor | None = None) -> tuple[dict, dict | None]:
+        if u_image is None:
+            return self.net(image, flow), None
+        if not self.joint:
+            return self.net(image, flow), self.net(u_image, u_flow)
+        b = image.shape[0]
+        out = self.net(torch.cat([image, u_image]), torch.cat([flow, u_flow]))
+        return {k: v[:b] for k, v in out.items()}, {k: v[b:] for k, v in out.items()}
+
+
 class OfflineTrainer:
     """Builds model, discriminator, data, optimizers from ``args``; ``fit()`` trains."""
 
@@ -88,12 +118,13 @@ class OfflineTrainer:
             _log.info("initialised the network from %s (weights only)", args.finetune)
         if args.sync_bn:
             model = convert_sync_bn(model, self.info)
-        model, disc = model.to(dev), disc.to(dev)
+        self.net, disc = model.to(dev), disc.to(dev)  # the bare network: saved, validated
+        model = PairedForward(self.net, joint=args.unlabeled_bn == "joint")
         if self.info.distributed:
             ids = [dev.index] if dev.type == "cuda" else None
             model, disc = DDP(model, device_ids=ids), DDP(disc, device_ids=ids)
-        self.model, self.disc = model, disc
-        self.opt_g = build_optimizer(model.parameters(), args.lr, args.weight_decay)
+        self.model, self.disc = model, disc  # what trains: PairedForward, DDP-wrapped when distributed
+        self.opt_g = build_optimizer(self.net.parameters(), args.lr, args.weight_decay)
         self.opt_d = build_optimizer(disc.parameters(), args.lr_d, args.weight_decay)
         self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, args.lr_step, args.lr_gamma)
         self.sched_d = torch.optim.lr_scheduler.StepLR(self.opt_d, args.lr_step, args.lr_gamma)
@@ -143,12 +174,13 @@ class OfflineTrainer:
         a, dev = self.args, self.info.device
         image, flow, mask = batch["image"].to(dev), batch["flow"].to(dev), batch["mask"].to(dev)
         b = image.shape[0]
+        u_image = u_flow = None
         if unlabeled is not None:
             ub = next(unlabeled)
-            image, flow = torch.cat([image, ub["image"].to(dev)]), torch.cat([flow, ub["flow"].to(dev)])
+            u_image, u_flow = ub["image"].to(dev), ub["flow"].to(dev)
         with autocast(dev, a.amp, a.amp_dtype):
-            out = self.model(image, flow)  # labeled frames first, then unlabeled ones
-        logits = out["logits"][:b]
+            out, u_out = self.model(image, flow, u_image, u_flow)
+        logits = out["logits"]
         seg = seg_loss(logits, mask)
         loss, logs = seg, {}
         if unlabeled is not None:
@@ -157,13 +189,13 @@ class OfflineTrainer:
             d = unwrap(self.disc)
             d.requires_grad_(False)
             with autocast(dev, a.amp, a.amp_dtype):
-                adv = adversarial_loss(d(out["features"][b:]), real=True)
+                adv = adversarial_loss(d(u_out["features"]), real=True)
             d.requires_grad_(True)
             loss = seg + a.lambda_adv * adv
             logs["adv"] = adv.detach()
-        optimizer_step(loss, self.opt_g, self.scaler_g, self.model.parameters(), a.clip_grad)
+        optimizer_step(loss, self.opt_g, self.scaler_g, self.net.parameters(), a.clip_grad)
         if unlabeled is not None:
-            feats = out["features"].detach()  # B_l real (labeled) + B_u fake (unlabeled)
+            feats = torch.cat([out["features"], u_out["features"]]).detach()  # B_l real + B_u fake
             with autocast(dev, a.amp, a.amp_dtype):
                 d_logits = self.disc(feats)
             d_loss = 0.5 * (adversarial_loss(d_logits[:b], True) + adversarial_loss(d_logits[b:], False))
@@ -173,7 +205,7 @@ class OfflineTrainer:
 
     # checkpoints -------------------------------------------------------------------------
     def state(self, epoch: int) -> dict:
-        return {"model": unwrap(self.model).state_dict(), "discriminator": unwrap(self.disc).state_dict(),
+        return {"model": self.net.state_dict(), "discriminator": unwrap(self.disc).state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
                 "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
@@ -191,7 +223,7 @@ class OfflineTrainer:
         if ckpt.get("stage") != "offline" or "opt_g" not in ckpt:
             raise ValueError(f"{path} is not an offline-training checkpoint with optimizer state; "
                              f"use --finetune to start from its weights")
-        load_model_weights(unwrap(self.model), path, self.cfg)
+        load_model_weights(self.net, path, self.cfg)
         unwrap(self.disc).load_state_dict(ckpt["discriminator"])
         for name in ("opt_g", "opt_d", "sched_g", "sched_d", "scaler_g", "scaler_d"):
             getattr(self, name).load_state_dict(ckpt[name])
@@ -234,7 +266,7 @@ class OfflineTrainer:
             last = {**means, "lr": lr, "epoch": epoch}
             val_j = None
             if self.val is not None and ((epoch + 1) % a.val_every == 0 or epoch == a.epochs - 1):
-                res, samples = validate(unwrap(self.model), self.val, info, a.batch_size * 2, a.workers, a.amp,
+                res, samples = validate(self.net, self.val, info, a.batch_size * 2, a.workers, a.amp,
                                         a.amp_dtype)
                 val_j = res["J"]
                 last["val_J"] = val_j
@@ -251,7 +283,7 @@ class OfflineTrainer:
 
     def evaluate_only(self) -> float:
         """Validation J of the current weights (no training)."""
-        res, _ = validate(unwrap(self.model), self.val, self.info, self.args.batch_size * 2, self.args.workers,
+        res, _ = validate(self.net, self.val, self.info, self.args.batch_size * 2, self.args.workers,
                           self.args.amp, self.args.amp_dtype)
         return res["J"]
 

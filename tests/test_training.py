@@ -9,7 +9,7 @@ import torch
 import torch.multiprocessing as mp
 
 import unlabeled_train
-from engine.offline import OfflineTrainer
+from engine.offline import OfflineTrainer, PairedForward
 from utils.checkpoint import load_checkpoint
 
 SMALL = ["--model_scale", "xxs", "--size", "64", "96", "--batch_size", "2", "--workers", "0",
@@ -28,13 +28,46 @@ def _same(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_adversarial_step_updates_discriminator(synthetic_dir, tmp_path):
-    tr = OfflineTrainer(_args(synthetic_dir, tmp_path, "--epochs", "1", "--max_steps_per_epoch", "1"))
+@pytest.mark.parametrize("bn", ["separate", "joint"])
+def test_adversarial_step_updates_discriminator(synthetic_dir, tmp_path, bn):
+    tr = OfflineTrainer(_args(synthetic_dir, tmp_path, "--epochs", "1", "--max_steps_per_epoch", "1",
+                              "--unlabeled_bn", bn))
     before = {k: v.clone() for k, v in tr.disc.state_dict().items()}
     out = tr.fit()
     assert "adv" in out and "d" in out
     after = tr.disc.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+class _ConvBN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4)
+
+    def forward(self, image, flow):
+        f = self.bn(self.conv(image + flow))
+        return {"logits": f[:, :1], "features": f}
+
+
+def test_paired_forward_keeps_batchnorm_batches_apart():
+    torch.manual_seed(0)
+    net = _ConvBN().train()
+    lab, unl = torch.rand(2, 3, 5, 5), 3 + 5 * torch.rand(3, 3, 5, 5)  # a very different unlabeled domain
+    zeros_l, zeros_u = torch.zeros_like(lab), torch.zeros_like(unl)
+    alone = _ConvBN().train()
+    alone.load_state_dict(net.state_dict())
+    ref_l, ref_u = alone(lab, zeros_l), alone(unl, zeros_u)
+
+    out, u_out = PairedForward(net)(lab, zeros_l, unl, zeros_u)
+    assert torch.allclose(out["features"], ref_l["features"]) and torch.allclose(u_out["features"], ref_u["features"])
+    assert u_out["features"].shape[0] == 3
+    # Joint: the labeled frames are normalised with the unlabeled ones' statistics too.
+    out_j, u_out_j = PairedForward(net, joint=True)(lab, zeros_l, unl, zeros_u)
+    assert out_j["features"].shape[0] == 2 and u_out_j["features"].shape[0] == 3
+    assert not torch.allclose(out_j["features"], ref_l["features"], atol=1e-2)
+    # Without an unlabeled batch it is the bare network.
+    out, none = PairedForward(net)(lab, zeros_l)
+    assert none is None and out["features"].shape == ref_l["features"].shape
 
 
 def test_lambda_zero_equals_supervised_only(synthetic_dir, tmp_path):
@@ -85,7 +118,7 @@ def test_finetune_loads_weights_only(synthetic_dir, tmp_path):
     tr = OfflineTrainer(_args(synthetic_dir, tmp_path / "s2", "--epochs", "1", "--labeled_datasets", "DAVIS-2016",
                               "--finetune", str(tmp_path / "s1/checkpoint_last.pth")))
     assert tr.start_epoch == 0
-    assert _same(tr.model.state_dict(), _weights(tmp_path / "s1/checkpoint_last.pth"))
+    assert _same(tr.net.state_dict(), _weights(tmp_path / "s1/checkpoint_last.pth"))
 
 
 def _free_port() -> int:
@@ -98,7 +131,6 @@ def _ddp_worker(rank: int, world: int, port: int, data: str, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from engine.loop import unwrap
     from utils.distributed import cleanup
 
     args = unlabeled_train.get_parser().parse_args(["--data_dir", data, "--output_dir", out, *SMALL, "--epochs", "1",
@@ -106,7 +138,7 @@ def _ddp_worker(rank: int, world: int, port: int, data: str, out: str) -> None:
                                                     "--val_datasets", "FBMS"])
     tr = OfflineTrainer(args)
     tr.fit()
-    net = unwrap(tr.model)
+    net = tr.net
     torch.save({"params": {k: v.detach() for k, v in net.named_parameters()},
                 "buffers": {k: v for k, v in net.named_buffers() if v.is_floating_point()}},
                os.path.join(out, f"weights_rank{rank}.pt"))
