@@ -23,6 +23,8 @@ VARIANTS = {
     "full OAST, lambda_adv 1e-3, lr_d 1e-4": ["--lambda_adv", "1e-3", "--lr_d", "1e-4"],
     "full OAST, lambda_adv 0.1": ["--lambda_adv", "0.1"],
     "without TTA": ["--tta", "identity"],
+    "TTA without the rescale view": ["--tta", "identity", "flip", "jitter"],
+    "sharpen 0.25": ["--sharpen", "0.25"],
 }
 
 
