@@ -87,7 +87,8 @@ def schedule(counts: dict[tuple[str, str], Counts | None], speeds: Speeds, ngpu:
         rows.append({"stage": name, "frames": frames, "steps": steps, "seconds": steps * speeds.offline_step,
                      "missing": missing})
         val = counts.get(VAL)
-        n_val = epochs // val_every if val_every > 0 else 0
+        # The trainer validates every val_every-th epoch and after the last one.
+        n_val = math.ceil(epochs / val_every) if val_every > 0 else 0
         rows.append({"stage": f"  validation ({n_val}x {VAL[0]} {VAL[1]})", "frames": val.frames if val else 0,
                      "steps": None,
                      "seconds": n_val * math.ceil(val.frames / ngpu) * speeds.infer_frame if val else 0.0,

@@ -14,7 +14,6 @@ import numpy as np
 from utils.io import FRAME_EXTS, list_files
 
 DATASETS = ("YouTubeVOS-2018", "DAVIS-2016", "FBMS", "Youtube-objects")
-IMAGE_EXTS = FRAME_EXTS
 
 
 @dataclass
@@ -56,7 +55,7 @@ def scan_split(data_dir: str | Path, dataset: str, split: str, need_labels: bool
         raise FileNotFoundError(f"{img_root} contains no video folders")
     out = []
     for name in names:
-        images = _by_stem(img_root / name, IMAGE_EXTS)
+        images = _by_stem(img_root / name, FRAME_EXTS)
         if not images:
             raise FileNotFoundError(f"{dataset}/{split}: video {name!r} has no frames in {img_root / name}")
         flow_dir = root / "flows" / name
@@ -64,7 +63,7 @@ def scan_split(data_dir: str | Path, dataset: str, split: str, need_labels: bool
             raise FileNotFoundError(
                 f"{dataset}/{split}: video {name!r} has no flow folder {flow_dir}; "
                 f"run scripts/compute_flow.py --data_dir {data_dir} --datasets {dataset}")
-        flows = _by_stem(flow_dir, IMAGE_EXTS)
+        flows = _by_stem(flow_dir, FRAME_EXTS)
         missing = [f for f in images if f not in flows]
         if missing:
             raise FileNotFoundError(

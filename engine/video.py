@@ -41,8 +41,8 @@ from tqdm import tqdm
 
 from engine.inference import MaskWriter
 from engine.tta import TTA_VIEWS
-from utils.optical_flow import DIS_PRESETS, METHODS, FRAME_EXTS, FlowStats, compute_video_flow, list_frames, \
-    make_estimator
+from utils.io import FRAME_EXTS, list_files
+from utils.optical_flow import DIS_PRESETS, METHODS, FlowStats, compute_video_flow, make_estimator
 
 _log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def iter_input_frames(path: Path, stride: int = 1, max_frames: int | None = None
         raise ValueError(f"--max_frames must be >= 1, got {max_frames}")
     kept = 0
     if path.is_dir():
-        files = list_frames(path)
+        files = list_files(path)
         if not files:
             raise VideoInputError(f"{path}: no frames (.jpg/.jpeg/.png files) in this folder")
         for f in files[::stride]:
@@ -200,7 +200,7 @@ def _input_fps(path: Path) -> float | None:
 def _input_frame_count(path: Path, stride: int, max_frames: int | None) -> int | None:
     """Expected number of kept frames for the progress bar (containers may not know it)."""
     if path.is_dir():
-        n = len(list_frames(path))
+        n = len(list_files(path))
     else:
         cap = cv2.VideoCapture(str(path))
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
@@ -213,7 +213,7 @@ def _input_frame_count(path: Path, stride: int, max_frames: int | None) -> int |
 
 def _signature(path: Path, stride: int, max_frames: int | None) -> dict:
     """Identifies an extraction: the input files (name, size, mtime) and the frame selection."""
-    files = [path] if path.is_file() else list_frames(path)
+    files = [path] if path.is_file() else list_files(path)
     return {"input": str(path.resolve()), "stride": stride, "max_frames": max_frames,
             "files": [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]}
 
@@ -235,7 +235,7 @@ def extract_frames(path: Path, work_root: Path, name: str, stride: int = 1, max_
             old = json.loads(record.read_text())
         except (OSError, ValueError):
             old = {}
-        names = [p.stem for p in list_frames(images_dir)]
+        names = [p.stem for p in list_files(images_dir)]
         if old.get("signature") == sig and names and names == old.get("frames"):
             _log.info("reusing %d frames extracted earlier in %s", len(names), images_dir)
             return ExtractedFrames(names, tuple(old["size"]), old.get("fps"), reused=True)
@@ -277,7 +277,7 @@ def extract_frames(path: Path, work_root: Path, name: str, stride: int = 1, max_
 def compute_flow(images_dir: Path, flows_dir: Path, method: str = "dis", progress: bool = True,
                  **options) -> FlowStats:
     """Flow images of one video (step 2); existing ones are reused. ``options`` go to ``make_estimator``."""
-    n = len(list_frames(images_dir))
+    n = len(list_files(images_dir))
     bar = tqdm(total=n, desc=f"flow ({method})", unit="frame", disable=not progress, dynamic_ncols=True)
     try:
         stats = compute_video_flow(images_dir, flows_dir, make_estimator(method, **options), on_frame=bar.update,

@@ -54,3 +54,11 @@ def test_frames_option_parsing():
     assert wt.parse_frames(["YouTubeVOS-2018/train=18000"]) == {("YouTubeVOS-2018", "train"): wt.Counts(18000)}
     with pytest.raises(SystemExit, match="NAME/SPLIT=COUNT"):
         wt.parse_frames(["YouTubeVOS-2018=18000"])
+
+
+def test_validation_count_follows_the_trainer():
+    counts = {("DAVIS-2016", "train"): wt.Counts(20), ("DAVIS-2016", "val"): wt.Counts(10)}
+    rows = wt.schedule(counts, wt.Speeds(1.0, 1.0, 1.0), 1, 2, 1, 2, stage1_epochs=30, stage2_epochs=8, val_every=4)
+    # epochs 3, 7, ..., 27 and the last (29): 8; for 8 epochs: 3 and 7
+    assert [r["stage"].strip() for r in rows if "validation" in r["stage"]] == [
+        "validation (8x DAVIS-2016 val)", "validation (2x DAVIS-2016 val)"]

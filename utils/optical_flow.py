@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.flow import flow_to_image, write_flow_image
-from utils.io import FRAME_EXTS, atomic_write, list_files, read_rgb
+from utils.io import atomic_write, list_files, read_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -177,11 +177,6 @@ class FlowStats:
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
 
-def list_frames(video_dir: Path) -> list[Path]:
-    """Frame files of a video in temporal (lexicographic) order."""
-    return list_files(video_dir, FRAME_EXTS)
-
-
 def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, overwrite: bool = False,
                        max_frames: int | None = None, on_frame: Callable[[int], None] | None = None,
                        name: str | None = None) -> FlowStats:
@@ -191,7 +186,7 @@ def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, o
     true forward flow to frame N, so a later full run just continues.
     """
     name = name or images_dir.name
-    frames = list_frames(images_dir)
+    frames = list_files(images_dir)
     if not frames:
         raise FlowComputationError(f"video {name}: no frames in {images_dir}")
     n_out = len(frames) if max_frames is None else min(len(frames), max_frames)
@@ -280,7 +275,7 @@ def find_videos(data_dir: str | Path, dataset: str, splits: Sequence[str] | None
 
 
 def _count_frames(images_dir: Path, max_frames: int | None) -> int:
-    n = len(list_frames(images_dir))
+    n = len(list_files(images_dir))
     return n if max_frames is None else min(n, max_frames)
 
 

@@ -29,8 +29,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
 MASK_EXTS = (".png", ".pgm", ".ppm", ".pbm", ".bmp", ".jpg", ".jpeg")
-_JPEG_EXTS = (".jpg", ".jpeg")
-_LOSSY_EXTS = (".jpg", ".jpeg")
+_JPEG_EXTS = (".jpg", ".jpeg")  # copied as they are; lossy, so masks in them are thresholded
 JPEG_QUALITY = 95
 
 
@@ -224,7 +223,7 @@ def binarize(arr: np.ndarray, mode: str, background: str = "index0", lossy: bool
 def read_binary_mask(path: Path, background: str = "index0", bg_value: np.ndarray | None = None) -> np.ndarray:
     """Read one annotation file and return the union-of-objects bool mask."""
     arr, mode = _load_array(path)
-    return binarize(arr, mode, background, path.suffix.lower() in _LOSSY_EXTS, bg_value)
+    return binarize(arr, mode, background, path.suffix.lower() in _JPEG_EXTS, bg_value)
 
 
 def write_label(path: Path, mask: np.ndarray) -> None:
@@ -305,7 +304,7 @@ def convert_video(job: VideoJob, data_dir: Path, link: bool = True, overwrite: b
         arr, mode = _load_array(f.label)
         if bg_value is not None and bg_value.ndim == 1 and arr.ndim == 2:
             arr = np.repeat(arr[..., None], bg_value.shape[0], -1)
-        mask = binarize(arr, mode, job.background, f.label.suffix.lower() in _LOSSY_EXTS, bg_value)
+        mask = binarize(arr, mode, job.background, f.label.suffix.lower() in _JPEG_EXTS, bg_value)
         w, h = image_size(f.image)
         if mask.shape != (h, w):
             raise DatasetLayoutError(
