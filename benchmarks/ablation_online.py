@@ -43,7 +43,7 @@ def main() -> None:
 
     import online_finetuning
     import test as test_script
-    from engine.pipeline import scores
+    from evaluation.summary import scores
     from evaluation import evaluate_datasets
 
     out = Path(a.out_dir)

@@ -83,9 +83,28 @@ def run_epoch(loader: Iterable, step: Step, info: DistInfo, epoch: int, tb: Tens
     return meters.means(reduce=info.distributed), global_step
 
 
-def build_optimizer(params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW, the optimizer of every stage."""
+def build_optimizer(params: Iterable[nn.Parameter] | list[dict], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW, the optimizer of every stage; ``params`` may be parameter groups (dicts)."""
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in params]
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
     return torch.optim.AdamW([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay)
+
+
+def encoder_param_groups(net: nn.Module, lr: float, encoder_lr_mult: float) -> list[dict]:
+    """Encoders (ImageNet-initialised) at ``lr * encoder_lr_mult``, everything else at ``lr``."""
+    enc = [p for n, p in net.named_parameters() if n.startswith(("rgb_encoder.", "flow_encoder."))]
+    ids = {id(p) for p in enc}
+    rest = [p for p in net.parameters() if id(p) not in ids]
+    return [{"params": enc, "lr": lr * encoder_lr_mult}, {"params": rest, "lr": lr}]
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Put every BatchNorm of ``module`` in eval mode: running statistics stay as loaded."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
 
 
 def grad_scaler(device: torch.device, amp: bool, amp_dtype: str) -> torch.amp.GradScaler:

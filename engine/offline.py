@@ -25,9 +25,10 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
 from datasets import FrameDataset, TrainAugment, collate_frames
-from engine.loop import build_optimizer, grad_scaler, optimizer_step, run_epoch, unwrap
+from engine.loop import (build_optimizer, encoder_param_groups, freeze_batchnorm, grad_scaler, optimizer_step,
+                         run_epoch, unwrap)
 from engine.validate import validate
-from models import build_feature_discriminator, build_model, model_config
+from models import build_feature_discriminator, build_model
 from models.losses import adversarial_loss, batch_iou, seg_loss
 from utils.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from utils.distributed import DistInfo, barrier, convert_sync_bn
@@ -47,6 +48,12 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW weight decay (both networks)")
     g.add_argument("--lr_step", type=int, default=10, help="decay both learning rates every N epochs")
     g.add_argument("--lr_gamma", type=float, default=0.1, help="learning-rate decay factor")
+    g.add_argument("--encoder_lr_mult", type=float, default=1.0,
+                   help="learning rate of both encoders relative to --lr (ImageNet-initialised encoders may want < 1)")
+    g.add_argument("--freeze_encoder_bn", action="store_true",
+                   help="keep the encoders' BatchNorm statistics as loaded (small batches)")
+    g.add_argument("--lr_schedule", default="step", choices=["step", "cosine"],
+                   help="step: x lr_gamma every lr_step epochs (paper); cosine: to 0 over --epochs, per step")
     g.add_argument("--labeled_datasets", nargs="+", default=["YouTubeVOS-2018", "DAVIS-2016"],
                    help="labeled sets (train split)")
     g.add_argument("--labeled_split", default="train", help="split folder of the labeled sets")
@@ -110,8 +117,8 @@ class OfflineTrainer:
         self.info, self.run_dir = start_run(args, info)
         seed_everything(args.seed, self.info.rank)
         dev = self.info.device
-        self.cfg = model_config(args.model_scale, args.backbone)
         model = build_model(args.model_scale, args.backbone, args.pretrained)
+        self.cfg = model.config
         disc = build_feature_discriminator(model, args.d_width)
         if args.finetune:
             load_model_weights(model, args.finetune, self.cfg)
@@ -124,17 +131,31 @@ class OfflineTrainer:
             ids = [dev.index] if dev.type == "cuda" else None
             model, disc = DDP(model, device_ids=ids), DDP(disc, device_ids=ids)
         self.model, self.disc = model, disc  # what trains: PairedForward, DDP-wrapped when distributed
-        self.opt_g = build_optimizer(self.net.parameters(), args.lr, args.weight_decay)
+        # One parameter group unless the encoders get their own rate (keeps old runs resumable).
+        params = (self.net.parameters() if args.encoder_lr_mult == 1
+                  else encoder_param_groups(self.net, args.lr, args.encoder_lr_mult))
+        self.opt_g = build_optimizer(params, args.lr, args.weight_decay)
         self.opt_d = build_optimizer(disc.parameters(), args.lr_d, args.weight_decay)
-        self.sched_g = torch.optim.lr_scheduler.StepLR(self.opt_g, args.lr_step, args.lr_gamma)
-        self.sched_d = torch.optim.lr_scheduler.StepLR(self.opt_d, args.lr_step, args.lr_gamma)
+        self._build_data()
+        self.sched_g, self.sched_d = self._scheduler(self.opt_g), self._scheduler(self.opt_d)
         self.scaler_g = grad_scaler(dev, args.amp, args.amp_dtype)
         self.scaler_d = grad_scaler(dev, args.amp, args.amp_dtype)
-        self._build_data()
         self.start_epoch, self.global_step, self.best_j = 0, 0, -1.0
         self.tb = TensorBoard(self.run_dir / "tb", enabled=self.info.is_main and not args.no_tensorboard)
         if args.resume:
             self._resume(args.resume)
+
+    def _scheduler(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        """The paper's step decay (stepped per epoch), or a per-step cosine for short runs."""
+        a = self.args
+        if a.lr_schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(a.epochs * self.steps_per_epoch, 1))
+        return torch.optim.lr_scheduler.StepLR(opt, a.lr_step, a.lr_gamma)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        n = len(self.loader)
+        return n if self.args.max_steps_per_epoch is None else min(n, self.args.max_steps_per_epoch)
 
     # data ------------------------------------------------------------------------------
     def _build_data(self) -> None:
@@ -194,6 +215,8 @@ class OfflineTrainer:
             loss = seg + a.lambda_adv * adv
             logs["adv"] = adv.detach()
         optimizer_step(loss, self.opt_g, self.scaler_g, self.net.parameters(), a.clip_grad)
+        if a.lr_schedule == "cosine":
+            self._step_schedulers()
         if unlabeled is not None:
             feats = torch.cat([out["features"], u_out["features"]]).detach()  # B_l real + B_u fake
             with autocast(dev, a.amp, a.amp_dtype):
@@ -202,6 +225,14 @@ class OfflineTrainer:
             optimizer_step(d_loss, self.opt_d, self.scaler_d, self.disc.parameters(), a.clip_grad)
             logs["d"] = d_loss.detach()
         return {"loss": loss.detach(), "seg": seg.detach(), "iou": batch_iou(logits, mask).mean(), **logs}
+
+    def _step_schedulers(self) -> None:
+        self.sched_g.step()
+        with warnings.catch_warnings():
+            # Before --start_adv the discriminator never steps, but its schedule must
+            # still advance so both learning rates decay together.
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+            self.sched_d.step()
 
     # checkpoints -------------------------------------------------------------------------
     def state(self, epoch: int) -> dict:
@@ -253,16 +284,15 @@ class OfflineTrainer:
             adversarial = self.unlabeled is not None and epoch >= a.start_adv
             unl = self._unlabeled_batches(epoch) if adversarial else None
             self.model.train()
-            steps = len(self.loader) if a.max_steps_per_epoch is None else min(len(self.loader), a.max_steps_per_epoch)
+            if a.freeze_encoder_bn:
+                freeze_batchnorm(self.net.rgb_encoder)
+                freeze_batchnorm(self.net.flow_encoder)
+            steps = self.steps_per_epoch
             means, self.global_step = run_epoch(islice(self.loader, steps), lambda b: self.step(b, unl), info, epoch,
                                                 self.tb, self.global_step, "train", a.log_every, total=steps)
-            lr = self.opt_g.param_groups[0]["lr"]
-            self.sched_g.step()
-            with warnings.catch_warnings():
-                # Before --start_adv the discriminator never steps, but its schedule must
-                # still advance so both learning rates decay together.
-                warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
-                self.sched_d.step()
+            lr = self.opt_g.param_groups[-1]["lr"]  # the decoder's (the last group)
+            if a.lr_schedule == "step":
+                self._step_schedulers()
             last = {**means, "lr": lr, "epoch": epoch}
             val_j = None
             if self.val is not None and ((epoch + 1) % a.val_every == 0 or epoch == a.epochs - 1):

@@ -62,6 +62,8 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lambda_adv", type=float, default=1e-4, help="weight of the student's adversarial loss (0: off)")
     g.add_argument("--tta", nargs="+", default=list(TTA_VIEWS), choices=TTA_VIEWS,
                    help="teacher views averaged into pseudo-masks ('--tta identity': no TTA)")
+    g.add_argument("--tta_average", default="probs", choices=["probs", "logits"],
+                   help="how the teacher's views are combined: mean probability, or mean logit then sigmoid")
     g.add_argument("--tta_scale", type=float, nargs=2, default=(0.5, 1.5), help="rescale-view factor range")
     g.add_argument("--sharpen", type=float, default=0.5,
                    help="temperature T applied to the averaged pseudo-mask, p^(1/T) / (p^(1/T) + (1-p)^(1/T)); 1 = off")
@@ -135,7 +137,8 @@ class OnlineTuner:
         image, flow = batch["image"].to(dev), batch["flow"].to(dev)
         b = image.shape[0]
         with autocast(dev, a.amp, a.amp_dtype):
-            pseudo = tta_probs(self.teacher, image, flow, tuple(a.tta), self.gen, tuple(a.tta_scale))
+            pseudo = tta_probs(self.teacher, image, flow, tuple(a.tta), self.gen, tuple(a.tta_scale),
+                               a.tta_average)
             pseudo = sharpen(pseudo, a.sharpen)
             if a.student_aug:
                 # A perturbed view for the student: learning to agree with the teacher's clean

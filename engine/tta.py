@@ -32,9 +32,17 @@ def rescaled_size(hw: tuple[int, int], factor: float, multiple: int = 32) -> tup
 
 @torch.no_grad()
 def tta_probs(model: torch.nn.Module, image: torch.Tensor, flow: torch.Tensor, views: tuple[str, ...],
-              gen: torch.Generator, scale_range: tuple[float, float] = (0.5, 1.5)) -> torch.Tensor:
-    """Average foreground probability over the views, each mapped back to the frame's grid."""
-    probs = []
+              gen: torch.Generator, scale_range: tuple[float, float] = (0.5, 1.5),
+              average: str = "probs") -> torch.Tensor:
+    """Foreground probability averaged over the views, each mapped back to the frame's grid.
+
+    ``average="probs"`` averages the views' probabilities; ``"logits"`` averages their
+    logits and then applies the sigmoid (the authors' choice), which lets one confident
+    view outvote several unsure ones.
+    """
+    if average not in ("probs", "logits"):
+        raise ValueError(f"average must be 'probs' or 'logits', got {average!r}")
+    outs = []
     hw = tuple(image.shape[-2:])
     for view in views:
         if view == "identity":
@@ -51,8 +59,9 @@ def tta_probs(model: torch.nn.Module, image: torch.Tensor, flow: torch.Tensor, v
             logits = F.interpolate(small, size=hw, mode="bilinear", align_corners=False)
         else:
             raise ValueError(f"unknown TTA view {view!r}; choose from {TTA_VIEWS}")
-        probs.append(logits.float().sigmoid())
-    return torch.stack(probs).mean(0)
+        outs.append(logits.float() if average == "logits" else logits.float().sigmoid())
+    mean = torch.stack(outs).mean(0)
+    return mean.sigmoid() if average == "logits" else mean
 
 
 def sharpen(prob: torch.Tensor, temperature: float) -> torch.Tensor:

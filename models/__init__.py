@@ -5,31 +5,47 @@ from pathlib import Path
 
 from models.backbone import MODEL_SCALES, backbone_name
 from models.discriminators import FeatureDiscriminator, MaskDiscriminator
+from models.pretrained import IMAGENET_MEAN, IMAGENET_STD, input_normalisation, pip_weights, resolve_pretrained
 from models.two_stream import TwoStreamNet
 
 __all__ = ["build_model", "build_model_from_checkpoint", "build_feature_discriminator", "build_mask_discriminator",
            "model_config", "TwoStreamNet", "FeatureDiscriminator", "MaskDiscriminator", "MODEL_SCALES"]
 
 
-def model_config(model_scale: str = "xxs", backbone: str | None = None) -> dict:
-    """The architecture description stored in every checkpoint."""
-    return {"model_scale": model_scale, "backbone": backbone_name(model_scale, backbone)}
+def model_config(model_scale: str = "xxs", backbone: str | None = None,
+                 pretrained: str | Path | None = None) -> dict:
+    """The architecture description stored in every checkpoint.
+
+    A weight package named by ``pretrained`` implies its backbone; ``mean``/``std`` are the
+    input normalisation of the encoders' weights (timm's ``pretrained_cfg`` otherwise).
+    """
+    entry = pip_weights(pretrained)
+    if entry is not None:
+        if backbone not in (None, entry.backbone):
+            raise ValueError(f"--pretrained {pretrained} holds {entry.backbone} weights, not --backbone {backbone}")
+        backbone = entry.backbone
+    name = backbone_name(model_scale, backbone)
+    mean, std = input_normalisation(name, pretrained)
+    return {"model_scale": model_scale, "backbone": name, "mean": list(mean), "std": list(std)}
 
 
 def build_model(model_scale: str = "xxs", backbone: str | None = None,
-                pretrained: str | Path | None = None) -> TwoStreamNet:
+                pretrained: str | Path | None = None, config: dict | None = None) -> TwoStreamNet:
     """Two-stream network on ``mobilevit_<model_scale>`` (or any timm ``backbone``).
 
-    ``pretrained`` is a local timm ImageNet state dict for the backbone; nothing is
-    downloaded. Without it the network is randomly initialised.
+    ``pretrained`` is a local ImageNet state dict for the backbone, or the short name of an
+    installed weight package (``models.pretrained.PIP_WEIGHTS``); nothing is downloaded.
+    Without it the network is randomly initialised. ``config`` (a checkpoint's
+    ``model_config``) replaces the other arguments. The result's ``config`` attribute is the
+    ``model_config`` to store with its weights.
     """
-    net = TwoStreamNet(backbone_name(model_scale, backbone))
+    cfg = dict(config) if config is not None else model_config(model_scale, backbone, pretrained)
+    # Checkpoints written before the normalisation was recorded used ImageNet's.
+    mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+    net = TwoStreamNet(cfg["backbone"], mean=mean, std=std)
+    net.config = {**cfg, "mean": list(mean), "std": list(std)}
     if pretrained:
-        if not Path(pretrained).is_file():
-            raise FileNotFoundError(
-                f"--pretrained {pretrained}: file not found. Download the timm ImageNet weights for "
-                f"{net.rgb_encoder.name} once (see README, 'Pretrained weights') and pass the local path.")
-        net.load_backbone_weights(str(pretrained))
+        net.load_backbone_weights(str(resolve_pretrained(pretrained)))
     return net
 
 
@@ -57,6 +73,7 @@ def build_model_from_checkpoint(weights: str | Path | list[str | Path], model_sc
     scale = model_scale or ckpt_cfg.get("model_scale", "s")
     if backbone is None and model_scale is None:
         backbone = ckpt_cfg.get("backbone")
-    model = build_model(model_scale=scale, backbone=backbone)
-    load_model_weights(model, paths, model_config(scale, backbone))
+    cfg = {**ckpt_cfg, "model_scale": scale, "backbone": backbone_name(scale, backbone)}
+    model = build_model(config=cfg)
+    load_model_weights(model, paths, cfg)
     return model

@@ -9,13 +9,12 @@ import timm
 import torch
 from torch import nn
 
+from models.pretrained import classifier_state_dict, convert_by_order, is_efficientnet_pytorch
 from utils.weights import load_state_dict_file
 
 _log = logging.getLogger(__name__)
 
 MODEL_SCALES = ("xxs", "xs", "s")
-# Classifier parameters in an ImageNet checkpoint that an encoder legitimately ignores.
-_HEAD_PREFIXES = ("head.", "fc.", "classifier.", "head_drop", "global_pool.")
 
 
 def backbone_name(model_scale: str, backbone: str | None = None) -> str:
@@ -44,13 +43,20 @@ class Encoder(nn.Module):
         return self.body(x)
 
     def load_imagenet(self, path: str | Path) -> None:
-        """Load a timm classifier state dict (.pth/.safetensors) into the encoder, strictly.
+        """Load an ImageNet classifier's weights into the encoder, strictly.
 
-        Keys are matched through timm's feature-wrapper renaming (``stages.0`` is stored as
-        ``stages_0``); classifier heads are ignored; anything else missing or unexpected is
-        an error that lists the keys, because a silent partial load is worse than none.
+        ``path`` holds timm keys (.pth/.safetensors) or the ``efficientnet_pytorch`` layout,
+        converted by order with shape checks. Keys are matched through timm's
+        feature-wrapper renaming (``stages.0`` is stored as ``stages_0``). What to ignore is
+        decided by timm's full classifier for this backbone: its layers that the
+        ``features_only`` network lacks (head convolution, final norm, classifier) are
+        skipped; anything else missing or unexpected is an error that lists the keys, because
+        a silent partial load is worse than none.
         """
         src = load_state_dict_file(path)
+        full = classifier_state_dict(self.name)
+        if is_efficientnet_pytorch(src):
+            src = convert_by_order(src, full, path)
         own = self.body.state_dict()
         loaded, missing = {}, []
         for key in own:
@@ -61,7 +67,8 @@ class Encoder(nn.Module):
             else:
                 missing.append(key)
         used = {re.sub(r"^([A-Za-z]+)_(\d+)\.", r"\1.\2.", k) for k in loaded} | set(loaded)
-        unexpected = [k for k in src if k not in used and not k.startswith(_HEAD_PREFIXES)]
+        ignored = [k for k in src if k not in used and k in full]
+        unexpected = [k for k in src if k not in used and k not in full]
         bad_shape = [k for k, v in loaded.items() if tuple(v.shape) != tuple(own[k].shape)]
         if missing or unexpected or bad_shape:
             raise ValueError(
@@ -69,6 +76,5 @@ class Encoder(nn.Module):
                 f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected keys "
                 f"(e.g. {unexpected[:3]}), {len(bad_shape)} shape mismatches (e.g. {bad_shape[:3]})")
         self.body.load_state_dict(loaded, strict=True)
-        ignored = [k for k in src if k.startswith(_HEAD_PREFIXES)]
-        _log.info("loaded %d tensors for %s from %s (ignored classifier keys: %s)",
+        _log.info("loaded %d tensors for %s from %s (ignored, not in the features_only network: %s)",
                   len(loaded), self.name, path, ignored or "none")

@@ -8,9 +8,7 @@ from torch import nn
 from models.backbone import Encoder
 from models.decoder import Decoder
 from models.fusion import MotionAppearanceFusion
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from models.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
 
 class TwoStreamNet(nn.Module):
@@ -19,10 +17,11 @@ class TwoStreamNet(nn.Module):
     ``forward(image, flow)`` takes RGB frames and flow images as float tensors in [0, 1]
     (``B x 3 x H x W``, any H, W) and returns ``{"logits": B x 1 x H x W, "features":
     B x C x H/32 x W/32}``; the features (fused deepest level) feed the offline
-    feature discriminator.
+    feature discriminator. ``mean``/``std`` normalise both inputs as the encoders' ImageNet
+    weights expect (flow images are images too).
     """
 
-    def __init__(self, backbone: str, max_width: int = 128):
+    def __init__(self, backbone: str, max_width: int = 128, mean: tuple = IMAGENET_MEAN, std: tuple = IMAGENET_STD):
         super().__init__()
         self.rgb_encoder = Encoder(backbone)
         self.flow_encoder = Encoder(backbone)
@@ -32,8 +31,8 @@ class TwoStreamNet(nn.Module):
         self.decoder = Decoder(widths)
         self.stride = self.rgb_encoder.reductions[-1]
         self.feature_channels = widths[-1]
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, image: torch.Tensor, flow: torch.Tensor) -> dict[str, torch.Tensor]:
         if image.shape != flow.shape:

@@ -4,6 +4,8 @@
     python scripts/segment_video.py --input my.mp4 --weights ckpt.pth --output_dir out/
     python scripts/segment_video.py --input frames_folder/ --weights ckpt.pth --output_dir out/ \\
         --flow raft_small --raft_weights raft_small.pth --online --online_epochs 2 --overlay frames
+    python scripts/segment_video.py --input my.mp4 --weights ckpt.pth --output_dir out/ \\
+        --size 224 416 --flow_size network          # fast: flow at the network input size
 
 Outputs (<video> is the input's name, or --name):
   <output_dir>/masks/<video>/<frame>.png   binary masks (0/255) at the frame size
@@ -11,10 +13,12 @@ Outputs (<video> is the input's name, or --name):
   <output_dir>/overlay.mp4                 frames with the mask drawn on them (overlay.avi
                                            with MJPG if no mp4 writer is available), or
   <output_dir>/overlay/<frame>.jpg         the same as frames (--overlay frames)
-  <output_dir>/work/custom/val/{images,flows}/<video>/   extracted frames and flow images;
-                                           a rerun with the same input reuses them
-Frames are numbered 00000, 00001, ... after --stride/--max_frames; work/<video>.source.json
-maps each back to its input frame index or file name.
+  <output_dir>/work/custom/val/{images,flows}/<video>/   extracted frames and flow images
+                                           (--pipeline files, and --online); a rerun with
+                                           the same input and flow settings reuses them
+Frames are numbered 00000, 00001, ... after --stride/--max_frames; with the work folder,
+work/<video>.source.json maps each back to its input frame index or file name. The default
+memory pipeline keeps frames and flow in memory and writes only masks and the overlay.
 """
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
-from engine.video import add_video_args, segment_video  # noqa: E402
+from engine.video import segment_video  # noqa: E402
+from engine.video_args import add_video_args  # noqa: E402
 from utils.config import HelpFormatter, model_parser, parse_with_config, runtime_parser  # noqa: E402
 from utils.log import setup_logging  # noqa: E402
 from utils.optical_flow import FlowComputationError  # noqa: E402

@@ -6,7 +6,7 @@ import pytest
 import online_finetuning
 import unlabeled_train
 from engine.offline import OfflineTrainer
-from engine.pipeline import scores
+from evaluation.summary import scores
 from evaluation import evaluate_datasets
 
 pytestmark = pytest.mark.slow

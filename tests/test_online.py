@@ -113,6 +113,29 @@ def test_tta_views():
         tta_probs(model, x, f, ("rotate",), g)
 
 
+class _ConstantLogits(torch.nn.Module):
+    """Logit +4 on the identity view, -1 on the flipped one (flow is ignored)."""
+
+    def forward(self, image: torch.Tensor, flow: torch.Tensor) -> dict:
+        flipped = image[..., 0, 0, 0] > 0.5  # the test puts 1 in the left column of the identity view
+        val = torch.where(flipped, torch.tensor(-1.0), torch.tensor(4.0)).view(-1, 1, 1, 1)
+        return {"logits": val.expand(image.shape[0], 1, *image.shape[-2:])}
+
+
+def test_tta_average_logits_vs_probs():
+    x, f = torch.zeros(1, 3, 4, 6), torch.zeros(1, 3, 4, 6)
+    x[..., -1] = 1.0  # after the flip view mirrors it, the left column is 1
+    g = torch.Generator().manual_seed(0)
+    views = ("identity", "flip")
+    probs = tta_probs(_ConstantLogits(), x, f, views, g, average="probs")
+    logits = tta_probs(_ConstantLogits(), x, f, views, g, average="logits")
+    s = torch.sigmoid
+    assert torch.allclose(probs, (s(torch.tensor(4.0)) + s(torch.tensor(-1.0))) / 2 * torch.ones_like(probs))
+    assert torch.allclose(logits, s(torch.tensor(1.5)) * torch.ones_like(logits))  # sigmoid((4 - 1) / 2)
+    with pytest.raises(ValueError, match="'probs' or 'logits'"):
+        tta_probs(_ConstantLogits(), x, f, views, g, average="median")
+
+
 def test_resume_continues_at_unfinished_video(ckpt, davis_copy, tmp_path, monkeypatch):
     args = ["--weights", str(ckpt), "--data_dir", str(davis_copy), "--test_datasets", "DAVIS-2016", *BASE,
             "--epochs", "1", "--videos", "davis000", "davis001", "davis002", "--output_dir", str(tmp_path / "run"),

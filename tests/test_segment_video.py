@@ -1,6 +1,7 @@
 """scripts/segment_video.py: video file and frames-folder inputs, online path, overlays, errors."""
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 from pathlib import Path
@@ -10,8 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.video import (VideoInputError, compute_flow, extract_frames, iter_input_frames, open_video_writer,
-                          overlay_frame, segment_video, video_name)
+import engine.video as video_method
+from engine.video import FlowAtSize, compute_flow, network_flow_image, online_args, online_parser, segment_video
+from engine.video_io import (VideoInputError, extract_frames, iter_input_frames, open_video_writer, overlay_frame,
+                             video_name)
+from utils.flow import flow_to_image
 from models import build_model, model_config
 from utils.checkpoint import save_checkpoint
 
@@ -90,7 +94,7 @@ def _count_video_frames(path: Path) -> tuple[int, tuple[int, int] | None]:
 
 def test_video_file_masks_overlay_video_and_resume(ckpt, video_file, tmp_path):
     out = tmp_path / "out"
-    argv = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(out), *FAST]
+    argv = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(out), *FAST, "--pipeline", "files"]
     assert script.main(argv) == 0
     name = "my_clip"  # the file name, made folder-safe
     masks = _masks(out / "masks" / name)
@@ -207,3 +211,248 @@ def test_every_option_has_help():
     assert not missing
     text = " ".join(parser.format_help().split())  # independent of the terminal width
     assert "--online_epochs" in text and "(default: dis)" in text
+
+
+# --------------------------------------------------------------------------- speed options
+STAGE_KEYS = {"frames_s", "flow_s", "model_s", "network_s", "masks_s", "overlay_s", "total_s"}
+
+
+def _probs(d: Path) -> np.ndarray:
+    return np.stack([m.astype(np.float32) / 255 for m in _masks(d)])
+
+
+def test_memory_pipeline_writes_no_frames_and_records_stage_timings(ckpt, video_file, tmp_path):
+    out = tmp_path / "out"
+    args = script.get_parser().parse_args(["--input", str(video_file), "--weights", str(ckpt), "--output_dir",
+                                           str(out), *FAST])
+    result = segment_video(args, progress=False)
+    assert result.pipeline == "memory" and result.frames == N and result.size == (H, W)
+    assert len(_masks(out / "masks/my_clip")) == N
+    assert _count_video_frames(result.overlay) == (N, (H, W))
+    # No JPEG round trip: the work folder holds only the record of where each frame came from.
+    assert sorted(p.name for p in (out / "work").iterdir()) == ["my_clip.source.json"]
+    assert json.loads((out / "work/my_clip.source.json").read_text())["sources"] == [str(i) for i in range(N)]
+    assert result.flow.computed == N - 1 and result.flow.copied == 1
+    t = result.timing
+    assert set(t) == STAGE_KEYS and all(v > 0 for v in t.values())
+    assert sum(v for k, v in t.items() if k != "total_s") <= t["total_s"]
+
+
+def test_files_pipeline_stage_timings_and_online_tuning_time(ckpt, video_file, tmp_path):
+    base = ["--input", str(video_file), "--weights", str(ckpt), *FAST, "--max_frames", "4", "--overlay", "none"]
+    files = segment_video(script.get_parser().parse_args([*base, "--output_dir", str(tmp_path / "f"),
+                                                          "--pipeline", "files"]), progress=False)
+    assert files.pipeline == "files" and set(files.timing) == STAGE_KEYS
+    assert all(files.timing[k] > 0 for k in ("frames_s", "flow_s", "model_s", "network_s", "masks_s"))
+    online = segment_video(script.get_parser().parse_args([*base, "--output_dir", str(tmp_path / "o"), "--online",
+                                                           "--online_epochs", "1", "--tta", "identity"]),
+                           progress=False)
+    assert online.pipeline == "files"  # auto: the tuner reads the work folder
+    assert set(online.timing) == STAGE_KEYS | {"tune_s"} and online.timing["tune_s"] > 0
+    assert sum(v for k, v in online.timing.items() if k != "total_s") <= online.timing["total_s"]
+
+
+def test_memory_and_files_pipelines_feed_the_network_alike(ckpt, video_file, tmp_path, monkeypatch):
+    import engine.inference
+
+    seen: dict[str, list[torch.Tensor]] = {"memory": [], "files": []}
+
+    def recording(key, real):
+        def predict(model, image, flow, *a, **k):
+            seen[key].append(torch.cat([image, flow], 1).float())
+            return real(model, image, flow, *a, **k)
+        return predict
+
+    monkeypatch.setattr(video_method, "predict_probs", recording("memory", video_method.predict_probs))
+    monkeypatch.setattr(engine.inference, "predict_probs", recording("files", engine.inference.predict_probs))
+    base = ["--input", str(video_file), "--weights", str(ckpt), *FAST, "--overlay", "none"]
+    assert script.main([*base, "--output_dir", str(tmp_path / "m")]) == 0
+    assert script.main([*base, "--output_dir", str(tmp_path / "f"), "--pipeline", "files"]) == 0
+    mem, files = torch.cat(seen["memory"]), torch.cat(seen["files"])
+    assert mem.shape == files.shape == (N, 6, H, W)
+    # Same frames in the same order; they differ only by the files pipeline's JPEG copy of each frame
+    # (and the flow computed from it), not in channel order, flow direction or alignment.
+    # Measured: 0.013 and 0.004; swapped colour channels give 0.07, frames in reverse order 0.09 (flow).
+    assert (mem[:, :3] - files[:, :3]).abs().mean() < 0.025
+    assert (mem[:, 3:] - files[:, 3:]).abs().mean() < 0.02
+    assert (mem[:, :3] - files[:, :3].flip(1)).abs().mean() > 0.05  # the bounds can tell such errors apart
+    assert (mem[:, 3:] - files[:, 3:].flip(0)).abs().mean() > 0.05
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "contiguous"])
+def test_memory_format_option(ckpt, video_file, tmp_path, monkeypatch, fmt):
+    seen = []
+    real = video_method.predict_probs
+
+    def predict(model, image, flow, *a, **k):
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+        layouts = {t.is_contiguous(memory_format=torch.channels_last) for t in (image, flow, conv.weight)}
+        seen.append(layouts)
+        out = real(model, image, flow, *a, **k)
+        # The same network in the other layout computes the same probabilities.
+        other = torch.contiguous_format if fmt == "channels_last" else torch.channels_last
+        ref = real(copy.deepcopy(model).to(memory_format=other), image.contiguous(memory_format=other),
+                   flow.contiguous(memory_format=other), *a, **k)
+        assert torch.allclose(out, ref, atol=1e-5)
+        return out
+
+    monkeypatch.setattr(video_method, "predict_probs", predict)
+    assert script.main(["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(tmp_path), *FAST,
+                        "--max_frames", "3", "--overlay", "none", "--memory_format", fmt]) == 0
+    assert seen and all(s == {fmt == "channels_last"} for s in seen)
+
+
+class _RecordingFlow:
+    """DIS flow that records the size of the frames it is given."""
+
+    def __init__(self, inner):
+        self.inner, self.batch_size, self.sizes = inner, 1, set()
+
+    def __call__(self, first, second):
+        self.sizes |= {a.shape[:2] for a in first} | {b.shape[:2] for b in second}
+        return self.inner(first, second)
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Every flow estimator made by engine.video records its input sizes; the network's flow
+    inputs are recorded too."""
+    made, net_flows = [], []
+    real_make, real_predict = video_method.make_estimator, video_method.predict_probs
+
+    def make(method, **options):
+        made.append(_RecordingFlow(real_make(method, **options)))
+        return made[-1]
+
+    def predict(model, image, flow, *a, **k):
+        net_flows.append(tuple(flow.shape))
+        return real_predict(model, image, flow, *a, **k)
+
+    monkeypatch.setattr(video_method, "make_estimator", make)
+    monkeypatch.setattr(video_method, "predict_probs", predict)
+    return made, net_flows
+
+
+def test_reduced_flow_size_memory_pipeline(ckpt, video_file, tmp_path, recorded):
+    made, net_flows = recorded
+    argv = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(tmp_path / "o"), *FAST,
+            "--size", "32", "64", "--flow_size", "16x24", "--overlay", "none"]
+    result = segment_video(script.get_parser().parse_args(argv), progress=False)
+    assert made[0].sizes == {(16, 24)}  # flow estimated on downscaled frames
+    assert set(net_flows) == {(4, 3, 32, 64)}  # flow images reach the network at its input size
+    assert result.flow_size == (16, 24) and len(_masks(tmp_path / "o/masks/my_clip")) == N
+    assert all(m.shape == (H, W) for m in _masks(tmp_path / "o/masks/my_clip"))  # masks at the frame size
+
+    # "network" means --size; a size above the frame's means the frame's (no upscaling).
+    for spec, size, expected in (("network", ("32", "48"), (32, 48)), ("200x300", ("32", "48"), None)):
+        made.clear()
+        argv = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(tmp_path / spec), *FAST,
+                "--size", *size, "--flow_size", spec, "--overlay", "none", "--max_frames", "3"]
+        result = segment_video(script.get_parser().parse_args(argv), progress=False)
+        assert result.flow_size == expected and made[0].sizes == {expected or (H, W)}
+
+
+def test_reduced_flow_size_files_pipeline_and_flow_reuse(ckpt, video_file, tmp_path, recorded):
+    made, _ = recorded
+    argv = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(tmp_path / "o"), *FAST,
+            "--pipeline", "files", "--overlay", "none"]
+    parse = script.get_parser().parse_args
+    first = segment_video(parse([*argv, "--flow_size", "32x48"]), progress=False)
+    assert made[-1].sizes == {(32, 48)} and first.flow.computed == N - 1
+    flows = sorted((tmp_path / "o/work/custom/val/flows/my_clip").glob("*.jpg"))
+    # Stored flow images keep the frame size, as the dataset code requires.
+    assert len(flows) == N and all(cv2.imread(str(f)).shape == (H, W, 3) for f in flows)
+    again = segment_video(parse([*argv, "--flow_size", "32x48"]), progress=False)
+    assert again.flow.computed == 0 and again.flow.skipped == N
+    # Other flow settings: the stored flow images no longer apply and are recomputed.
+    other = segment_video(parse([*argv, "--flow_size", "frame"]), progress=False)
+    assert other.flow.computed == N - 1 and made[-1].sizes == {(H, W)}
+    preset = segment_video(parse([*argv, "--dis_preset", "fast"]), progress=False)
+    assert preset.flow.computed == N - 1
+
+
+def test_flow_vectors_follow_the_resize():
+    # Flow estimated at a quarter of the width and half the height: (1, 1) there is (4, 2) in frame pixels.
+    small = np.ones((10, 20, 2), np.float32)
+    expected = flow_to_image(np.broadcast_to(np.array([4.0, 2.0], np.float32), (10, 20, 2)).copy())
+    assert np.array_equal(network_flow_image(small, (20, 80), (10, 20), jpeg=False), expected)
+    assert not np.array_equal(flow_to_image(small), expected)  # the scaling is visible in the encoding
+    with_jpeg = network_flow_image(small, (20, 80), (10, 20), jpeg=True)
+    assert with_jpeg.shape == (10, 20, 3) and np.abs(with_jpeg.astype(int) - expected).max() <= 8
+
+    class Constant:
+        batch_size = 1
+
+        def __call__(self, first, second):
+            self.seen = first[0].shape[:2]
+            return [np.ones((*a.shape[:2], 2), np.float32) for a in first]
+
+    inner = Constant()
+    frames = [np.zeros((20, 80, 3), np.uint8)] * 2
+    out = FlowAtSize(inner, (10, 20))(frames[:1], frames[1:])[0]
+    assert inner.seen == (10, 20) and out.shape == (20, 80, 2)
+    assert np.allclose(out[..., 0], 4.0) and np.allclose(out[..., 1], 2.0)
+
+
+def test_bad_options(ckpt, video_file, tmp_path, capsys):
+    base = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(tmp_path / "o"), *FAST]
+    assert script.main([*base, "--online", "--pipeline", "memory"]) == 2
+    assert "--online needs --pipeline files" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.get_parser().parse_args([*base, "--flow_size", "half"])
+
+
+def test_online_options_come_from_the_online_parser_pieces(ckpt, tmp_path):
+    import online_finetuning
+
+    argv = ["--weights", str(ckpt), "--data_dir", "d", "--epochs", "3", "--tta", "identity", "flip"]
+    assert vars(online_parser().parse_args(argv)) == vars(online_finetuning.get_parser().parse_args(argv))
+    args = script.get_parser().parse_args(["--input", "x.mp4", "--weights", str(ckpt), "--output_dir",
+                                           str(tmp_path), *FAST, "--online", "--online_epochs", "3", "--flip"])
+    ns = online_args(args, tmp_path / "work", "clip")
+    assert (ns.epochs, ns.videos, ns.data_dir, ns.predict_with, ns.flip, ns.size) == (
+        3, ["clip"], str(tmp_path / "work"), "teacher", True, [H, W])
+
+
+def test_video_modules_do_not_import_entry_scripts():
+    import ast
+
+    entry = {p.stem for p in ROOT.glob("*.py")}
+    for path in (ROOT / "engine").glob("video*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not {n.split(".")[0] for n in names} & entry, f"{path.name} imports an entry script"
+
+
+def test_benchmark_table_and_skip(ckpt, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("segment_speed", ROOT / "benchmarks" / "segment_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--weights", str(ckpt), "--input", str(tmp_path / "absent")]) == 0
+    assert capsys.readouterr().out.startswith("skipped:")
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(_frames(5)):
+        cv2.imwrite(str(folder / f"{i:05d}.jpg"), f)
+    assert bench.main(["--weights", str(ckpt), "--input", str(folder), "--size", str(H), str(W), "--repeat", "1",
+                       "--configs", "old", "default", "--online_frames", "2"]) == 0
+    out = capsys.readouterr().out
+    table = out.split("seconds per stage")[1].split("\n\n")[0].splitlines()[2:]  # after the title and header
+    rows = {line.split()[0]: line.split() for line in table}
+    assert set(rows) == {"old", "default"}
+    assert rows["old"][1] == "5" and rows["old"][-2] == "1.000"  # IoU of the reference with itself
+    assert float(rows["default"][-2]) > 0.5
+    online = [line.split() for line in out.splitlines() if line.startswith("online ") and "stage" not in line]
+    assert len(online) == 1 and online[0][1] == "2" and float(online[0][-1]) > 0  # tuning s/frame
+
+
+def test_default_size_is_the_checkpoints_training_size(tmp_path):
+    from engine.video import training_size
+    from utils.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "run.pth", {"model": {}, "args": {"size": [96, 160]}})
+    save_checkpoint(tmp_path / "bare.pth", {"model": {}})
+    assert training_size([str(tmp_path / "run.pth")]) == (96, 160)
+    assert training_size(tmp_path / "bare.pth") == (384, 640)

@@ -1,0 +1,98 @@
+"""Command-line options of ``scripts/segment_video.py`` (model and runtime options come from
+the parent parsers of :mod:`utils.config`)."""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from engine.tta import TTA_VIEWS
+from engine.video_io import DEFAULT_FPS, OVERLAY_MODES
+from utils.optical_flow import DIS_PRESETS, METHODS
+
+PIPELINES = ("auto", "memory", "files")
+FLOW_SIZES = ("frame", "network")
+MEMORY_FORMATS = ("channels_last", "contiguous")
+
+
+def flow_size_arg(text: str) -> str | tuple[int, int]:
+    """``--flow_size`` value: ``frame``, ``network``, or ``HxW`` (e.g. ``240x427``)."""
+    if text in FLOW_SIZES:
+        return text
+    m = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*", text)
+    if m is None or min(int(m.group(1)), int(m.group(2))) < 8:
+        raise argparse.ArgumentTypeError(f"expected 'frame', 'network' or HxW (each >= 8), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def add_video_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``scripts/segment_video.py``."""
+    g = p.add_argument_group("input")
+    g.add_argument("--input", required=True, type=Path,
+                   help="video file (mp4, avi, ... anything OpenCV decodes) or folder of .jpg/.png frames (sorted)")
+    g.add_argument("--name", default=None,
+                   help="video name used for output folders; default: the input's file or folder name")
+    g.add_argument("--stride", type=int, default=1, help="keep every N-th input frame")
+    g.add_argument("--max_frames", type=int, default=None, help="keep at most N frames (after --stride)")
+    g.add_argument("--pipeline", default="auto", choices=PIPELINES,
+                   help="memory: frames and flow stay in memory and each batch goes decode -> flow -> network -> "
+                        "mask -> overlay (fastest; the flow image is encoded at the network input size; nothing "
+                        "to resume); files: frames and flow images are written as JPEGs under <output_dir>/work "
+                        "and read back (a rerun reuses them; the behaviour of earlier versions); auto: memory, or "
+                        "files with --online (the tuner reads the work folder)")
+
+    g = p.add_argument_group("optical flow")
+    g.add_argument("--flow", default="dis", choices=METHODS,
+                   help="flow back end: OpenCV DIS (CPU, no weights) or torchvision RAFT")
+    g.add_argument("--dis_preset", default="medium", choices=sorted(DIS_PRESETS), help="DIS speed/quality preset")
+    g.add_argument("--flow_size", type=flow_size_arg, default="frame", metavar="{frame,network,HxW}",
+                   help="size the frames are downscaled to before flow estimation: frame (none), network "
+                        "(--size), or HxW; never upscaled. Much cheaper, but less accurate: DIS flow at 224x416 "
+                        "instead of 480p cost about 4.6 J points on four DAVIS sequences (lite0 model). Files "
+                        "pipeline: the flow is scaled back to the frame size before encoding")
+    g.add_argument("--raft_weights", type=Path, default=None,
+                   help="RAFT state dict file; omitted: torchvision's pretrained weights (needs internet)")
+    g.add_argument("--raft_size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="run RAFT at this size (multiples of 8); the flow is resized back")
+    g.add_argument("--flow_batch_size", type=int, default=4, help="frame pairs per RAFT forward pass")
+
+    g = p.add_argument_group("segmentation")
+    g.add_argument("--weights", "--weight", nargs="+", required=True,
+                   help="trained checkpoint(s); several are averaged into one model")
+    g.add_argument("--output_dir", type=Path, required=True,
+                   help="output root: masks/<video>/, overlay.mp4 or overlay/, work/ (frames, flows)")
+    g.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="network input size (frames are resized to it; masks come back at the frame size); "
+                        "default: the size the checkpoint was trained at, else 384 640")
+    g.add_argument("--batch_size", type=int, default=4, help="frames per forward pass")
+    g.add_argument("--memory_format", default="channels_last", choices=MEMORY_FORMATS,
+                   help="network tensor layout for plain inference; channels_last is faster for convolutions on "
+                        "CPU and gives the same masks up to float rounding")
+    g.add_argument("--workers", type=int, default=2,
+                   help="DataLoader worker processes (files pipeline and --online)")
+    g.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
+    g.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold of the masks")
+    g.add_argument("--save_prob", action="store_true", help="also write probability maps to <output_dir>/probs/")
+
+    g = p.add_argument_group("online self-tuning")
+    g.add_argument("--online", action="store_true",
+                   help="adapt the model to this video first (OAST online stage; the teacher writes the masks)")
+    g.add_argument("--online_epochs", type=int, default=2, help="tuning passes over the video's frames")
+    g.add_argument("--online_batch_size", type=int, default=2, help="frames per tuning step")
+    g.add_argument("--online_lr", type=float, default=1e-5, help="student learning rate")
+    g.add_argument("--online_mode", default="per_video", choices=["per_video", "causal"],
+                   help="per_video: tune, then predict; causal: predict each frame before learning from it")
+    g.add_argument("--tta", nargs="+", default=list(TTA_VIEWS), choices=TTA_VIEWS,
+                   help="teacher views averaged into pseudo-masks ('--tta identity' is fastest)")
+
+    g = p.add_argument_group("overlay")
+    g.add_argument("--overlay", default="video", choices=OVERLAY_MODES,
+                   help="video: <output_dir>/overlay.mp4; frames: <output_dir>/overlay/<frame>.jpg; none: skip")
+    g.add_argument("--fps", type=float, default=None,
+                   help=f"overlay video frame rate; default: the input's (divided by --stride), {DEFAULT_FPS:g} "
+                        "for folders")
+    g.add_argument("--overlay_color", type=int, nargs=3, default=(255, 40, 40), metavar=("R", "G", "B"),
+                   help="mask fill and contour colour")
+    g.add_argument("--overlay_alpha", type=float, default=0.45, help="opacity of the mask fill")
+    g.add_argument("--clean_work", action="store_true",
+                   help="delete <output_dir>/work (frames and flows) at the end; a rerun then starts over")
