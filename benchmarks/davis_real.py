@@ -34,7 +34,7 @@ HOLDOUT = ("bear", "car-turn", "hike", "mallard-water", "rollerblade")
 # The recipe (chosen on HOLDOUT, see README "Real video"): lite0 ImageNet encoders.
 RECIPE = {"pretrained": "efficientnet_lite0_pip", "size": (256, 448), "test_size": (320, 576), "epochs": 8,
           "steps_per_epoch": 150, "batch_size": 4, "lr": 1e-3, "lr_schedule": "cosine",
-          "online_epochs": 1, "online_lr": 1e-5}
+          "online_epochs": 1, "online_lr": 1e-4}
 
 
 def get_parser() -> argparse.ArgumentParser:

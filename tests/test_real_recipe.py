@@ -21,7 +21,8 @@ def test_short_recipe_on_held_out_sequences(davis_root, tmp_path):
     from benchmarks import davis_real
 
     res = davis_real.main(["--davis", str(davis_root), "--out_dir", str(tmp_path), "--eval", "holdout",
-                           "--epochs", "2", "--steps_per_epoch", "60", "--size", "160", "288", "--online", "",
+                           "--epochs", "2", "--steps_per_epoch", "60", "--size", "160", "288", "--test_size", "160", "288",
+                           "--online", "",
                            "--workers", "1"])
     jf = res["offline"]["DAVIS-2016 J&F"]
     print(f"held-out J&F {100 * jf:.1f} (floor {100 * FLOOR:.1f})")
