@@ -26,6 +26,15 @@ def backbone_name(model_scale: str, backbone: str | None = None) -> str:
     return f"mobilevit_{model_scale}"
 
 
+def read_imagenet_file(path: str | Path, backbone: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(``path``'s tensors under timm keys, timm's full classifier state dict for ``backbone``)."""
+    src = load_state_dict_file(path)
+    full = classifier_state_dict(backbone)
+    if is_efficientnet_pytorch(src):
+        src = convert_by_order(src, full, path)
+    return src, full
+
+
 class Encoder(nn.Module):
     """A timm ``features_only`` network returning all of its feature levels."""
 
@@ -42,7 +51,8 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.body(x)
 
-    def load_imagenet(self, path: str | Path) -> None:
+    def load_imagenet(self, path: str | Path,
+                      weights: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None) -> None:
         """Load an ImageNet classifier's weights into the encoder, strictly.
 
         ``path`` holds timm keys (.pth/.safetensors) or the ``efficientnet_pytorch`` layout,
@@ -51,12 +61,10 @@ class Encoder(nn.Module):
         decided by timm's full classifier for this backbone: its layers that the
         ``features_only`` network lacks (head convolution, final norm, classifier) are
         skipped; anything else missing or unexpected is an error that lists the keys, because
-        a silent partial load is worse than none.
+        a silent partial load is worse than none. ``weights`` is what
+        :func:`read_imagenet_file` returned for ``path``, when it was already read.
         """
-        src = load_state_dict_file(path)
-        full = classifier_state_dict(self.name)
-        if is_efficientnet_pytorch(src):
-            src = convert_by_order(src, full, path)
+        src, full = weights if weights is not None else read_imagenet_file(path, self.name)
         own = self.body.state_dict()
         loaded, missing = {}, []
         for key in own:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbone import Encoder
+from models.backbone import Encoder, read_imagenet_file
 from models.decoder import Decoder
 from models.fusion import MotionAppearanceFusion
 from models.pretrained import IMAGENET_MEAN, IMAGENET_STD
@@ -55,5 +55,6 @@ class TwoStreamNet(nn.Module):
 
     def load_backbone_weights(self, path: str) -> None:
         """Initialise both encoders from one ImageNet checkpoint (flow images are images too)."""
-        self.rgb_encoder.load_imagenet(path)
-        self.flow_encoder.load_imagenet(path)
+        weights = read_imagenet_file(path, self.rgb_encoder.name)  # read and converted once for both
+        self.rgb_encoder.load_imagenet(path, weights)
+        self.flow_encoder.load_imagenet(path, weights)
