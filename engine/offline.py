@@ -117,7 +117,7 @@ class OfflineTrainer:
         self.info, self.run_dir = start_run(args, info)
         seed_everything(args.seed, self.info.rank)
         dev = self.info.device
-        model = build_model(args.model_scale, args.backbone, args.pretrained)
+        model = build_model(args.model_scale, args.backbone, args.pretrained, arch=args.arch)
         self.cfg = model.config
         disc = build_feature_discriminator(model, args.d_width)
         if args.finetune:

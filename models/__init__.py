@@ -12,8 +12,11 @@ __all__ = ["build_model", "build_model_from_checkpoint", "build_feature_discrimi
            "model_config", "TwoStreamNet", "FeatureDiscriminator", "MaskDiscriminator", "MODEL_SCALES"]
 
 
+ARCHS = ("two_stream", "oast3d")
+
+
 def model_config(model_scale: str = "xxs", backbone: str | None = None,
-                 pretrained: str | Path | None = None) -> dict:
+                 pretrained: str | Path | None = None, arch: str = "two_stream") -> dict:
     """The architecture description stored in every checkpoint.
 
     A weight package named by ``pretrained`` implies its backbone; ``mean``/``std`` are the
@@ -26,11 +29,14 @@ def model_config(model_scale: str = "xxs", backbone: str | None = None,
         backbone = entry.backbone
     name = backbone_name(model_scale, backbone)
     mean, std = input_normalisation(name, pretrained)
-    return {"model_scale": model_scale, "backbone": name, "mean": list(mean), "std": list(std)}
+    if arch not in ARCHS:
+        raise ValueError(f"unknown --arch {arch!r}; choose from {ARCHS}")
+    return {"arch": arch, "model_scale": model_scale, "backbone": name, "mean": list(mean), "std": list(std)}
 
 
 def build_model(model_scale: str = "xxs", backbone: str | None = None,
-                pretrained: str | Path | None = None, config: dict | None = None) -> TwoStreamNet:
+                pretrained: str | Path | None = None, config: dict | None = None,
+                arch: str = "two_stream") -> TwoStreamNet:
     """Two-stream network on ``mobilevit_<model_scale>`` (or any timm ``backbone``).
 
     ``pretrained`` is a local ImageNet state dict for the backbone, or the short name of an
@@ -39,7 +45,9 @@ def build_model(model_scale: str = "xxs", backbone: str | None = None,
     ``model_config``) replaces the other arguments. The result's ``config`` attribute is the
     ``model_config`` to store with its weights.
     """
-    cfg = dict(config) if config is not None else model_config(model_scale, backbone, pretrained)
+    cfg = dict(config) if config is not None else model_config(model_scale, backbone, pretrained, arch)
+    if cfg.get("arch", "two_stream") != "two_stream":
+        raise NotImplementedError(f"--arch {cfg['arch']} is not built yet")  # models/oast3d.py (issue 13)
     # Checkpoints written before the normalisation was recorded used ImageNet's.
     mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
     net = TwoStreamNet(cfg["backbone"], mean=mean, std=std)

@@ -30,6 +30,22 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         raise
 
 
+def remove_orphan_tmp(folder: str | Path) -> list[Path]:
+    """Delete the temporary files a killed :func:`save_checkpoint` left in ``folder``; returns them.
+
+    Only names this module writes (``<name>.pth.<random>.tmp``) are touched.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in folder.glob("*.pth.*.tmp"):
+        if p.is_file():
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint dict on CPU; raise naming the file when missing or unreadable."""
     path = Path(path)

@@ -23,6 +23,9 @@ def model_parser(from_checkpoint: bool = False) -> argparse.ArgumentParser:
     """Model options; with ``from_checkpoint`` the architecture defaults to the checkpoint's."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("model")
+    g.add_argument("--arch", default=None if from_checkpoint else "two_stream", choices=["two_stream", "oast3d"],
+                   help="two_stream: ours (two encoders, gated fusion); oast3d: the authors' 3D MobileViT"
+                   + ("; default: the checkpoint's" if from_checkpoint else ""))
     g.add_argument("--model_scale", default=None if from_checkpoint else "s", choices=["xxs", "xs", "s"],
                    help="MobileViT scale of both encoders (ignored when --backbone is given)"
                    + ("; default: the checkpoint's" if from_checkpoint else ""))
