@@ -5,6 +5,9 @@
         --test_datasets DAVIS-2016 FBMS Youtube-objects --save_dir outputs/online_masks
     torchrun --nproc_per_node=2 online_finetuning.py --weight ... (videos are split across processes)
 
+The authors' command line (--pretrained P --sync-bn, from `python -m torch.distributed.launch`)
+is accepted; those two options are unused here and a warning says so.
+
 Masks are written like test.py's; score them afterwards with scripts/evaluate.py.
 """
 from __future__ import annotations
@@ -12,21 +15,27 @@ from __future__ import annotations
 import argparse
 
 from engine.online import OnlineTuner, add_online_args
-from utils.config import HelpFormatter, data_parser, model_parser, parse_with_config, runtime_parser
+from utils.config import (HelpFormatter, data_parser, ignored_options_parser, model_parser, parse_with_config,
+                          report_ignored_options, runtime_parser)
+from engine.presets import apply_preset
 from utils.distributed import cleanup
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter,
-                                parents=[model_parser(from_checkpoint=True), data_parser(), runtime_parser()])
+                                parents=[model_parser(from_checkpoint=True), data_parser(), runtime_parser(),
+                                         ignored_options_parser()])
     add_online_args(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_with_config(get_parser(), argv)
+    args = apply_preset(get_parser(), argv, "online")
     try:
-        return OnlineTuner(args).run()
+        tuner = OnlineTuner(args)
+        if tuner.info.is_main:
+            report_ignored_options(args, "online_finetuning.py")
+        return tuner.run()
     finally:
         cleanup()
 

@@ -17,8 +17,8 @@ import time
 from datasets import FrameDataset
 from engine.inference import MaskWriter, run_inference
 from models import build_model_from_checkpoint
-from utils.config import (DEFAULT_TEST_DATASETS, HelpFormatter, data_parser, model_parser, parse_with_config,
-                          runtime_parser)
+from utils.config import (DEFAULT_TEST_DATASETS, HelpFormatter, data_parser, ignored_options_parser, model_parser,
+                          parse_with_config, report_ignored_options, runtime_parser)
 from utils.distributed import barrier, cleanup, init_distributed
 from utils.log import setup_logging
 
@@ -27,7 +27,8 @@ _log = logging.getLogger("test")
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter,
-                                parents=[model_parser(from_checkpoint=True), data_parser(), runtime_parser()])
+                                parents=[model_parser(from_checkpoint=True), data_parser(), runtime_parser(),
+                                         ignored_options_parser()])
     g = p.add_argument_group("test")
     g.add_argument("--weights", "--weight", nargs="+", required=True,
                    help="checkpoint(s); several are averaged into one model")
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_with_config(get_parser(), argv)
     info = init_distributed(args.device, args.local_rank)
     setup_logging(None, info.rank)
+    if info.is_main:
+        report_ignored_options(args, "test.py")
     model = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone).to(info.device)
     prob_dir = (args.prob_dir or f"{str(args.save_dir).rstrip('/')}_prob") if args.save_prob else None
     writer = MaskWriter(args.save_dir, prob_dir)

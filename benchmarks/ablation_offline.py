@@ -43,7 +43,7 @@ def main() -> None:
                                      "--size", "128", "224", "--batch_size", "4", "--lr", "5e-4", "--lr_d", "5e-4",
                                      "--epochs", str(a.epochs), "--lambda_adv", str(lam), "--workers", "1",
                                      "--unlabeled_bn", "separate" if bn == "-" else bn,
-                                     "--seed", str(a.seed), "--no_tensorboard"])
+                                     "--seed", str(a.seed), "--no_tensorboard", "--overwrite"])
         log = (run / "log.txt").read_text().splitlines()
         js = [float(line.split("val_J ")[1].split()[0]) for line in log if "val_J" in line]
         rows[(lam, bn)] = js or [last["val_J"]]

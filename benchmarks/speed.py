@@ -55,7 +55,7 @@ def _peak_rss_mib() -> float:
     return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-def count_flops(scale: str, size: tuple[int, int]) -> float:
+def count_flops(scale: str, size: tuple[int, int], arch: str = "two_stream") -> float:
     """FLOPs of one batch-1 forward (multiply-add = 2), without computing anything if possible."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
@@ -64,7 +64,7 @@ def count_flops(scale: str, size: tuple[int, int]) -> float:
 
     def run(device: str) -> float:
         with torch.device(device):
-            model = build_model(scale).eval()
+            model = build_model(scale, arch=arch).eval()
             x = torch.rand(1, 3, *size)
         # The math SDPA kernel is made of matmuls the counter sees; fused kernels are not counted.
         with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
@@ -98,16 +98,16 @@ def measure(job: dict) -> dict:
 
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
-    scale, size = job["scale"], tuple(job["size"])
+    scale, size, arch = job["scale"], tuple(job["size"]), job.get("arch", "two_stream")
     if job["kind"] == "static":
-        model = build_model(scale)
-        return {"params": sum(p.numel() for p in model.parameters()), "flops": count_flops(scale, size),
+        model = build_model(scale, arch=arch)
+        return {"params": sum(p.numel() for p in model.parameters()), "flops": count_flops(scale, size, arch),
                 "threads": torch.get_num_threads()}
 
     device = torch.device(job["device"])
     cuda = device.type == "cuda"
     torch.manual_seed(0)
-    model = build_model(scale).to(device)
+    model = build_model(scale, arch=arch).to(device)
     b = job["batch"]
     image, flow = torch.rand(b, 3, *size, device=device), torch.rand(b, 3, *size, device=device)
     use_amp = job["precision"] == "bf16"
@@ -172,7 +172,7 @@ def print_tables(results: dict, args: argparse.Namespace) -> None:
           f"batched inference at batch {args.batch} reported per frame; training step at batch {args.train_batch})")
     print("GFLOPs: one batch-1 forward, multiply-add = 2 FLOPs (GMACs = GFLOPs/2); conv, linear and attention "
           "matmuls counted, element-wise ops not")
-    hdr = (f"{'scale':<5} {'device':<6} {'prec':<5} {'params M':>8} {'GFLOPs':>7} {'GMACs':>6} "
+    hdr = (f"{'arch':<10} {'scale':<5} {'device':<6} {'prec':<5} {'params M':>8} {'GFLOPs':>7} {'GMACs':>6} "
            f"{'b1 s/frame':>10} {'b1 best':>7} {f'b{args.batch} s/frame':>10} {f'train b{args.train_batch} s':>11} "
            f"{'peak MiB b1/b' + str(args.batch) + '/train':>26}")
     print(hdr)
@@ -180,7 +180,8 @@ def print_tables(results: dict, args: argparse.Namespace) -> None:
     for r in rows:
         per_frame_bn = r["bn"]["median_s"] / args.batch if "median_s" in r["bn"] else None
         mem = "/".join(_fmt(r[k].get("peak_delta_mib") if r.get(k) else None, ".0f") for k in ("b1", "bn", "train"))
-        print(f"{r['scale']:<5} {r['device']:<6} {r['precision']:<5} {r['params'] / 1e6:>8.2f} "
+        print(f"{r.get('arch', 'two_stream'):<10} {r['scale']:<5} {r['device']:<6} {r['precision']:<5} "
+              f"{r['params'] / 1e6:>8.2f} "
               f"{r['flops'] / 1e9:>7.2f} {r['flops'] / 2e9:>6.2f} "
               f"{_fmt(r['b1'].get('median_s')):>10} {_fmt(r['b1'].get('min_s')):>7} {_fmt(per_frame_bn):>10} "
               f"{_fmt(r['train'].get('median_s')):>11} {mem:>26}")
@@ -214,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scales", nargs="+", default=["xxs", "s"], choices=["xxs", "xs", "s"],
                    help="model scales (default: xxs s)")
+    p.add_argument("--archs", nargs="+", default=["two_stream"], choices=["two_stream", "oast3d"],
+                   help="networks to measure (oast3d: the authors' 3D MobileViT; benchmarks/compare_arch.py)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: CPU, plus CUDA when available (default: auto)")
     p.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"],
@@ -249,29 +252,29 @@ def main(argv: list[str] | None = None) -> int:
     common = {"size": list(args.size), "warmup": args.warmup, "repeats": args.repeats, "threads": args.threads}
     rows = []
     t_start = time.perf_counter()
-    for scale in args.scales:
-        static = run_job({"kind": "static", "scale": scale, **common})
+    for arch, scale in [(a, s) for a in args.archs for s in args.scales]:
+        static = run_job({"kind": "static", "scale": scale, "arch": arch, **common})
         if "error" in static:
-            print(f"{scale}: cannot build or count the model: {static['error']}", file=sys.stderr)
+            print(f"{arch} {scale}: cannot build or count the model: {static['error']}", file=sys.stderr)
             return 1
         for device in devices:
             precisions = args.precisions or (["fp32", "bf16"] if device == "cuda" else ["fp32"])
             for prec in precisions:
-                row: dict[str, Any] = {"scale": scale, "device": device, "precision": prec,
+                row: dict[str, Any] = {"arch": arch, "scale": scale, "device": device, "precision": prec,
                                        "params": static["params"], "flops": static["flops"]}
                 for key, kind, batch in (("b1", "infer", 1), ("bn", "infer", args.batch),
                                          ("train", "train", args.train_batch)):
-                    print(f"  measuring {scale} {device} {prec} {kind} batch {batch} ...", file=sys.stderr,
+                    print(f"  measuring {arch} {scale} {device} {prec} {kind} batch {batch} ...", file=sys.stderr,
                           flush=True)
-                    row[key] = run_job({"kind": kind, "scale": scale, "device": device, "precision": prec,
-                                        "batch": batch, **common})
+                    row[key] = run_job({"kind": kind, "scale": scale, "arch": arch, "device": device,
+                                        "precision": prec, "batch": batch, **common})
                 rows.append(row)
 
     comparison = []
     for scale in args.scales:
         ref = REFERENCE.get(scale)
-        row = next((r for r in rows if r["scale"] == scale and r["device"] == "cpu" and r["precision"] == "fp32"),
-                   None)
+        row = next((r for r in rows if r["arch"] == "two_stream" and r["scale"] == scale and r["device"] == "cpu"
+                    and r["precision"] == "fp32"), None)
         if ref is None or row is None:
             continue
         ours_t = row["b1"].get("median_s")
@@ -294,8 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     end = results["load_average_end"]
     print(f"\nload average at the end: {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}; total {results['wall_s']:.0f} s")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1))
+        from utils.io import atomic_write
+        text = json.dumps(results, indent=1)
+        atomic_write(args.json, lambda tmp: tmp.write_text(text))
         print(f"results written to {args.json}")
     return 0
 

@@ -42,6 +42,8 @@ def predict_probs(model: torch.nn.Module, image: torch.Tensor, flow: torch.Tenso
 class MaskWriter:
     """Writes ``<save_dir>/<dataset>/<video>/<frame>.png`` (0/255) and optional probability maps.
 
+    Every file is written atomically (:func:`utils.io.atomic_write`): a killed run leaves only
+    hidden ``.<frame>.png.part`` files, never a half-written PNG under a frame's name.
     ``per_dataset=False`` leaves out the ``<dataset>`` level (one user video, see engine/video.py).
     """
 

@@ -92,9 +92,12 @@ def build_optimizer(params: Iterable[nn.Parameter] | list[dict], lr: float, weig
     return torch.optim.AdamW([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay)
 
 
+ENCODER_PREFIXES = ("rgb_encoder.", "flow_encoder.", "encoder.")  # two_stream's two encoders; oast3d's one
+
+
 def encoder_param_groups(net: nn.Module, lr: float, encoder_lr_mult: float) -> list[dict]:
     """Encoders (ImageNet-initialised) at ``lr * encoder_lr_mult``, everything else at ``lr``."""
-    enc = [p for n, p in net.named_parameters() if n.startswith(("rgb_encoder.", "flow_encoder."))]
+    enc = [p for n, p in net.named_parameters() if n.startswith(ENCODER_PREFIXES)]
     ids = {id(p) for p in enc}
     rest = [p for p in net.parameters() if id(p) not in ids]
     return [{"params": enc, "lr": lr * encoder_lr_mult}, {"params": rest, "lr": lr}]

@@ -16,7 +16,8 @@ import re
 import time
 import warnings
 from itertools import islice
-from typing import Iterator
+from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -27,15 +28,38 @@ from torch.utils.data import DataLoader, DistributedSampler
 from datasets import FrameDataset, TrainAugment, collate_frames
 from engine.loop import (build_optimizer, encoder_param_groups, freeze_batchnorm, grad_scaler, optimizer_step,
                          run_epoch, unwrap)
+from engine.presets import add_variant_args
 from engine.validate import validate
 from models import build_feature_discriminator, build_model
+from models.discriminators import build_authors_feature_discriminator, real_fake_logits
 from models.losses import adversarial_loss, batch_iou, seg_loss
-from utils.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
-from utils.distributed import DistInfo, barrier, convert_sync_bn
-from utils.log import TensorBoard, start_run
+from utils.checkpoint import load_checkpoint, load_model_weights, remove_orphan_tmp, save_checkpoint
+from utils.distributed import DistInfo, all_gather_objects, barrier, convert_sync_bn
+from utils.log import TensorBoard, begin_run, check_run_folder, delete_run_files, open_run
 from utils.misc import autocast, seed_everything, worker_init_fn
 
 _log = logging.getLogger(__name__)
+
+STAGE1_DIR, STAGE2_DIR = "runs/stage1", "runs/stage2"
+RANDOM_INIT_WARNING = ("no --pretrained: both encoders start from random initialisation, and results will be "
+                       "poor (far below the paper's). Pass --pretrained with ImageNet weights for the encoders "
+                       "(README, 'Pretrained backbone weights')")
+# Options that change how a run is executed, not what it computes (no warning when they differ on resume).
+_RUNTIME_OPTIONS = {"resume", "output_dir", "workers", "local_rank", "device", "overwrite", "config", "log_every",
+                    "no_tensorboard", "skip_bad_frames"}
+
+
+def default_output_dir(args: argparse.Namespace) -> str:
+    """``--output_dir``, else the folder of an explicit ``--resume`` checkpoint, else stage 1's or stage 2's folder.
+
+    The two paper stages default to different folders so that stage 2 (``--finetune``) never
+    writes over the stage-1 checkpoint it starts from.
+    """
+    if args.output_dir:
+        return str(args.output_dir)
+    if args.resume and args.resume != "auto":
+        return str(Path(args.resume).parent)
+    return STAGE2_DIR if args.finetune else STAGE1_DIR
 
 
 def add_offline_args(p: argparse.ArgumentParser) -> None:
@@ -75,14 +99,31 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     v.add_argument("--val_datasets", nargs="+", default=["DAVIS-2016"], help="sets scored with J after each epoch")
     v.add_argument("--val_split", default="val", help="split used for validation and best-checkpoint selection")
     v.add_argument("--val_every", type=int, default=1, help="validate every N epochs (0: never)")
-    v.add_argument("--output_dir", default="runs/stage1", help="run folder: args, log, TensorBoard, checkpoints")
+    v.add_argument("--output_dir", default=None,
+                   help="run folder (args.yaml, log.txt, tb/, checkpoint_last.pth, checkpoint_best.pth); default "
+                        f"{STAGE1_DIR}, or {STAGE2_DIR} when --finetune is given, or the folder of an explicit "
+                        "--resume checkpoint. A folder that already holds a run (its args.yaml, log.txt or "
+                        "checkpoint*.pth) is refused unless this run resumes it or --overwrite is given; "
+                        "nothing is written before every option is checked")
     v.add_argument("--resume", default=None,
-                   help="checkpoint to resume exactly, or 'auto' (<output_dir>/checkpoint_last.pth if any)")
+                   help="checkpoint to resume exactly, or 'auto' (<output_dir>/checkpoint_last.pth if any, else "
+                        "start fresh). Resuming a finished run only reports that it is finished")
+    v.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --output_dir: once every option is checked, its "
+                        "checkpoint*.pth, args.yaml, log.txt and tb/ event files are deleted (other files are "
+                        "left alone). Cannot be combined with --resume")
     v.add_argument("--finetune", default=None, help="initialise the network's weights only from this checkpoint")
+    v.add_argument("--skip_bad_frames", action="store_true",
+                   help="a frame, flow image or label that cannot be read is skipped (training: the next "
+                        "readable sample is used instead; validation: the frame is left out of J), named once "
+                        "in log.txt and counted in the epoch summary. Without it the run stops, naming the "
+                        "file, and the last checkpoint_last.pth (also that of an epoch whose validation "
+                        "failed) stays for --resume auto")
     v.add_argument("--sync-bn", "--sync_bn", dest="sync_bn", action="store_true",
                    help="SyncBatchNorm across GPUs (CUDA only; ignored with a warning elsewhere)")
     v.add_argument("--log_every", type=int, default=20, help="TensorBoard scalars every N steps")
     v.add_argument("--no_tensorboard", action="store_true", help="disable TensorBoard logging")
+    add_variant_args(p, "offline")
 
 
 class PairedForward(nn.Module):
@@ -113,13 +154,17 @@ class OfflineTrainer:
     """Builds model, discriminator, data, optimizers from ``args``; ``fit()`` trains."""
 
     def __init__(self, args: argparse.Namespace, info: DistInfo | None = None):
+        """Check every option (folder, weights, data, resume file) first; only then write the run folder."""
         self.args = args
-        self.info, self.run_dir = start_run(args, info)
+        args.output_dir = default_output_dir(args)  # resolved, so args.yaml and checkpoints record it
+        self.info, self.run_dir = begin_run(args, info)
+        self._replaced = check_run_folder(self.run_dir, args.resume, args.overwrite, args.finetune)
         seed_everything(args.seed, self.info.rank)
         dev = self.info.device
         model = build_model(args.model_scale, args.backbone, args.pretrained, arch=args.arch)
         self.cfg = model.config
-        disc = build_feature_discriminator(model, args.d_width)
+        disc = (build_authors_feature_discriminator(model) if args.feature_disc == "authors"
+                else build_feature_discriminator(model, args.d_width))
         if args.finetune:
             load_model_weights(model, args.finetune, self.cfg)
             _log.info("initialised the network from %s (weights only)", args.finetune)
@@ -141,9 +186,40 @@ class OfflineTrainer:
         self.scaler_g = grad_scaler(dev, args.amp, args.amp_dtype)
         self.scaler_d = grad_scaler(dev, args.amp, args.amp_dtype)
         self.start_epoch, self.global_step, self.best_j = 0, 0, -1.0
-        self.tb = TensorBoard(self.run_dir / "tb", enabled=self.info.is_main and not args.no_tensorboard)
+        self.summary: dict[str, float] = {}  # the last epoch's figures (kept in checkpoints)
+        self.val_pending = False  # the last saved epoch still has to be validated
+        self._named: set[str] = set()  # unreadable files already named in the log
+        self._epoch_skips: list[tuple[str, str]] = []
+        self._where, self._saved_epoch = "start-up", None
+        self._origin = vars(args)  # the options the weights started from (the resumed run's, once resumed)
         if args.resume:
             self._resume(args.resume)
+        if not self._origin.get("pretrained") and not self._origin.get("finetune") and self.info.is_main:
+            _log.warning(RANDOM_INIT_WARNING)
+        barrier()  # every rank has checked the folder before rank 0 writes to it
+        self._open_run()
+        self.tb = TensorBoard(self.run_dir / "tb",
+                              enabled=self.info.is_main and not args.no_tensorboard and not self.finished)
+
+    @property
+    def finished(self) -> bool:
+        """Whether every epoch is trained and validated (a resumed finished run has nothing to do)."""
+        return self.start_epoch >= self.args.epochs and not self.val_pending
+
+    def _open_run(self) -> None:
+        """Rank 0: clear a replaced run (--overwrite), drop a killed save's temp files, start log.txt and args.yaml."""
+        if not self.info.is_main:
+            return
+        deleted = delete_run_files(self._replaced)
+        orphans = remove_orphan_tmp(self.run_dir)
+        # A finished run's args.yaml stays as it was: nothing new is trained.
+        open_run(self.args, self.info, self.run_dir, write_args=not self.finished)
+        if deleted:
+            _log.warning("--overwrite: deleted the previous run's %d files in %s: %s", len(deleted), self.run_dir,
+                         ", ".join(str(f.relative_to(self.run_dir)) for f in deleted))
+        if orphans:
+            _log.info("removed %d temporary file(s) of an interrupted checkpoint save: %s", len(orphans),
+                      ", ".join(str(o) for o in orphans))
 
     def _scheduler(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
         """The paper's step decay (stepped per epoch), or a per-step cosine for short runs."""
@@ -162,7 +238,7 @@ class OfflineTrainer:
         a, info = self.args, self.info
         aug = TrainAugment(tuple(a.size), tuple(a.scale_range), a.max_rotation)
         self.labeled = FrameDataset(a.data_dir, a.labeled_datasets, "labeled", a.labeled_split, a.size,
-                                    a.youtube_stride, aug, seed=a.seed)
+                                    a.youtube_stride, aug, seed=a.seed, skip_bad=a.skip_bad_frames)
         self.sampler = DistributedSampler(self.labeled, info.world_size, info.rank, shuffle=True, seed=a.seed,
                                           drop_last=True)
         self.loader = DataLoader(self.labeled, a.batch_size, sampler=self.sampler, num_workers=a.workers,
@@ -173,10 +249,11 @@ class OfflineTrainer:
         self.unlabeled = None
         if a.lambda_adv > 0 and a.start_adv < a.epochs:
             self.unlabeled = FrameDataset(a.data_dir, a.unlabeled_datasets, "unlabeled", a.unlabeled_split, a.size,
-                                          augment=aug, seed=a.seed + 1)
+                                          augment=aug, seed=a.seed + 1, skip_bad=a.skip_bad_frames)
         self.val = None
         if a.val_every > 0 and a.val_datasets:
-            self.val = FrameDataset(a.data_dir, a.val_datasets, "test", a.val_split, a.size, with_labels=True)
+            self.val = FrameDataset(a.data_dir, a.val_datasets, "test", a.val_split, a.size, with_labels=True,
+                                    skip_bad=a.skip_bad_frames)
 
     def _unlabeled_batches(self, epoch: int) -> Iterator[dict]:
         """Endless unlabeled batches, reshuffled on each pass, deterministic given the epoch."""
@@ -188,7 +265,22 @@ class OfflineTrainer:
         for cycle in range(10**9):
             sampler.set_epoch(epoch * 1000 + cycle)
             self.unlabeled.set_epoch(epoch * 1000 + cycle)
-            yield from loader
+            yield from self._tally(loader)
+
+    def _tally(self, batches: Iterable[dict]) -> Iterator[dict]:
+        """The batches, with the files a ``skip_bad`` dataset stepped over moved to this epoch's list."""
+        for batch in batches:
+            self._epoch_skips += batch.pop("skipped", [])
+            yield batch
+
+    def _note_skipped(self, skipped: list[tuple[str, str]], where: str) -> int:
+        """Rank 0 names each unreadable file once per run; returns how many reads were skipped."""
+        if self.info.is_main:
+            for path, err in skipped:
+                if path not in self._named:
+                    self._named.add(path)
+                    _log.warning("--skip_bad_frames: skipped unreadable %s file %s (%s)", where, path, err)
+        return len(skipped)
 
     # one step ----------------------------------------------------------------------------
     def step(self, batch: dict, unlabeled: Iterator[dict] | None) -> dict[str, torch.Tensor]:
@@ -218,11 +310,10 @@ class OfflineTrainer:
         if a.lr_schedule == "cosine":
             self._step_schedulers()
         if unlabeled is not None:
-            feats = torch.cat([out["features"], u_out["features"]]).detach()  # B_l real + B_u fake
-            with autocast(dev, a.amp, a.amp_dtype):
-                d_logits = self.disc(feats)
+            with autocast(dev, a.amp, a.amp_dtype):  # B_l real + B_u fake
+                d_logits = real_fake_logits(self.disc, out["features"].detach(), u_out["features"].detach())
             d_loss = 0.5 * (adversarial_loss(d_logits[:b], True) + adversarial_loss(d_logits[b:], False))
-            optimizer_step(d_loss, self.opt_d, self.scaler_d, self.disc.parameters(), a.clip_grad)
+            optimizer_step(a.d_loss_weight * d_loss, self.opt_d, self.scaler_d, self.disc.parameters(), a.clip_grad)
             logs["d"] = d_loss.detach()
         return {"loss": loss.detach(), "seg": seg.detach(), "iou": batch_iou(logits, mask).mean(), **logs}
 
@@ -241,6 +332,7 @@ class OfflineTrainer:
                 "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
                 "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
                 "epoch": epoch, "global_step": self.global_step, "best_j": self.best_j,
+                "summary": dict(self.summary), "val_pending": self.val_pending,
                 "model_config": self.cfg, "args": vars(self.args), "stage": "offline"}
 
     def _resume(self, path: str) -> None:
@@ -255,28 +347,62 @@ class OfflineTrainer:
             raise ValueError(f"{path} is not an offline-training checkpoint with optimizer state; "
                              f"use --finetune to start from its weights")
         load_model_weights(self.net, path, self.cfg)
+        saved_disc = (ckpt.get("args") or {}).get("feature_disc", "ours")
+        if saved_disc != self.args.feature_disc:
+            raise ValueError(f"{path} was trained with --feature_disc {saved_disc}, not {self.args.feature_disc}; "
+                             f"resume with --feature_disc {saved_disc} (or --preset of that run)")
         unwrap(self.disc).load_state_dict(ckpt["discriminator"])
         for name in ("opt_g", "opt_d", "sched_g", "sched_d", "scaler_g", "scaler_d"):
             getattr(self, name).load_state_dict(ckpt[name])
         self.start_epoch, self.global_step, self.best_j = ckpt["epoch"] + 1, ckpt["global_step"], ckpt["best_j"]
-        _log.info("resumed %s: next epoch %d", path, self.start_epoch)
+        self.summary = dict(ckpt.get("summary", {}))
+        self.val_pending = bool(ckpt.get("val_pending", False)) and self.val is not None
+        self._saved_epoch = ckpt["epoch"]
+        _log.info("resumed %s: next epoch %d%s", path, self.start_epoch,
+                  f" (epoch {ckpt['epoch']} is validated first)" if self.val_pending else "")
+        old = ckpt.get("args") or {}
+        self._origin = {**vars(self.args), **old}
+        changed = [f"--{k} {v!r} (checkpoint: {old[k]!r})" for k, v in sorted(vars(self.args).items())
+                   if k in old and k not in _RUNTIME_OPTIONS and _plain(old[k]) != _plain(v)]
+        if changed and self.info.is_main:
+            _log.warning("resuming %s with options that differ from its run's: %s", path, ", ".join(changed))
 
-    def _save(self, epoch: int, val_j: float | None) -> None:
-        if not self.info.is_main:
-            return
-        if val_j is not None and val_j > self.best_j:
-            self.best_j = val_j
-            save_checkpoint(self.run_dir / "checkpoint_best.pth", self.state(epoch))
-        save_checkpoint(self.run_dir / "checkpoint_last.pth", self.state(epoch))
+    def _save(self, name: str, epoch: int) -> None:
+        """Rank 0 writes ``<run_dir>/<name>`` (atomically)."""
+        if self.info.is_main:
+            save_checkpoint(self.run_dir / name, self.state(epoch))
 
     # training ----------------------------------------------------------------------------
     def fit(self) -> dict[str, float]:
-        """Train from ``start_epoch`` to ``epochs``; returns the last epoch's figures."""
+        """Train from ``start_epoch`` to ``epochs``; returns the last epoch's figures.
+
+        Each epoch's ``checkpoint_last.pth`` is written before its validation, so an
+        unreadable validation file cannot lose the epoch; ``checkpoint_best.pth`` and the
+        final ``checkpoint_last.pth`` follow the validation. Whatever stops the run is written
+        with its traceback to ``log.txt``.
+        """
+        try:
+            return self._fit()
+        except BaseException as e:
+            self._log_stop(e)
+            raise
+        finally:
+            self.tb.close()
+
+    def _fit(self) -> dict[str, float]:
         a, info = self.args, self.info
+        if self.val_pending:  # resumed from a checkpoint saved before its validation finished
+            self._validate(self.start_epoch - 1)
+            _log.info("epoch %d: %s", self.start_epoch - 1, _figures(self.summary))
+        if self.start_epoch >= a.epochs:
+            _log.info("%s: the run is finished (%d of %d epochs); nothing to do (raise --epochs to train on)",
+                      self.run_dir, self.start_epoch, a.epochs)
+            return self.summary
         _log.info("training %s on %s for epochs %d..%d, %d processes, device %s", self.cfg["backbone"],
                   a.labeled_datasets, self.start_epoch, a.epochs - 1, info.world_size, info.device)
         last: dict[str, float] = {}
         for epoch in range(self.start_epoch, a.epochs):
+            self._where = f"training of epoch {epoch}"
             t0 = time.time()
             self.sampler.set_epoch(epoch)
             self.labeled.set_epoch(epoch)
@@ -285,37 +411,79 @@ class OfflineTrainer:
             unl = self._unlabeled_batches(epoch) if adversarial else None
             self.model.train()
             if a.freeze_encoder_bn:
-                freeze_batchnorm(self.net.rgb_encoder)
-                freeze_batchnorm(self.net.flow_encoder)
+                for name in ("rgb_encoder", "flow_encoder", "encoder"):  # two_stream's or oast3d's
+                    if hasattr(self.net, name):
+                        freeze_batchnorm(getattr(self.net, name))
             steps = self.steps_per_epoch
-            means, self.global_step = run_epoch(islice(self.loader, steps), lambda b: self.step(b, unl), info, epoch,
-                                                self.tb, self.global_step, "train", a.log_every, total=steps)
+            self._epoch_skips = []
+            means, self.global_step = run_epoch(islice(self._tally(self.loader), steps),
+                                                lambda b: self.step(b, unl), info, epoch, self.tb, self.global_step,
+                                                "train", a.log_every, total=steps)
             lr = self.opt_g.param_groups[-1]["lr"]  # the decoder's (the last group)
             if a.lr_schedule == "step":
                 self._step_schedulers()
             last = {**means, "lr": lr, "epoch": epoch}
-            val_j = None
-            if self.val is not None and ((epoch + 1) % a.val_every == 0 or epoch == a.epochs - 1):
-                res, samples = validate(self.net, self.val, info, a.batch_size * 2, a.workers, a.amp,
-                                        a.amp_dtype)
-                val_j = res["J"]
-                last["val_J"] = val_j
-                self.tb.scalars({"val/J": val_j}, self.global_step)
-                if samples:
-                    self.tb.images("val/image_gt_pred", _sample_grid(samples), self.global_step)
+            if a.skip_bad_frames:  # every rank's skips, named in rank 0's log
+                parts = all_gather_objects(self._epoch_skips)
+                last["skipped"] = self._note_skipped([x for part in parts for x in part], "training")
+            self.summary = last
+            self.val_pending = self.val is not None and ((epoch + 1) % a.val_every == 0 or epoch == a.epochs - 1)
+            self._save("checkpoint_last.pth", epoch)  # the epoch is safe before validation reads a file
+            self._saved_epoch = epoch
+            if self.val_pending:
+                self._validate(epoch)
             self.tb.scalars({"train/epoch_" + k: v for k, v in means.items()} | {"train/lr": lr}, self.global_step)
-            _log.info("epoch %d: %s (%.0f s)", epoch,
-                      " ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "epoch"), time.time() - t0)
-            self._save(epoch, val_j)
+            _log.info("epoch %d: %s (%.0f s)", epoch, _figures(last), time.time() - t0)
             barrier()
-        self.tb.close()
         return last
+
+    def _validate(self, epoch: int) -> None:
+        """Validate the weights of ``epoch`` (already saved), then update the best and last checkpoints."""
+        a = self.args
+        self._where = f"validation of epoch {epoch}"
+        res, samples = validate(self.net, self.val, self.info, a.batch_size * 2, a.workers, a.amp, a.amp_dtype)
+        val_j = res["J"]
+        self.summary["val_J"] = val_j
+        if a.skip_bad_frames:
+            self.summary["val_skipped"] = self._note_skipped(res["skipped"], "validation")
+        self.tb.scalars({"val/J": val_j}, self.global_step)
+        if samples:
+            self.tb.images("val/image_gt_pred", _sample_grid(samples), self.global_step)
+        self.val_pending = False
+        if val_j > self.best_j:
+            self.best_j = val_j
+            self._save("checkpoint_best.pth", epoch)
+        self._save("checkpoint_last.pth", epoch)  # now with the validation's result and best J
+
+    def _log_stop(self, e: BaseException) -> None:
+        """Write what stopped the run, its traceback and how to go on, to the log (log.txt on rank 0)."""
+        saved = (f"{self.run_dir / 'checkpoint_last.pth'} holds epoch {self._saved_epoch}"
+                 if self._saved_epoch is not None else "no epoch was saved yet")
+        if isinstance(e, (OSError, ValueError)) and any(m in str(e) for m in ("cannot read", "sizes differ")):
+            hint = ("a data file cannot be used (named above): replace it" +
+                    ("" if self.args.skip_bad_frames else ", or pass --skip_bad_frames to skip unreadable frames")
+                    + "; ")
+        else:
+            hint = ""
+        what = "interrupted" if isinstance(e, KeyboardInterrupt) else f"stopped by {type(e).__name__}"
+        _log.error("run %s during the %s: %s\n%s; %sto continue, run the same command with --resume auto",
+                   what, self._where, e, saved, hint, exc_info=e)
 
     def evaluate_only(self) -> float:
         """Validation J of the current weights (no training)."""
         res, _ = validate(self.net, self.val, self.info, self.args.batch_size * 2, self.args.workers,
                           self.args.amp, self.args.amp_dtype)
         return res["J"]
+
+
+def _plain(v: object) -> object:
+    """Option values compared across YAML/argparse round trips (tuples and lists alike)."""
+    return list(v) if isinstance(v, tuple) else v
+
+
+def _figures(values: dict[str, float]) -> str:
+    """``loss 0.1234 ... skipped 2``: an epoch's figures, counts without decimals."""
+    return " ".join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.4f}" for k, v in values.items() if k != "epoch")
 
 
 def _sample_grid(samples: list) -> np.ndarray:

@@ -10,6 +10,10 @@ Ground truth is never read: the test set is opened without its label folder.
 Modes: ``per_video`` (each video restarts from the offline weights, ``epochs`` passes, then
 its masks are written), ``causal`` (frames in order, each predicted before the model learns
 from it), ``transductive`` (one model tuned on the whole test set).
+
+``--resume`` reuses a finished video only when its record names the same weights, options,
+inputs and save folder and its masks are unchanged (engine/online_records.py); each reason
+to re-tune is logged once, and a run that finds everything done says so.
 """
 from __future__ import annotations
 
@@ -28,12 +32,17 @@ from tqdm import tqdm
 from datasets import FrameDataset, collate_frames
 from engine.inference import MaskWriter, frame_loader, write_predictions
 from engine.loop import build_optimizer, grad_scaler, optimizer_step, run_epoch, unwrap
-from engine.tta import TTA_VIEWS, sharpen, student_view, tta_probs
+from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs_digest, key_mismatches,
+                                   mask_options, resume_messages, save_roots, weights_identity, write_record)
+from engine.presets import add_variant_args
+from engine.tta import TTA_CHOICES, TTA_VIEWS, sharpen, student_view, tta_probs
 from models import build_mask_discriminator, build_model_from_checkpoint
+from models.discriminators import build_authors_mask_discriminator, real_fake_logits
 from models.losses import adversarial_loss, seg_loss
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import DEFAULT_TEST_DATASETS
 from utils.distributed import DistInfo, all_gather_objects, barrier
+from utils.io import atomic_write
 from utils.log import TensorBoard, start_run
 from utils.misc import autocast, seed_everything
 
@@ -60,7 +69,7 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW weight decay")
     g.add_argument("--ema", type=float, default=0.99, help="teacher = ema * teacher + (1 - ema) * student")
     g.add_argument("--lambda_adv", type=float, default=1e-4, help="weight of the student's adversarial loss (0: off)")
-    g.add_argument("--tta", nargs="+", default=list(TTA_VIEWS), choices=TTA_VIEWS,
+    g.add_argument("--tta", nargs="+", default=list(TTA_VIEWS), choices=TTA_CHOICES,
                    help="teacher views averaged into pseudo-masks ('--tta identity': no TTA)")
     g.add_argument("--tta_average", default="probs", choices=["probs", "logits"],
                    help="how the teacher's views are combined: mean probability, or mean logit then sigmoid")
@@ -80,9 +89,12 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--save_prob", action="store_true", help="also write probability maps")
     g.add_argument("--prob_dir", default=None, help="probability maps root; default <save_dir>_prob")
     g.add_argument("--output_dir", default="runs/online", help="run folder: args, log, timing, resume state")
-    g.add_argument("--resume", action="store_true", help="skip videos already finished in <output_dir> "
-                   "(transductive: continue from its last epoch)")
+    g.add_argument("--resume", action="store_true",
+                   help="reuse videos finished in <output_dir> by the same weights (sha1), mask-affecting "
+                        "options, input frames and save folder whose masks are still there; re-tune the rest "
+                        "(transductive: continue from its last epoch under the same conditions)")
     g.add_argument("--no_tensorboard", action="store_true", help="disable TensorBoard logging")
+    add_variant_args(p, "online")
 
 
 def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, momentum: float) -> None:
@@ -108,6 +120,8 @@ class OnlineTuner:
                                  with_labels=False, videos=args.videos)
         prob_dir = (args.prob_dir or f"{str(args.save_dir).rstrip('/')}_prob") if args.save_prob else None
         self.writer = writer or MaskWriter(args.save_dir, prob_dir)
+        # What made the masks, for the resume records (sha1 of the checkpoints: ~10 ms per 20 MB).
+        self.weights_id = weights_identity(args.weights)
         self.tb = TensorBoard(self.run_dir / "tb", enabled=self.info.is_main and not args.no_tensorboard)
         self.global_step = 0
 
@@ -118,7 +132,8 @@ class OnlineTuner:
         torch.manual_seed(seed)
         self.student = copy.deepcopy(self.offline).to(dev).eval()  # eval: BN statistics stay frozen
         self.teacher = copy.deepcopy(self.student).requires_grad_(False)
-        self.disc = build_mask_discriminator(a.d_width, tuple(a.d_size)).to(dev)
+        self.disc = (build_authors_mask_discriminator() if a.mask_disc == "authors"
+                     else build_mask_discriminator(a.d_width, tuple(a.d_size))).to(dev)
         if a.mode == "transductive" and self.info.distributed:
             ids = [dev.index] if dev.type == "cuda" else None
             self.student, self.disc = DDP(self.student, device_ids=ids), DDP(self.disc, device_ids=ids)
@@ -159,9 +174,9 @@ class OnlineTuner:
         optimizer_step(loss, self.opt_s, self.scaler_s, self.student.parameters(), a.clip_grad)
         if a.lambda_adv > 0:
             with autocast(dev, a.amp, a.amp_dtype):
-                d_logits = self.disc(torch.cat([pseudo, prob.detach()]), torch.cat([image, image]))
+                d_logits = real_fake_logits(self.disc, pseudo, prob.detach(), image)
             d_loss = 0.5 * (adversarial_loss(d_logits[:b], True) + adversarial_loss(d_logits[b:], False))
-            optimizer_step(d_loss, self.opt_d, self.scaler_d, self.disc.parameters(), a.clip_grad)
+            optimizer_step(a.d_loss_weight * d_loss, self.opt_d, self.scaler_d, self.disc.parameters(), a.clip_grad)
             logs["d"] = d_loss.detach()
         ema_update(self.teacher, unwrap(self.student), a.ema)
         return {"loss": loss.detach(), "seg": seg.detach(), **logs}
@@ -176,6 +191,52 @@ class OnlineTuner:
 
     def _marker(self, dataset: str, video: str) -> Path:
         return self.run_dir / "done" / dataset / f"{video}.json"
+
+    # resume records ------------------------------------------------------------------------
+    def _inputs(self, keys: list[tuple[str, str]]) -> str:
+        """Digest of the frame and flow files (name, size, mtime) of these videos."""
+        videos = {(v.dataset, v.name): v for v in self.data.videos}
+        files = []
+        for key in keys:
+            v = videos[key]
+            files += [f for fr in v.frames for f in (v.image_paths[fr], v.flow_paths[fr])]
+        return inputs_digest(files)
+
+    def _roots(self) -> dict[str, str | None]:
+        return save_roots(self.writer.save_dir, self.writer.prob_dir)
+
+    def _video_key(self, key: tuple[str, str], video_seed: int) -> dict:
+        """Everything that made this video's masks (see engine/online_records.py)."""
+        return {"video": "/".join(key), "weights": self.weights_id,
+                "options": mask_options(self.args, video_seed=video_seed), "inputs": self._inputs([key]),
+                "save_dirs": self._roots()}
+
+    def _written(self, key: tuple[str, str], indices: list[int]) -> dict[str, list[list]]:
+        """Size and mtime of the files this video's masks were just written to."""
+        # Layout of MaskWriter: <root>/<dataset>/<video>/<frame>.png, or <root>/<video>/... when flat.
+        rel = Path(*key) if getattr(self.writer, "per_dataset", True) else Path(key[1])
+        names = [rel / f"{self.data.items[i][1]}.png" for i in indices]
+        roots = self._roots()
+        return {k: file_stats(root, names) for k, root in roots.items() if root is not None}
+
+    def _plan(self, mine: list) -> tuple[list, list[dict]]:
+        """Split this rank's videos into (to tune, timing of reused records); logs each reason once."""
+        a, todo, reused, stale = self.args, [], [], []
+        for v_idx, (key, indices) in mine:
+            vkey = self._video_key(key, a.seed + v_idx)
+            if a.resume:
+                rec, reasons = check_record(self._marker(*key), vkey)
+                if rec is not None:
+                    reused.append(rec.get("timing") or {})
+                    continue
+                stale += [(r, d, str(self._marker(*key)), "/".join(key)) for r, d in reasons]
+            todo.append((v_idx, key, indices, vkey))
+        if a.resume:
+            parts = all_gather_objects(stale)
+            if self.info.is_main:
+                for line in resume_messages([s for p in parts for s in p]):
+                    _log.info("online --resume: %s", line)
+        return todo, reused
 
     def tune_video(self, key: tuple[str, str], indices: list[int], seed: int) -> dict:
         """Tune on one video (per_video / causal) and write its masks; returns timing."""
@@ -227,43 +288,75 @@ class OnlineTuner:
             # index, so results do not depend on the number of processes.
             videos = list(enumerate(sorted(self.data.video_items().items())))
             mine = videos[info.rank::info.world_size]
+            todo, reused = self._plan(mine)
             timing = {"frames": 0, "tune_s": 0.0, "predict_s": 0.0}
-            bar = tqdm(mine, desc=f"online {a.mode}", disable=not info.is_main, dynamic_ncols=True)
-            for v_idx, (key, indices) in bar:
-                marker = self._marker(*key)
-                if a.resume and marker.is_file():
-                    _log.info("skipping %s/%s (finished in an earlier run)", *key)
-                    continue
+            for vt in reused:  # the totals cover the whole set, reused videos included
+                for k in timing:
+                    timing[k] += vt.get(k, 0)
+            bar = tqdm(todo, desc=f"online {a.mode}", disable=not info.is_main, dynamic_ncols=True)
+            for v_idx, key, indices, vkey in bar:
                 vt = self.tune_video(key, indices, a.seed + v_idx)
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text(json.dumps(vt))
+                write_record(self._marker(*key), vkey, self._written(key, indices), vt)
                 for k in timing:
                     timing[k] += vt[k]
+            timing |= {"videos_tuned": len(todo), "videos_reused": len(reused)}
             parts = all_gather_objects(timing)
             timing = {k: sum(p[k] for p in parts) for k in timing}
         n = max(timing["frames"], 1)
         timing |= {"tune_s_per_frame": timing["tune_s"] / n, "predict_s_per_frame": timing["predict_s"] / n}
         if info.is_main:
-            (self.run_dir / "timing.json").write_text(json.dumps(timing, indent=1))
+            atomic_write(self.run_dir / "timing.json", lambda tmp: tmp.write_text(json.dumps(timing, indent=1)))
             _log.info("online %s: %d frames, tuning %.3f s/frame, inference %.3f s/frame; masks in %s", a.mode,
-                      timing["frames"], timing["tune_s_per_frame"], timing["predict_s_per_frame"], a.save_dir)
+                      timing["frames"], timing["tune_s_per_frame"], timing["predict_s_per_frame"],
+                      self.writer.save_dir)
+            if a.mode != "transductive":
+                _log.info(self._summary(timing))
         self.tb.close()
         return timing
+
+    def _summary(self, timing: dict) -> str:
+        """The closing line of a per_video/causal run: what was tuned, what was reused."""
+        tuned, reused = timing["videos_tuned"], timing["videos_reused"]
+        where = f"masks in {self.writer.save_dir}, records in {self.run_dir / 'done'}"
+        if tuned == 0 and reused:
+            return (f"online --resume: all {reused} video(s) were already done with these weights, options, inputs "
+                    f"and save folder; nothing re-tuned ({where})")
+        return f"online {self.args.mode}: tuned {tuned} video(s), reused {reused} finished earlier ({where})"
+
+    def _transductive_key(self) -> dict:
+        """What the transductive state depends on: as a video's key, for the whole set, minus
+        the save folders and output-only options (its masks are always written afresh)."""
+        keys = sorted(self.data.video_items())
+        opts = {k: v for k, v in mask_options(self.args).items() if k not in OUTPUT_ONLY}
+        return {"weights": self.weights_id, "options": opts, "inputs": self._inputs(keys),
+                "videos": ["/".join(k) for k in keys], "world_size": self.info.world_size}
 
     def _run_transductive(self) -> dict:
         a, info = self.args, self.info
         self._fresh(a.seed)
         state_path = self.run_dir / "transductive_last.pth"
-        start = 0
+        start, key = 0, self._transductive_key()
         if a.resume and state_path.is_file():
             ck = load_checkpoint(state_path)
-            unwrap(self.student).load_state_dict(ck["model"])
-            self.teacher.load_state_dict(ck["teacher"])
-            unwrap(self.disc).load_state_dict(ck["discriminator"])
-            self.opt_s.load_state_dict(ck["opt_s"])
-            self.opt_d.load_state_dict(ck["opt_d"])
-            start = ck["epoch"] + 1
-        sampler = DistributedSampler(self.data, info.world_size, info.rank, shuffle=True, seed=a.seed, drop_last=True)
+            if "resume_key" in ck:
+                reasons = key_mismatches(ck["resume_key"], key)
+            else:
+                reasons = [("state of an older version (does not name its weights and options)", "")]
+            for reason, detail in reasons:
+                _log.info("online --resume: %s%s since %s: tuning the %d videos from the offline weights again",
+                          reason, f" ({detail})" if detail else "", state_path, len(key["videos"]))
+            if not reasons:
+                unwrap(self.student).load_state_dict(ck["model"])
+                self.teacher.load_state_dict(ck["teacher"])
+                unwrap(self.disc).load_state_dict(ck["discriminator"])
+                self.opt_s.load_state_dict(ck["opt_s"])
+                self.opt_d.load_state_dict(ck["opt_d"])
+                start = ck["epoch"] + 1
+                _log.info("online --resume: %s matches the weights, options and inputs; %s", state_path,
+                          f"continuing at epoch {start + 1} of {a.epochs}" if start < a.epochs else
+                          "tuning was finished: nothing to tune, writing the masks from it")
+        sampler = DistributedSampler(self.data, info.world_size, info.rank, shuffle=a.transductive_order == "shuffled",
+                                     seed=a.seed, drop_last=True)
         loader = DataLoader(self.data, a.batch_size, sampler=sampler, num_workers=a.workers, collate_fn=collate_frames)
         t0 = time.perf_counter()
         for epoch in range(start, a.epochs):
@@ -273,7 +366,8 @@ class OnlineTuner:
                 save_checkpoint(state_path, {"model": unwrap(self.student).state_dict(),
                                              "teacher": self.teacher.state_dict(),
                                              "discriminator": unwrap(self.disc).state_dict(), "epoch": epoch,
-                                             "opt_s": self.opt_s.state_dict(), "opt_d": self.opt_d.state_dict()})
+                                             "opt_s": self.opt_s.state_dict(), "opt_d": self.opt_d.state_dict(),
+                                             "resume_key": key})
             barrier()
         t_tune = time.perf_counter() - t0
         t1 = time.perf_counter()

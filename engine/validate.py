@@ -19,13 +19,18 @@ def validate(model: torch.nn.Module, dataset: FrameDataset, info: DistInfo, batc
 
     Frames are sharded across ranks without padding (DistributedSampler would duplicate
     frames to even out the shards and bias the mean) and the per-frame scores gathered.
-    Returns ``({"J": ..., "frames": n}, samples)``; samples are (image, gt, prob) arrays.
+    Returns ``({"J": ..., "frames": n, "skipped": [(file, error), ...]}, samples)``; samples
+    are (image, gt, prob) arrays. ``skipped`` (all ranks) lists the frames a
+    ``skip_bad`` dataset could not read; they are left out of J.
     """
     was_training = model.training
     model.eval()
     labeled = [i for i, (v, f) in enumerate(dataset.items) if f in dataset.videos[v].label_paths]
-    scores, samples = [], []
+    scores, samples, skipped = [], [], []
     for batch in frame_loader(dataset, info, batch_size, workers, indices=labeled):
+        skipped += batch.get("skipped", [])
+        if "image" not in batch:  # every frame of this batch was unreadable (and skipped)
+            continue
         prob = predict_probs(model, batch["image"].to(info.device), batch["flow"].to(info.device), amp=amp,
                              amp_dtype=amp_dtype)
         for p, gt, ds, vid, fr, img in zip(to_original_size(prob, batch["orig_size"]), batch["mask"],
@@ -36,9 +41,11 @@ def validate(model: torch.nn.Module, dataset: FrameDataset, info: DistInfo, batc
                 samples.append((img.numpy(), gt, p))
     model.train(was_training)
     per_seq: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for part in all_gather_objects(scores):
+    all_skipped = []
+    for part, part_skipped in all_gather_objects((scores, skipped)):
+        all_skipped += part_skipped
         for ds, vid, _fr, j in part:
             per_seq[(ds, vid)].append(j)
     n = sum(len(v) for v in per_seq.values())
     return {"J": float(np.mean([np.mean(v) for v in per_seq.values()])) if per_seq else float("nan"),
-            "frames": n}, samples
+            "frames": n, "skipped": all_skipped}, samples

@@ -31,6 +31,26 @@ Two pipelines run these stages:
   interrupted run resumes. Online tuning reads this layout, so ``--online`` uses it.
 
 Each stage's wall time is recorded in :attr:`SegmentResult.timing`.
+
+**What it may touch.** The weights are loaded (checkpoint read, network built) before any
+frame is decoded or flow computed, so a bad ``--weights`` fails at once, naming the file.
+``<output_dir>/.segment_video.json`` lists every file the tool wrote there
+(:mod:`engine.video_ledger`); everything else in the output folder is the user's and is never
+deleted. Before anything is written, a run refuses (naming the file, suggesting
+``--overwrite`` or another ``--output_dir``) when it would overwrite or leave mixed in with
+its results a file it did not write, or a result of an earlier run with other weights or of
+another video (the shared ``overlay.mp4``/``overlay/``). Its own earlier results of the same
+video and weights are replaced, whatever the other options. With ``--overwrite``, files at
+the names the run writes are replaced and the tool's results of other runs in those places
+are deleted, but a user's file the run does not replace is kept (and named in a warning).
+The frames and flows folders of the work folder must hold only the tool's files (they are
+read back as a data set): a foreign file there is always refused. ``--clean_work`` deletes
+only the listed work files and then the folders the tool created. An ``--input`` that is
+the output folder or lies in one of the places the tool writes (``masks/``, ``probs/``,
+``overlay/``, ``overlay.mp4``, ``work/``) is refused; an output folder inside a frames
+folder is fine (outputs go to subfolders, and only the frames folder's own files are read).
+Every file is written atomically, and the manifest lists it before it is written, so a
+killed run leaves no truncated file and a rerun finishes the job.
 """
 from __future__ import annotations
 
@@ -38,7 +58,6 @@ import argparse
 import contextlib
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,11 +69,13 @@ import torch
 from tqdm import tqdm
 
 from engine.inference import MaskWriter, predict_probs, to_original_size
-from engine.video_io import (DEFAULT_FPS, JPEG_QUALITY, WORK_DATASET, WORK_SPLIT, ExtractedFrames, OverlayWriter,
-                             check_input, extract_frames, frame_name, input_fps, input_frame_count, iter_input_frames,
-                             signature, video_name, work_dirs, write_overlay, write_source_record)
+from engine.video_io import (DEFAULT_FPS, JPEG_QUALITY, VIDEO_CODECS, WORK_DATASET, WORK_SPLIT, ExtractedFrames,
+                             Guard, OverlayWriter, VideoInputError, check_input, extract_frames, frame_name, input_fps,
+                             input_frame_count, iter_input_frames, overlay_video_paths, remove_owned, signature,
+                             video_name, work_dirs, write_json, write_overlay, write_source_record)
+from engine.video_ledger import Ledger, OutputConflict, Owner, Unguarded
 from utils.flow import flow_to_image
-from utils.io import list_files
+from utils.io import FRAME_EXTS, list_files
 from utils.optical_flow import FlowStats, compute_video_flow, make_estimator
 
 _log = logging.getLogger(__name__)
@@ -91,6 +112,8 @@ class SegmentResult:
     timing: dict[str, float] = field(default_factory=dict)
     pipeline: str = "files"
     flow_size: tuple[int, int] | None = None  # (H, W) flow was computed at; None: the frame size
+    manifest: Path | None = None  # <output_dir>/.segment_video.json
+    kept: list[Path] = field(default_factory=list)  # user files left in the output folders (--overwrite)
 
 
 class StageClock:
@@ -112,18 +135,24 @@ class StageClock:
 
 
 class TimedMaskWriter(MaskWriter):
-    """A :class:`MaskWriter` that books its writing time on ``clock`` as ``masks_s``.
+    """A :class:`MaskWriter` that books its writing time on ``clock`` as ``masks_s`` and has each
+    file agreed and listed by ``guard`` first.
 
     Inference and online tuning call the writer from inside their loops; timing the
     writer itself is what separates mask writing from the network's time there.
     """
 
-    def __init__(self, clock: StageClock, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, clock: StageClock, *args: Any, guard: Guard | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.clock = clock
+        self.guard = guard or Unguarded()
 
     def write(self, dataset: str, video: str, frame: str, prob: np.ndarray) -> None:
         with self.clock("masks_s"):
+            rel = Path(dataset, video) if self.per_dataset else Path(video)
+            self.guard.before_write(self.save_dir / rel / f"{frame}.png")
+            if self.prob_dir is not None:
+                self.guard.before_write(self.prob_dir / rel / f"{frame}.png")
             super().write(dataset, video, frame, prob)
 
 
@@ -215,13 +244,19 @@ def flow_estimator(args: argparse.Namespace) -> FlowEstimator:
 
 def compute_flow(images_dir: Path, flows_dir: Path, method: str = "dis", progress: bool = True,
                  flow_size: tuple[int, int] | None = None, estimator: FlowEstimator | None = None,
-                 **options: Any) -> FlowStats:
+                 guard: Guard | None = None, **options: Any) -> FlowStats:
     """Flow images of one video in the work layout; existing ones are reused.
 
     ``estimator`` (default: ``make_estimator(method, **options)``) runs at ``flow_size``
-    when given; the images keep the frame size.
+    when given; the images keep the frame size. ``guard`` lists the missing flow images
+    before they are written.
     """
-    n = len(list_files(images_dir))
+    frames = list_files(images_dir)
+    n = len(frames)
+    missing = [flows_dir / f"{f.stem}.jpg" for f in frames if not (flows_dir / f"{f.stem}.jpg").exists()]
+    if missing and guard is not None:
+        guard.claim(missing)
+        guard.adopt_written(missing)
     est = estimator if estimator is not None else make_estimator(method, **options)
     if flow_size is not None:
         est = FlowAtSize(est, flow_size)
@@ -243,7 +278,7 @@ def _flow_settings(args: argparse.Namespace, flow_hw: tuple[int, int] | None) ->
             "raft_weights": str(args.raft_weights) if args.raft_weights and args.flow != "dis" else None}
 
 
-def _reset_stale_flows(work_root: Path, name: str, settings: dict) -> None:
+def _reset_stale_flows(work_root: Path, name: str, settings: dict, guard: Guard) -> None:
     # Flow images are reused by file name only: those of other settings (or of a version that
     # kept no record) would silently stand in for the requested ones.
     record = work_root / f"{name}.flow.json"
@@ -254,9 +289,9 @@ def _reset_stale_flows(work_root: Path, name: str, settings: dict) -> None:
         old = None
     if old != settings and flows_dir.exists():
         _log.info("flow settings changed (%s -> %s): recomputing the flow of %s", old, settings, name)
-        shutil.rmtree(flows_dir)
+        remove_owned(flows_dir, guard)
     # Written before computing, so that an interrupted run resumes with the same settings.
-    record.write_text(json.dumps(settings))
+    write_json(record, settings, guard)
 
 
 # --------------------------------------------------------------------------- network
@@ -289,10 +324,10 @@ def _to_batch(rgbs: Sequence[np.ndarray], size_hw: tuple[int, int], device: torc
 def online_parser() -> argparse.ArgumentParser:
     """The options of the online stage, from the same parser pieces as ``online_finetuning.py``."""
     from engine.online import add_online_args
-    from utils.config import data_parser, model_parser, runtime_parser
+    from utils.config import data_parser, ignored_options_parser, model_parser, runtime_parser
 
     p = argparse.ArgumentParser(add_help=False, parents=[model_parser(from_checkpoint=True), data_parser(),
-                                                         runtime_parser()])
+                                                         runtime_parser(), ignored_options_parser()])
     add_online_args(p)
     return p
 
@@ -317,24 +352,150 @@ def online_args(args: argparse.Namespace, work_root: Path, name: str) -> argpars
     return online_parser().parse_args(argv)
 
 
-def online_masks(args: argparse.Namespace, work_root: Path, name: str, writer: MaskWriter) -> dict:
+# What the online tuner writes in its run folder (engine/online.py, utils/log.py); listed before it starts.
+ONLINE_RUN_FILES = ("log.txt", "args.yaml", "timing.json")
+
+
+def online_masks(args: argparse.Namespace, work_root: Path, name: str, writer: MaskWriter,
+                 guard: Guard | None = None) -> dict:
     """OAST online self-tuning on this video, teacher predictions; the tuner's timing
-    (``frames``, ``tune_s``, ``predict_s``, ...) plus ``model_s`` (building the tuner)."""
+    (``frames``, ``tune_s``, ``predict_s``, ...) plus ``model_s`` (building the tuner).
+
+    The tuner's run folder is ``<work_root>/online``; its files are listed by ``guard``
+    before the tuner starts (and any other file it made there, after it finished).
+    """
     from engine.online import OnlineTuner
 
-    t = time.perf_counter()
-    tuner = OnlineTuner(online_args(args, work_root, name), writer=writer)
-    model_s = time.perf_counter() - t
-    return {**tuner.run(), "model_s": model_s}
+    guard = guard or Unguarded()
+    run_dir = work_root / "online"
+    for f in (*ONLINE_RUN_FILES, f"done/{WORK_DATASET}/{name}.json"):
+        guard.before_write(run_dir / f)
+    t0 = time.time()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        t = time.perf_counter()
+        tuner = OnlineTuner(online_args(args, work_root, name), writer=writer)
+        model_s = time.perf_counter() - t
+        timing = tuner.run()
+    finally:
+        # The tuner logs to <run_dir>/log.txt; later messages of this run belong to the caller's log only
+        # (a log that grew after the run finished would no longer count as the tool's file).
+        for h in list(root.handlers):
+            if h not in handlers:
+                root.removeHandler(h)
+                h.close()
+        for h in handlers:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(level)
+    if isinstance(guard, Ledger) and run_dir.is_dir():
+        new = [p for p in run_dir.rglob("*") if p.is_file() and guard.rel(p) not in guard.files
+               and p.stat().st_mtime >= t0 - 1]
+        if new:
+            guard.claim(new)
+            guard.adopt_written(new)
+    return {**timing, "model_s": model_s}
+
+
+# --------------------------------------------------------------------------- output folder
+def check_paths(path: Path, out_dir: Path) -> None:
+    """Refuse an input that is the output folder or lies where the tool writes and deletes files."""
+    inp, out = path.resolve(), out_dir.resolve()
+    places = [out / "masks", out / "probs", out / "overlay", out / "work",
+              *(overlay_video_paths(out, ext)[0] for _, ext in VIDEO_CODECS)]
+    if inp == out:
+        raise VideoInputError(f"--input {path} is the --output_dir {out_dir} itself; segment_video writes its results "
+                              "there: choose an --output_dir outside the input (a subfolder of it is fine)")
+    for place in places:
+        if inp == place or place in inp.parents:
+            raise VideoInputError(f"--input {path} is inside --output_dir {out_dir} ({place}), where segment_video "
+                                  "writes, replaces and deletes its own files: copy the input elsewhere, or choose "
+                                  "another --output_dir")
+
+
+def _visible_files(folder: Path, exts: Sequence[str] | None = None, recursive: bool = False) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in files if p.is_file() and not p.name.startswith(".")
+                  and (exts is None or p.suffix.lower() in exts))
+
+
+def plan_outputs(ledger: Ledger, args: argparse.Namespace, out_dir: Path, name: str, pipeline: str) -> list[Path]:
+    """Check every place this run writes; delete the tool's own results there that the run replaces.
+
+    Raises :class:`OutputConflict` naming the first file that may not be touched (see the
+    module docstring for the rules) and changes nothing then. Returns the user's files that
+    ``--overwrite`` lets the run write next to (kept, to be named in a warning).
+    """
+    work_root = out_dir / "work"
+    result_dirs = [(out_dir / "masks" / name, (".png",))]
+    if args.save_prob:
+        result_dirs.append((out_dir / "probs" / name, (".png",)))
+    if args.overlay == "frames":
+        result_dirs.append((out_dir / "overlay", (".jpg",)))
+    result_files = [overlay_video_paths(out_dir, VIDEO_CODECS[0][1])[0]] if args.overlay == "video" else []
+    work_files = [work_root / f"{name}.source.json"]
+    strict_dirs, run_dirs = [], []
+    if pipeline == "files":
+        work_files.append(work_root / f"{name}.flow.json")
+        strict_dirs += list(work_dirs(work_root, name))
+    if args.online:
+        run_dirs.append(work_root / "online")
+
+    conflicts: list[tuple[Path, str]] = []
+    remove: list[Path] = []
+    kept: list[Path] = []
+    how = "pass --overwrite to let this run replace it, or choose another --output_dir"
+    for folder, exts in result_dirs:
+        for p in sorted(set(_visible_files(folder, exts)) | set(ledger.entries_under(folder))):
+            st = ledger.status(p)
+            if st in ("own", "absent"):  # absent: a listed part file of a killed run
+                remove.append(p)
+            elif st == "other" and args.overwrite:
+                remove.append(p)
+            elif st == "other":
+                conflicts.append((p, f"it holds the result of an earlier run ({ledger.describe(p)}), which this run "
+                                     f"would replace; {how} (and that run's other results there)"))
+            elif args.overwrite:
+                kept.append(p)
+            else:
+                conflicts.append((p, f"it was {ledger.describe(p)}, and this run writes its results in {folder}; {how} "
+                                     "(files of yours it does not replace are kept)"))
+    for p in [*result_files, *work_files, *(f for d in run_dirs for f in _visible_files(d, recursive=True))]:
+        st = ledger.status(p)
+        if st in ("user", "other") and not args.overwrite:
+            conflicts.append((p, f"it was {ledger.describe(p)}, and this run would overwrite it; {how}"))
+    for folder in strict_dirs:
+        for p in _visible_files(folder, FRAME_EXTS, recursive=True):
+            if ledger.status(p) == "user":
+                conflicts.append((p, f"it was {ledger.describe(p)}, but {folder} must hold only the frames or flow "
+                                     "images segment_video made (they are read back as a data set): move it away, or "
+                                     "choose another --output_dir"))
+    if conflicts:
+        p, why = conflicts[0]
+        more = f" ({len(conflicts) - 1} more such files)" if len(conflicts) > 1 else ""
+        raise OutputConflict(f"refusing to touch {p}: {why}{more}")
+    for p in remove:
+        ledger.remove(p)
+    ledger.save()
+    return kept
+
+
+def clean_work(ledger: Ledger, work_root: Path) -> tuple[int, list[Path]]:
+    """Delete the tool's files in the work folder, then the folders it created there.
+
+    Returns (files deleted, files kept: the user's, and the tool's changed since).
+    """
+    removed = sum(ledger.remove(p) for p in ledger.entries_under(work_root))
+    ledger.prune_dirs(work_root)
+    ledger.save()
+    kept = _visible_files(work_root, recursive=True)
+    return removed, kept
 
 
 # --------------------------------------------------------------------------- pipelines
-def _clear_old_masks(*dirs: Path | None) -> None:
-    # Masks of an earlier run with more frames would otherwise sit next to the new ones.
-    for d in dirs:
-        if d is not None and d.is_dir():
-            for p in d.glob("*.png"):
-                p.unlink()
 
 
 @dataclass
@@ -355,14 +516,14 @@ class _MemoryPipeline:
     """
 
     def __init__(self, args: argparse.Namespace, path: Path, name: str, device: torch.device, writer: MaskWriter,
-                 overlay: OverlayWriter, clock: StageClock) -> None:
+                 overlay: OverlayWriter, clock: StageClock, model: torch.nn.Module) -> None:
         self.args, self.name, self.device = args, name, device
         self.writer, self.overlay, self.clock = writer, overlay, clock
         self.net_hw = (int(args.size[0]), int(args.size[1]))
         self.batch = max(1, int(args.batch_size))
         self.channels_last = args.memory_format == "channels_last"
+        self.model = model
         with clock("model_s"):
-            self.model = load_model(args, device)
             self.estimator = flow_estimator(args)
         self.frames = iter_input_frames(path, args.stride, args.max_frames)
         self.exhausted = False
@@ -440,22 +601,23 @@ class _MemoryPipeline:
 
 
 def _segment_with_files(args: argparse.Namespace, path: Path, name: str, device: torch.device, writer: MaskWriter,
-                        clock: StageClock, progress: bool = True
-                        ) -> tuple[int, ExtractedFrames, FlowStats, tuple[int, int] | None]:
-    """Frames and flow images through the work folder, then inference or online tuning;
-    returns (masks written, extracted frames, flow counts, flow size)."""
+                        clock: StageClock, progress: bool = True, model: torch.nn.Module | None = None,
+                        guard: Guard | None = None) -> tuple[int, ExtractedFrames, FlowStats, tuple[int, int] | None]:
+    """Frames and flow images through the work folder, then inference (with ``model``) or online
+    tuning; returns (masks written, extracted frames, flow counts, flow size)."""
+    guard = guard or Unguarded()
     work_root = Path(args.output_dir) / "work"
     with clock("frames_s"):
-        frames = extract_frames(path, work_root, name, args.stride, args.max_frames, progress)
+        frames = extract_frames(path, work_root, name, args.stride, args.max_frames, progress, guard)
     images_dir, flows_dir = work_dirs(work_root, name)
     flow_hw = resolve_flow_size(args.flow_size, args.size, frames.size)
     with clock("flow_s"):
-        _reset_stale_flows(work_root, name, _flow_settings(args, flow_hw))
-        flow = compute_flow(images_dir, flows_dir, args.flow, progress, flow_hw, flow_estimator(args))
+        _reset_stale_flows(work_root, name, _flow_settings(args, flow_hw), guard)
+        flow = compute_flow(images_dir, flows_dir, args.flow, progress, flow_hw, flow_estimator(args), guard)
 
     masks_before = clock.seconds.get("masks_s", 0.0)
     if args.online:
-        timing = online_masks(args, work_root, name, writer)
+        timing = online_masks(args, work_root, name, writer, guard)
         n = int(timing["frames"])
         clock.add("model_s", timing["model_s"])
         clock.add("tune_s", timing["tune_s"])
@@ -465,8 +627,9 @@ def _segment_with_files(args: argparse.Namespace, path: Path, name: str, device:
         from engine.inference import run_inference
         from utils.distributed import DistInfo
 
-        with clock("model_s"):
-            model = load_model(args, device)
+        if model is None:
+            with clock("model_s"):
+                model = load_model(args, device)
         t = time.perf_counter()
         data = FrameDataset(work_root, [WORK_DATASET], "test", WORK_SPLIT, tuple(args.size), with_labels=False,
                             videos=[name])
@@ -483,12 +646,43 @@ def training_size(weights: str | Path | list) -> tuple[int, int]:
     from utils.checkpoint import load_checkpoint
 
     first = weights[0] if isinstance(weights, (list, tuple)) else weights
-    size = (load_checkpoint(first).get("args") or {}).get("size")
-    return (int(size[0]), int(size[1])) if size and len(size) == 2 else (384, 640)
+    saved = load_checkpoint(first).get("args") or {}
+    saved = vars(saved) if not isinstance(saved, dict) else saved  # the authors' files hold a Namespace
+    size = saved.get("size", saved.get("img_size"))
+    if isinstance(size, int):
+        size = (size, size)
+    try:
+        return (int(size[0]), int(size[1])) if size is not None and len(size) == 2 else (384, 640)
+    except (TypeError, ValueError):
+        return (384, 640)
+
+
+def _check_weights(args: argparse.Namespace, device: torch.device) -> torch.nn.Module | None:
+    """Load the checkpoint(s) and build the network now, so that a bad ``--weights`` fails before any
+    slow stage. Returns the model for plain inference; None for ``--online`` (the tuner builds its own)."""
+    if not args.online:
+        return load_model(args, device)
+    from models import build_model_from_checkpoint
+
+    build_model_from_checkpoint(args.weights, args.model_scale, args.backbone)
+    return None
+
+
+def _run_options(args: argparse.Namespace, pipeline: str) -> dict:
+    """The options a run records in the manifest (for the user; nothing depends on them)."""
+    keys = ("input", "name", "stride", "max_frames", "size", "flow", "dis_preset", "flow_size", "threshold", "flip",
+            "online", "online_epochs", "overlay", "save_prob")
+    out = {k: getattr(args, k, None) for k in keys}
+    return {**{k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in out.items()},
+            "pipeline": pipeline}
 
 
 def segment_video(args: argparse.Namespace, progress: bool = True) -> SegmentResult:
-    """Run the stages of the module docstring for ``args`` (see :func:`engine.video_args.add_video_args`)."""
+    """Run the stages of the module docstring for ``args`` (see :func:`engine.video_args.add_video_args`).
+
+    Raises :class:`engine.video_ledger.OutputConflict` (a ``ValueError``) before writing
+    anything when the run would touch a file it may not (see the module docstring).
+    """
     from utils.misc import resolve_device, seed_everything
 
     t_start = time.perf_counter()
@@ -501,54 +695,77 @@ def segment_video(args: argparse.Namespace, progress: bool = True) -> SegmentRes
         raise ValueError("--online needs --pipeline files (or auto): the tuner reads the frames from the work folder")
     path = Path(args.input)
     check_input(path)  # fail on a bad input before loading anything heavy
+    out_dir = Path(args.output_dir)
+    check_paths(path, out_dir)
     if args.size is None:
         args.size = training_size(args.weights)
-    out_dir = Path(args.output_dir)
     work_root = out_dir / "work"
     name = video_name(path, args.name)
     device = resolve_device(args.device)
     seed_everything(args.seed)
     clock = StageClock()
+    with clock("model_s"):
+        model = _check_weights(args, device)
 
+    ledger = Ledger(out_dir, Owner.of(name, args.weights), overwrite=getattr(args, "overwrite", False))
+    with ledger.locked():
+        kept = plan_outputs(ledger, args, out_dir, name, pipeline)
+        ledger.start_run(_run_options(args, pipeline))
+        result = _run_stages(args, path, name, pipeline, device, model, clock, ledger, progress)
+        ledger.finish_run(result.frames)
+        kept = [p for p in kept if p.exists() and ledger.status(p) == "user"]
+        if kept:
+            _log.warning("kept %d file(s) not written by segment_video next to the results: %s%s", len(kept),
+                         ", ".join(map(str, kept[:5])), " ..." if len(kept) > 5 else "")
+        if args.clean_work:
+            removed, left = clean_work(ledger, work_root)
+            _log.info("removed %d file(s) segment_video wrote in %s%s", removed, work_root,
+                      f"; kept {len(left)} other file(s) there, e.g. {left[0]}" if left else "")
+        elif pipeline == "files":
+            _log.info("frames and flows kept in %s (reused by a rerun; --clean_work deletes them)", work_root)
+    timing = {k: clock.seconds.get(k, 0.0) for k in STAGES if k != "tune_s" or args.online}
+    timing["total_s"] = time.perf_counter() - t_start
+    n = result.frames
+    _log.info("%d frames in %.2f s (%.1f frames/s): %s", n, timing["total_s"], n / max(timing["total_s"], 1e-9),
+              ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in timing.items() if k != "total_s"))
+    result.timing, result.manifest, result.kept = timing, ledger.path, kept
+    return result
+
+
+def _run_stages(args: argparse.Namespace, path: Path, name: str, pipeline: str, device: torch.device,
+                model: torch.nn.Module | None, clock: StageClock, guard: Guard, progress: bool) -> SegmentResult:
+    """Frames, flow, network, masks and overlay of one video, every file through ``guard``."""
+    out_dir = Path(args.output_dir)
+    work_root = out_dir / "work"
     masks_root = out_dir / "masks"
     prob_root = out_dir / "probs" if args.save_prob else None
-    _clear_old_masks(masks_root / name, prob_root / name if prob_root else None)
     # One user video from a single working dataset: no <dataset> folder level in the output.
-    writer = TimedMaskWriter(clock, masks_root, prob_root, args.threshold, per_dataset=False)
+    writer = TimedMaskWriter(clock, masks_root, prob_root, args.threshold, per_dataset=False, guard=guard)
     color = tuple(args.overlay_color)
     if pipeline == "memory":
         fps_in = input_fps(path)
         fps = args.fps or ((fps_in / args.stride) if fps_in else DEFAULT_FPS)
         sig = signature(path, args.stride, args.max_frames)
-        with OverlayWriter(out_dir, args.overlay, fps, color, args.overlay_alpha) as overlay:
-            run = _MemoryPipeline(args, path, name, device, writer, overlay, clock)
+        with OverlayWriter(out_dir, args.overlay, fps, color, args.overlay_alpha, guard) as overlay:
+            run = _MemoryPipeline(args, path, name, device, writer, overlay, clock, model)
             n = run.run(input_frame_count(path, args.stride, args.max_frames), progress)
         # The only file of the work folder here: which input frame each output frame came from.
-        write_source_record(work_root, name, sig, [frame_name(i) for i in range(n)], run.sources, run.size, fps_in)
+        write_source_record(work_root, name, sig, [frame_name(i) for i in range(n)], run.sources, run.size, fps_in,
+                            guard)
         overlay_path, n_frames, size, flow, flow_hw, reused = overlay.target, n, run.size, run.stats, run.flow_hw, False
     else:
-        n, frames, flow, flow_hw = _segment_with_files(args, path, name, device, writer, clock, progress)
+        n, frames, flow, flow_hw = _segment_with_files(args, path, name, device, writer, clock, progress, model, guard)
         n_frames, size, reused = len(frames.names), frames.size, frames.reused
         fps = args.fps or ((frames.fps / args.stride) if frames.fps else DEFAULT_FPS)
         images_dir, _ = work_dirs(work_root, name)
         with clock("overlay_s"):
             overlay_path = write_overlay(images_dir, masks_root / name, frames.names, out_dir, args.overlay, fps,
-                                         color, args.overlay_alpha, progress)
+                                         color, args.overlay_alpha, progress, guard)
     if n != n_frames:
         raise RuntimeError(f"wrote {n} masks for {n_frames} frames of {name}")
     _log.info("masks: %s (%d frames)%s", masks_root / name, n,
               f", probabilities: {prob_root / name}" if prob_root else "")
     if overlay_path is not None:
         _log.info("overlay: %s", overlay_path)
-    if args.clean_work:
-        shutil.rmtree(work_root, ignore_errors=True)
-        _log.info("removed the work folder %s", work_root)
-    elif pipeline == "files":
-        _log.info("frames and flows kept in %s (reused by a rerun; --clean_work deletes them)", work_root)
-
-    timing = {k: clock.seconds.get(k, 0.0) for k in STAGES if k != "tune_s" or args.online}
-    timing["total_s"] = time.perf_counter() - t_start
-    _log.info("%d frames in %.2f s (%.1f frames/s): %s", n, timing["total_s"], n / max(timing["total_s"], 1e-9),
-              ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in timing.items() if k != "total_s"))
     return SegmentResult(name, n, tuple(size), masks_root / name, prob_root / name if prob_root else None,
-                         overlay_path, work_root, reused, flow, timing, pipeline, flow_hw)
+                         overlay_path, work_root, reused, flow, {}, pipeline, flow_hw)

@@ -60,7 +60,13 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", "--weight", nargs="+", required=True,
                    help="trained checkpoint(s); several are averaged into one model")
     g.add_argument("--output_dir", type=Path, required=True,
-                   help="output root: masks/<video>/, overlay.mp4 or overlay/, work/ (frames, flows)")
+                   help="output root: masks/<video>/, overlay.mp4 or overlay/, work/ (frames, flows); "
+                        ".segment_video.json there lists the files the tool wrote, the only ones it ever deletes or "
+                        "replaces without --overwrite")
+    g.add_argument("--overwrite", action="store_true",
+                   help="let this run replace files in its output places that it did not write, or that an earlier "
+                        "run wrote with other weights or for another video (e.g. overlay.mp4); a file of yours it "
+                        "does not replace is kept, never deleted")
     g.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="network input size (frames are resized to it; masks come back at the frame size); "
                         "default: the size the checkpoint was trained at, else 384 640")
@@ -95,4 +101,5 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                    help="mask fill and contour colour")
     g.add_argument("--overlay_alpha", type=float, default=0.45, help="opacity of the mask fill")
     g.add_argument("--clean_work", action="store_true",
-                   help="delete <output_dir>/work (frames and flows) at the end; a rerun then starts over")
+                   help="delete the files segment_video wrote in <output_dir>/work (frames, flows, records) at the "
+                        "end, then the folders it created there; other files are kept. A rerun then starts over")

@@ -11,13 +11,18 @@
   the mask's contour into ``<output_dir>/overlay.mp4`` (``mp4v``; ``overlay.avi`` with
   ``MJPG`` when no mp4 writer can be opened; frames otherwise) or
   ``<output_dir>/overlay/<frame>.jpg``; :func:`write_overlay` does it from files on disk.
+
+Every file is written atomically (a hidden temporary file renamed into place) after the
+``guard`` (:class:`engine.video_ledger.Ledger`, the output folder's manifest) has agreed and
+listed it; files are deleted only through the guard, which deletes only the tool's own.
+Without a guard (library use) every file is fair game.
 """
 from __future__ import annotations
 
 import json
 import logging
 import re
-import shutil
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -26,7 +31,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from utils.io import FRAME_EXTS, list_files
+from engine.video_ledger import Ledger, OutputConflict, Unguarded
+from utils.io import FRAME_EXTS, atomic_write, list_files, read_rgb
 
 _log = logging.getLogger(__name__)
 
@@ -41,6 +47,56 @@ OVERLAY_MODES = ("video", "frames", "none")
 
 class VideoInputError(ValueError):
     """The input video or frames folder cannot be used; the message names the path."""
+
+
+Guard = Ledger | Unguarded
+
+
+def encode_image(path: Path, bgr: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """``bgr`` encoded for ``path``'s extension (JPEG at ``quality``); raises naming ``path``."""
+    ext = path.suffix.lower()
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, bgr, params)
+    if not ok:
+        raise OSError(f"cannot encode {path} as {ext}")
+    return buf.tobytes()
+
+
+def write_image(path: Path, bgr: np.ndarray, guard: Guard | None = None, quality: int = JPEG_QUALITY) -> None:
+    """Write ``bgr`` to ``path`` atomically, after ``guard`` has agreed and listed it."""
+    data = encode_image(path, bgr, quality)
+    (guard or Unguarded()).before_write(path)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_json(path: Path, obj: object, guard: Guard | None = None) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically, after ``guard`` has agreed and listed it."""
+    text = json.dumps(obj, indent=1)
+    (guard or Unguarded()).before_write(path)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+    return path
+
+
+def remove_owned(folder: Path, guard: Guard | None = None) -> None:
+    """Delete the tool's files in ``folder`` (listed ones, at any depth) and the folders it made there.
+
+    A file the guard does not own makes this raise :class:`OutputConflict` naming it: the
+    folder is one the tool must own entirely (frames or flows read back as a data set).
+    """
+    guard = guard or Unguarded()
+    if isinstance(guard, Ledger):
+        for p in guard.entries_under(folder):
+            guard.remove(p)
+    if folder.is_dir():
+        for p in sorted(folder.rglob("*")):
+            if p.is_file() and guard.status(p) not in ("own", "absent"):
+                raise OutputConflict(f"{p} is not a file segment_video wrote, but its folder {folder} must hold only "
+                                     "the tool's files (they are read back as frames): move it away, or choose "
+                                     "another --output_dir")
+            if p.is_file():
+                guard.remove(p)
+    guard.prune_dirs(folder)
+    guard.save()
 
 
 # --------------------------------------------------------------------------- frames
@@ -80,9 +136,10 @@ def _decode(path: Path, stride: int, max_frames: int | None) -> Iterator[tuple[s
         if not files:
             raise VideoInputError(f"{path}: no frames (.jpg/.jpeg/.png files) in this folder")
         for f in files[::stride]:
-            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-            if img is None:
-                raise VideoInputError(f"cannot read frame {f}")
+            try:  # read_rgb refuses truncated files that cv2 would fill with grey
+                img = cv2.cvtColor(read_rgb(f, "frame"), cv2.COLOR_RGB2BGR)
+            except OSError as e:
+                raise VideoInputError(str(e)) from e
             yield f.name, img
             kept += 1
             if max_frames is not None and kept >= max_frames:
@@ -166,14 +223,12 @@ def signature(path: Path, stride: int, max_frames: int | None) -> dict:
 
 
 def write_source_record(work_root: Path, name: str, sig: dict, names: Sequence[str], sources: Sequence[str],
-                        size: Sequence[int], fps: float | None) -> Path:
+                        size: Sequence[int], fps: float | None, guard: Guard | None = None) -> Path:
     """``<work_root>/<name>.source.json``: the input's :func:`signature` and, per frame name,
     the input frame index or file name it came from."""
-    record = work_root / f"{name}.source.json"
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"signature": sig, "frames": list(names), "sources": list(sources),
-                                  "size": list(size), "fps": fps}, indent=1))
-    return record
+    return write_json(work_root / f"{name}.source.json", {"signature": sig, "frames": list(names),
+                                                          "sources": list(sources), "size": list(size), "fps": fps},
+                      guard)
 
 
 def work_dirs(work_root: Path, name: str) -> tuple[Path, Path]:
@@ -183,12 +238,14 @@ def work_dirs(work_root: Path, name: str) -> tuple[Path, Path]:
 
 
 def extract_frames(path: Path, work_root: Path, name: str, stride: int = 1, max_frames: int | None = None,
-                   progress: bool = True) -> ExtractedFrames:
+                   progress: bool = True, guard: Guard | None = None) -> ExtractedFrames:
     """Write the kept frames as ``<work_root>/custom/val/images/<name>/00000.jpg ...``.
 
     Frames are renamed to zero-padded indices so that sorting gives temporal order; the
     source of each (input frame index or file name) is kept in the ``.source.json`` record.
+    ``guard`` decides what may be written and deleted (see the module docstring).
     """
+    guard = guard or Unguarded()
     check_input(path)
     images_dir, flows_dir = work_dirs(work_root, name)
     record = work_root / f"{name}.source.json"
@@ -202,12 +259,11 @@ def extract_frames(path: Path, work_root: Path, name: str, stride: int = 1, max_
         if old.get("signature") == sig and names and names == old.get("frames"):
             _log.info("reusing %d frames extracted earlier in %s", len(names), images_dir)
             return ExtractedFrames(names, tuple(old["size"]), old.get("fps"), reused=True)
-    # Another input or selection: frames and flows of an earlier run no longer match.
+    # Another input or selection: frames and flows of an earlier run no longer match. The record
+    # goes first, so that a kill from here on leaves nothing a rerun would take for finished.
+    guard.remove(record)
     for d in (images_dir, flows_dir):
-        if d.exists():
-            shutil.rmtree(d)
-    record.unlink(missing_ok=True)
-    images_dir.mkdir(parents=True)
+        remove_owned(d, guard)
 
     names, sources, size = [], [], None
     total = input_frame_count(path, stride, max_frames)
@@ -216,16 +272,14 @@ def extract_frames(path: Path, work_root: Path, name: str, stride: int = 1, max_
         for source, img in iter_input_frames(path, stride, max_frames):
             size = img.shape[:2]
             frame = frame_name(len(names))
-            out = images_dir / f"{frame}.jpg"
-            if not cv2.imwrite(str(out), img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
-                raise OSError(f"cannot write frame {out}")
+            write_image(images_dir / f"{frame}.jpg", img, guard)
             names.append(frame)
             sources.append(source)
             bar.update(1)
     finally:
         bar.close()
     fps = input_fps(path)
-    write_source_record(work_root, name, sig, names, sources, size, fps)
+    write_source_record(work_root, name, sig, names, sources, size, fps, guard)
     _log.info("extracted %d frames (%dx%d) from %s to %s", len(names), size[1], size[0], path, images_dir)
     return ExtractedFrames(names, size, fps)
 
@@ -261,6 +315,12 @@ def open_video_writer(stem: Path, fps: float, size_hw: tuple[int, int],
     return None
 
 
+def overlay_video_paths(output_dir: Path, ext: str) -> tuple[Path, Path]:
+    """``(final, temporary)`` overlay video paths for extension ``ext``: the video is written to a
+    hidden file with the same extension (the container follows it) and renamed when complete."""
+    return Path(output_dir) / f"overlay{ext}", Path(output_dir) / f".overlay-part{ext}"
+
+
 class OverlayWriter:
     """Overlay output, one frame at a time: ``<output_dir>/overlay.mp4`` or ``<output_dir>/overlay/``.
 
@@ -268,35 +328,45 @@ class OverlayWriter:
     with the first frame, whose size fixes the video's; video sizes are padded to even
     numbers by edge replication, since MPEG-4 crops odd ones. Use as a context manager or
     call :meth:`close`, which returns the video file or frames folder (None for ``none``).
+    The video is streamed into a hidden ``.overlay-part.mp4`` and renamed to ``overlay.mp4``
+    by :meth:`close` (an interrupted run keeps the previous overlay); frames are written
+    atomically one by one. Frames of an earlier run are not deleted here (see
+    :func:`engine.video.segment_video`, which deletes only the tool's own).
     """
 
     def __init__(self, output_dir: Path, mode: str = "video", fps: float = DEFAULT_FPS,
-                 color_rgb: Sequence[int] = (255, 40, 40), alpha: float = 0.45) -> None:
+                 color_rgb: Sequence[int] = (255, 40, 40), alpha: float = 0.45, guard: Guard | None = None) -> None:
         if mode not in OVERLAY_MODES:
             raise ValueError(f"overlay mode must be video, frames or none, got {mode!r}")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"--overlay_alpha must be in [0, 1], got {alpha}")
         self.output_dir, self.mode, self.fps = Path(output_dir), mode, fps
         self.color_rgb, self.alpha = tuple(color_rgb), alpha
+        self.guard = guard or Unguarded()
         self.target: Path | None = None
         self._writer: cv2.VideoWriter | None = None
+        self._stream: Path | None = None  # the hidden file the video is written to
         self._pad = (0, 0)
 
     def _open(self, size_hw: tuple[int, int]) -> None:
         h, w = size_hw
         self._pad = (h % 2, w % 2)
         if self.mode == "video":
-            opened = open_video_writer(self.output_dir / "overlay", self.fps, (h + self._pad[0], w + self._pad[1]))
-            if opened is None:
-                _log.warning("no video writer could be opened; writing overlay frames instead")
-                self.mode = "frames"
-            else:
-                self._writer, self.target = opened
+            for codec in VIDEO_CODECS:
+                final, stream = overlay_video_paths(self.output_dir, codec[1])
+                # Both names are agreed and listed before the writer creates the hidden one.
+                self.guard.before_write(final)
+                self.guard.before_write(stream)
+                opened = open_video_writer(stream.with_suffix(""), self.fps, (h + self._pad[0], w + self._pad[1]),
+                                           (codec,))
+                if opened is not None:
+                    self._writer, self._stream = opened
+                    self.target = final
+                    return
+            _log.warning("no video writer could be opened; writing overlay frames instead")
+            self.mode = "frames"
         if self.mode == "frames":
             self.target = self.output_dir / "overlay"
-            self.target.mkdir(parents=True, exist_ok=True)
-            for p in self.target.glob("*.jpg"):  # an earlier run may have had more frames
-                p.unlink()
 
     def write(self, frame: str, bgr: np.ndarray, mask: np.ndarray) -> None:
         """Add frame ``frame`` (BGR, its original size) with ``mask`` (non-zero = object)."""
@@ -309,32 +379,38 @@ class OverlayWriter:
             if any(self._pad):
                 out = cv2.copyMakeBorder(out, 0, self._pad[0], 0, self._pad[1], cv2.BORDER_REPLICATE)
             self._writer.write(out)
-        elif not cv2.imwrite(str(self.target / f"{frame}.jpg"), out, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
-            raise OSError(f"cannot write overlay frame {self.target / f'{frame}.jpg'}")
+        else:
+            write_image(self.target / f"{frame}.jpg", out, self.guard)
 
     def close(self) -> Path | None:
         """Finish the video; returns where the overlay went (None for ``none`` or no frames)."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+            # The rename is the atomic step: the overlay appears complete or not at all.
+            os.replace(self._stream, self.target)
         return self.target
 
     def __enter__(self) -> "OverlayWriter":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._writer is not None:  # a failed run: keep the previous overlay, not a partial one
+            self._writer.release()
+            self._writer = None
 
 
 def write_overlay(images_dir: Path, masks_dir: Path, frames: list[str], output_dir: Path, mode: str = "video",
                   fps: float = DEFAULT_FPS, color_rgb: Sequence[int] = (255, 40, 40), alpha: float = 0.45,
-                  progress: bool = True) -> Path | None:
+                  progress: bool = True, guard: Guard | None = None) -> Path | None:
     """Overlay of the frames ``images_dir/<frame>.jpg`` and masks ``masks_dir/<frame>.png``.
 
     Returns the video file or the frames folder (None for ``mode="none"``); see
     :class:`OverlayWriter`.
     """
-    writer = OverlayWriter(output_dir, mode, fps, color_rgb, alpha)
+    writer = OverlayWriter(output_dir, mode, fps, color_rgb, alpha, guard)
     if mode == "none":
         return None
     with writer:

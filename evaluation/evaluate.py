@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("davis", "sparse", "saliency")
 DAVIS_DATASETS = {"davis-2016"}
-SALIENCY_DATASETS = {"davsod"}
+SALIENCY_DATASETS = {"davsod", "davsod-normal-25", "davsod-difficult-20", "visal", "mcl"}  # VSOD sets: no mean J
 CATEGORY_DATASETS = {"youtube-objects"}
 
 

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from utils.io import image_data_problem
+
 logger = logging.getLogger(__name__)
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -46,6 +48,10 @@ class SizeMismatchError(EvaluationError, ValueError):
     """A prediction does not have the size of its ground truth."""
 
 
+class UnreadableFileError(EvaluationError, OSError):
+    """A mask file is empty, truncated or not an image (the message names it)."""
+
+
 def read_mask(path: str | Path) -> tuple[np.ndarray, bool]:
     """Decode an image into a 2-D array and say whether it was a palette PNG.
 
@@ -53,22 +59,35 @@ def read_mask(path: str | Path) -> tuple[np.ndarray, bool]:
     colours, losing the index), other images as grey values; colour images are
     reduced with the per-pixel maximum over the colour channels so that a coloured
     object on black stays foreground.
+
+    Raises :class:`UnreadableFileError` (an ``OSError``) naming the file when it is
+    empty (e.g. left by a killed writer), truncated or not an image.
     """
     path = Path(path)
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UnreadableFileError(f"cannot read {path.resolve()}: {e.strerror or e}") from e
+    problem = image_data_problem(data)
+    if problem:
+        raise UnreadableFileError(f"cannot read {path.resolve()}: {problem}")
     is_palette = (
         data[:8] == _PNG_SIGNATURE
         and len(data) > _PNG_COLOR_TYPE_OFFSET
         and data[_PNG_COLOR_TYPE_OFFSET] == _PNG_PALETTE
     )
-    if is_palette:
-        with Image.open(BytesIO(data)) as im:
-            return np.asarray(im), True
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        # Formats OpenCV cannot decode; PIL is slower but broader.
-        with Image.open(BytesIO(data)) as im:
-            arr = np.asarray(im)
+    try:
+        if is_palette:
+            with Image.open(BytesIO(data)) as im:
+                return np.asarray(im), True
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            # Formats OpenCV cannot decode; PIL is slower but broader.
+            with Image.open(BytesIO(data)) as im:
+                arr = np.asarray(im)
+    except (OSError, ValueError, SyntaxError, cv2.error) as e:  # PIL/OpenCV errors name no file
+        raise UnreadableFileError(f"cannot read {path.resolve()}: not a readable image ({type(e).__name__}: "
+                                  f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''})") from e
     if arr.ndim == 3:
         arr = arr[..., :3].max(axis=2) if arr.shape[2] >= 3 else arr[..., 0]
     return arr, False
@@ -152,8 +171,11 @@ def list_videos(root: Path) -> list[str]:
 
 
 def list_frames(video_dir: Path) -> list[str]:
-    """Sorted (lexicographic; names are zero-padded) stems of the PNG files in ``video_dir``."""
-    return sorted(p.stem for p in video_dir.iterdir() if p.suffix.lower() == ".png")
+    """Sorted (lexicographic; names are zero-padded) stems of the visible PNG files in ``video_dir``.
+
+    Hidden files (``._*`` copies, part files of unfinished writes) are not frames.
+    """
+    return sorted(p.stem for p in video_dir.iterdir() if p.suffix.lower() == ".png" and not p.name.startswith("."))
 
 
 def frame_paths(root: Path, video: str, frames: list[str], what: str = "prediction") -> list[Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+
+from utils.io import atomic_write
 
 # Column order of the per-sequence tables, per protocol.
 METRIC_COLUMNS: dict[str, list[str]] = {
@@ -95,7 +98,7 @@ def write_csv(result: DatasetResult, out_dir: str | Path) -> list[Path]:
     """Write ``<stem>_per_sequence.csv`` (+ ``<stem>_per_category.csv``); return the paths.
 
     The last row of each file is the dataset-level figure (``name`` = ``MEAN``, or
-    ``MEAN_OF_CLASSES`` for the per-category file).
+    ``MEAN_OF_CLASSES`` for the per-category file). Files are written atomically.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +106,7 @@ def write_csv(result: DatasetResult, out_dir: str | Path) -> list[Path]:
     written = []
 
     path = out_dir / f"{result_stem(result)}_per_sequence.csv"
-    with path.open("w", newline="") as f:
+    with _CsvFile(path) as f:
         writer = csv.writer(f)
         has_cat = any(s.category is not None for s in result.sequences)
         writer.writerow(["sequence"] + (["category"] if has_cat else []) + ["n_frames"] + columns)
@@ -122,7 +125,7 @@ def write_csv(result: DatasetResult, out_dir: str | Path) -> list[Path]:
 
     if result.categories:
         path = out_dir / f"{result_stem(result)}_per_category.csv"
-        with path.open("w", newline="") as f:
+        with _CsvFile(path) as f:
             writer = csv.writer(f)
             writer.writerow(["category", "n_sequences", "J_mean"])
             for cat, vals in result.categories.items():
@@ -132,17 +135,29 @@ def write_csv(result: DatasetResult, out_dir: str | Path) -> list[Path]:
     return written
 
 
+class _CsvFile(io.StringIO):
+    """In-memory text file that lands atomically at ``path`` when its ``with`` block succeeds."""
+
+    def __init__(self, path: Path):
+        super().__init__(newline="")
+        self.path = path
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            text = self.getvalue()
+            atomic_write(self.path, lambda tmp: tmp.write_text(text, newline=""))
+        super().__exit__(exc_type, exc, tb)
+
+
 def _fmt_csv(v: float | None) -> str:
     return "" if v is None else repr(float(v))
 
 
 def write_json(results: Iterable[DatasetResult], path: str | Path, with_frames: bool = True) -> Path:
-    """Write all results into one JSON file keyed by ``<dataset>_<protocol>``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write all results into one JSON file keyed by ``<dataset>_<protocol>`` (atomically)."""
     payload = {result_stem(r): r.to_dict(with_frames) for r in results}
-    path.write_text(json.dumps(payload, indent=2, allow_nan=True))
-    return path
+    text = json.dumps(payload, indent=2, allow_nan=True)
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def format_table(result: DatasetResult, per_sequence: bool = True) -> str:

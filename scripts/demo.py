@@ -83,7 +83,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, dict[str, float]]:
     _banner(3, n, "stage 1: semi-supervised adversarial training (YouTube-VOS + DAVIS labeled, "
                   "Youtube-objects unlabeled)", t0)
     unlabeled_train.main([*train, "--epochs", str(cfg.stage1_epochs), "--output_dir", str(runs / "stage1"),
-                          "--lr", str(cfg.lr), "--lambda_adv", str(cfg.lambda_adv)])
+                          "--lr", str(cfg.lr), "--lambda_adv", str(cfg.lambda_adv), "--resume", "auto"])
 
     _banner(4, n, "stage 2: DAVIS-2016 finetune", t0)
     # A gentler finetune (lr / 5): it should refine stage 1, not relearn it on six videos.
@@ -91,7 +91,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, dict[str, float]]:
                           "--lr", str(cfg.lr / 5),
                           "--finetune", str(runs / "stage1" / "checkpoint_last.pth"),
                           "--lambda_adv", str(cfg.lambda_adv),
-                          "--output_dir", str(runs / "stage2")])
+                          "--output_dir", str(runs / "stage2"), "--resume", "auto"])
     weights = str(runs / "stage2" / "checkpoint_last.pth")  # last, not best-on-val: no test-set selection
 
     _banner(5, n, "test.py: offline masks", t0)

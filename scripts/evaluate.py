@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             out_dir=args.out_dir,
             progress=sys.stderr.isatty(),
         )
-    except EvaluationError as err:
+    except (EvaluationError, OSError) as err:
+        # Every error of the toolbox names the file or folder at fault: print it, not a traceback.
         logging.getLogger("evaluate").error("%s", err)
         return 2
     for res in results:

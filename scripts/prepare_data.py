@@ -2,8 +2,9 @@
 
     python scripts/prepare_data.py --dataset DAVIS-2017 --src /path/DAVIS --data_dir data
 
-Writes ``<data_dir>/<dataset>/<split>/{images,labels}/<video>/``; re-running skips what
-exists. Then run ``scripts/compute_flow.py`` for the flow images. See docs/data_preparation.md.
+Writes ``<data_dir>/<dataset>/<split>/{images,labels}/<video>/``; re-running skips outputs
+that are up to date with their source and re-makes those whose source changed. Then run
+``scripts/compute_flow.py`` for the flow images. See docs/data_preparation.md.
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--copy", dest="link", action="store_false", help="copy JPEG frames instead of linking")
     p.add_argument("--videos", action="append", metavar="NAME[,NAME]",
                    help="only these videos (output names; repeatable or comma separated)")
-    p.add_argument("--overwrite", action="store_true", help="rewrite outputs that already exist")
+    p.add_argument("--overwrite", action="store_true",
+                   help="rewrite every output (by default only missing ones and those whose source changed)")
     p.add_argument("--workers", type=int, default=4, help="threads over videos")
     p.add_argument("--resolution", default="480p", help="DAVIS resolution folder")
     p.add_argument("--ytvos_all_frames", type=Path, default=None,
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite, workers=args.workers, progress=not args.quiet,
             resolution=args.resolution, all_frames=args.ytvos_all_frames, trainingset=args.fbms_trainingset,
             background=args.fbms_background)
-    except DatasetLayoutError as e:
+    except (DatasetLayoutError, OSError) as e:
+        # The messages name the file at fault; a traceback would bury it.
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(summary.format())

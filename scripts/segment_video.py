@@ -16,9 +16,19 @@ Outputs (<video> is the input's name, or --name):
   <output_dir>/work/custom/val/{images,flows}/<video>/   extracted frames and flow images
                                            (--pipeline files, and --online); a rerun with
                                            the same input and flow settings reuses them
+  <output_dir>/.segment_video.json        the manifest: every file this tool wrote here
 Frames are numbered 00000, 00001, ... after --stride/--max_frames; with the work folder,
 work/<video>.source.json maps each back to its input frame index or file name. The default
 memory pipeline keeps frames and flow in memory and writes only masks and the overlay.
+
+Your files are safe: the tool deletes or replaces only files the manifest lists (and that
+are unchanged since it wrote them). A run refuses, naming the file, before writing anything
+when it would overwrite a file it did not write, or results of an earlier run with other
+weights or of another video (overlay.mp4 is shared): pass --overwrite to let it replace
+them (your other files are still kept), or choose another --output_dir. --clean_work deletes
+only the tool's files in work/. An --input inside the places it writes is refused, and the
+weights are checked before any frame or flow is computed. Every file is written atomically,
+so a run killed at any moment leaves no truncated file, and a rerun finishes the job.
 """
 from __future__ import annotations
 

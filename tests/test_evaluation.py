@@ -372,6 +372,81 @@ def test_cli(tmp_path):
     assert proc.returncode == 2 and "nope" in proc.stderr
 
 
+def _damage(path: Path, how: str) -> None:
+    """Leave ``path`` as a killed writer would: 0 bytes, or cut in half."""
+    data = path.read_bytes()
+    path.write_bytes(b"" if how == "empty" else data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated"])
+def test_unreadable_mask_readers_name_file(tmp_path, how):
+    from evaluation import UnreadableFileError, read_prob
+
+    path = tmp_path / "m.png"
+    save_png(path, square((60, 80), 10, 10, 30).astype(np.uint8) * 255)
+    _damage(path, how)
+    for reader in (read_gt, read_pred, read_prob, read_saliency_gt):
+        with pytest.raises(UnreadableFileError) as err:  # an OSError and an EvaluationError
+            reader(path)
+        assert isinstance(err.value, OSError) and str(path.resolve()) in str(err.value)
+        assert ("empty" if how == "empty" else "truncated") in str(err.value)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("which", ["pred", "gt"])
+def test_unreadable_file_in_dataset_names_it(tmp_path, workers, which):
+    _sparse_layout(tmp_path, "FBMS")
+    bad = tmp_path / ("pred/FBMS" if which == "pred" else "data/FBMS/val/labels") / "aeroplane_0001/00010.png"
+    _damage(bad, "truncated")
+    with pytest.raises(OSError) as err:
+        evaluate_dataset(tmp_path / "pred", tmp_path / "data", "FBMS", workers=workers)
+    assert str(bad.resolve()) in str(err.value)
+
+
+def test_cli_empty_prediction_is_a_named_error(tmp_path):
+    """A 0-byte PNG (left by a killed writer) ends the CLI with its path and exit code 2, no traceback."""
+    _sparse_layout(tmp_path, "FBMS")
+    bad = tmp_path / "pred/FBMS/cat_0001/00003.png"
+    _damage(bad, "empty")
+    cmd = [sys.executable, str(REPO / "scripts/evaluate.py"), "--pred_dir", "pred", "--data_dir", "data",
+           "--datasets", "FBMS", "--workers", "2"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert str(bad.resolve()) in proc.stderr and "empty" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_hidden_files_are_not_frames(tmp_path):
+    _sparse_layout(tmp_path, "FBMS")
+    ref = evaluate_dataset(tmp_path / "pred", tmp_path / "data", "FBMS", workers=1).summary
+    # A killed prepare_data leaves hidden part files; macOS copies leave ._ files.
+    (tmp_path / "data/FBMS/val/labels/cat_0001/._00000.png").write_bytes(b"\x00\x05")
+    (tmp_path / "data/FBMS/val/labels/cat_0001/.00003.png.part").write_bytes(b"")
+    assert evaluate_dataset(tmp_path / "pred", tmp_path / "data", "FBMS", workers=1).summary == ref
+
+
+def test_reports_are_written_atomically(tmp_path, monkeypatch):
+    """A write that fails half-way leaves the previous report, not a cut one."""
+    _sparse_layout(tmp_path, "Youtube-objects")
+    res = evaluate_dataset(tmp_path / "pred", tmp_path / "data", "Youtube-objects", workers=1)
+    out = tmp_path / "out"
+    old = {p.name: p.read_text() for p in [*write_csv(res, out), write_json([res], out / "results.json")]}
+    res.summary["J_mean"] = 0.123  # so that a new file would differ
+
+    def cut_write(self, data, *a, **k):
+        with open(self, "w") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", cut_write)
+    with pytest.raises(OSError):
+        write_json([res], out / "results.json")
+    with pytest.raises(OSError):
+        write_csv(res, out)
+    monkeypatch.undo()
+    assert {p.name: p.read_text() for p in out.iterdir()} == old  # no part files either
+
+
 # --------------------------------------------------------------------------- saliency
 
 

@@ -165,3 +165,123 @@ def test_transductive_mode_writes_all(ckpt, davis_copy, tmp_path):
                                   "--save_dir", str(tmp_path / "m")])
     assert out["frames"] == 80 and len(list((tmp_path / "m").rglob("*.png"))) == 80
     assert (tmp_path / "run/transductive_last.pth").is_file() and (tmp_path / "run/timing.json").is_file()
+
+
+# --resume reuses a finished video only when its record names the same weights, options,
+# inputs and save folder, and its masks are still there unchanged (engine/online_records.py).
+def _weights(path, seed):
+    torch.manual_seed(seed)
+    save_checkpoint(path, {"model": build_model("xxs").state_dict(), "model_config": model_config("xxs")})
+    return path
+
+
+def _resume_args(weights, data, tmp_path, save="m", videos=("davis000", "davis001")):
+    return ["--weights", str(weights), "--data_dir", str(data), "--test_datasets", "DAVIS-2016", *BASE,
+            "--epochs", "1", "--tta", "identity", "--videos", *videos, "--output_dir", str(tmp_path / "run"),
+            "--save_dir", str(tmp_path / save)]
+
+
+def _run_logged(argv, tmp_path, monkeypatch):
+    """Run the online stage; returns (videos tuned, this run's log text)."""
+    log = tmp_path / "run" / "log.txt"
+    start = log.stat().st_size if log.is_file() else 0
+    tuned, real = [], OnlineTuner.tune_video
+    monkeypatch.setattr(OnlineTuner, "tune_video", lambda self, k, i, s: (tuned.append(k[1]), real(self, k, i, s))[1])
+    online_finetuning.main(argv)
+    return tuned, log.read_text()[start:]
+
+
+def test_resume_into_new_save_dir_retunes(ckpt, davis_copy, tmp_path, monkeypatch):
+    # Before: the records of the first run made --resume skip every video, writing no mask.
+    online_finetuning.main(_resume_args(ckpt, davis_copy, tmp_path, "m1"))
+    tuned, log = _run_logged([*_resume_args(ckpt, davis_copy, tmp_path, "m2"), "--resume"], tmp_path, monkeypatch)
+    assert tuned == ["davis000", "davis001"]
+    assert "save folder changed" in log and "re-tuning 2 video(s)" in log
+    a, b = _masks(tmp_path / "m1"), _masks(tmp_path / "m2")
+    assert len(b) == 40 and a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_new_weights_retunes(ckpt, davis_copy, tmp_path, monkeypatch):
+    # Retraining writes other weights to the same checkpoint path; before, resume kept the old masks.
+    w = _weights(tmp_path / "checkpoint_last.pth", 0)
+    online_finetuning.main(_resume_args(w, davis_copy, tmp_path))
+    old = _masks(tmp_path / "m")
+    _weights(w, 1)
+    tuned, log = _run_logged([*_resume_args(w, davis_copy, tmp_path), "--resume"], tmp_path, monkeypatch)
+    assert tuned == ["davis000", "davis001"] and "weights changed" in log and "re-tuning 2 video(s)" in log
+    new = _masks(tmp_path / "m")
+    online_finetuning.main([*_resume_args(w, davis_copy, tmp_path / "ref")])  # a fresh run, new weights
+    ref = _masks(tmp_path / "ref" / "m")
+    assert new.keys() == ref.keys() == old.keys() and all(np.array_equal(new[k], ref[k]) for k in ref)
+    assert any(not np.array_equal(new[k], old[k]) for k in old)
+
+
+def test_resume_same_everything_skips(ckpt, davis_copy, tmp_path, monkeypatch):
+    import time
+    args = [*_resume_args(ckpt, davis_copy, tmp_path), "--save_prob"]
+    t0 = time.perf_counter()
+    online_finetuning.main(args)
+    first = time.perf_counter() - t0
+    files = sorted(tmp_path.glob("m*/**/*.png"))
+    before = {p: p.stat().st_mtime_ns for p in files}
+    t0 = time.perf_counter()
+    tuned, log = _run_logged([*args, "--resume"], tmp_path, monkeypatch)
+    assert tuned == [] and time.perf_counter() - t0 < first
+    assert len(files) == 80 and {p: p.stat().st_mtime_ns for p in files} == before
+    # Not a silent exit: one line says everything was already done.
+    assert "all 2 video(s) were already done" in log and "nothing re-tuned" in log
+
+
+@pytest.mark.parametrize("change", [["--lr", "3e-4"], ["--tta", "identity", "flip"], ["--flip"]],
+                         ids=["lr", "tta", "flip"])
+def test_resume_with_changed_option_retunes(ckpt, davis_copy, tmp_path, monkeypatch, change):
+    online_finetuning.main(_resume_args(ckpt, davis_copy, tmp_path, videos=("davis000",)))
+    tuned, log = _run_logged([*_resume_args(ckpt, davis_copy, tmp_path, videos=("davis000",)), *change, "--resume"],
+                             tmp_path, monkeypatch)
+    assert tuned == ["davis000"]
+    assert "mask-affecting options changed" in log and change[0].lstrip("-") in log
+    # Options that cannot change a mask are not a reason to re-tune.
+    tuned, log = _run_logged([*_resume_args(ckpt, davis_copy, tmp_path, videos=("davis000",)), *change, "--resume",
+                              "--workers", "1", "--no_tensorboard"], tmp_path, monkeypatch)
+    assert tuned == [] and "already done" in log
+
+
+def test_resume_retunes_video_whose_masks_were_deleted(ckpt, davis_copy, tmp_path, monkeypatch):
+    online_finetuning.main(_resume_args(ckpt, davis_copy, tmp_path))
+    ref = _masks(tmp_path / "m")
+    gone = tmp_path / "m/DAVIS-2016/davis001/00007.png"
+    gone.unlink()
+    tuned, log = _run_logged([*_resume_args(ckpt, davis_copy, tmp_path), "--resume"], tmp_path, monkeypatch)
+    assert tuned == ["davis001"] and "masks missing" in log and str(gone) in log
+    after = _masks(tmp_path / "m")
+    assert after.keys() == ref.keys() and all(np.array_equal(after[k], ref[k]) for k in ref)
+
+
+def test_resume_retunes_video_whose_masks_another_run_rewrote(ckpt, davis_copy, tmp_path, monkeypatch):
+    # Another run (other weights, its own run folder) wrote into the same save folder.
+    online_finetuning.main(_resume_args(ckpt, davis_copy, tmp_path, videos=("davis000",)))
+    other = _weights(tmp_path / "other.pth", 1)
+    online_finetuning.main(["--weights", str(other), *_resume_args(ckpt, davis_copy, tmp_path / "o",
+                                                                   videos=("davis000",))[2:-2],
+                            "--save_dir", str(tmp_path / "m")])
+    tuned, log = _run_logged([*_resume_args(ckpt, davis_copy, tmp_path, videos=("davis000",)), "--resume"],
+                             tmp_path, monkeypatch)
+    assert tuned == ["davis000"] and "masks rewritten by something else" in log
+
+
+def test_transductive_resume_keyed_by_weights(ckpt, davis_copy, tmp_path, monkeypatch):
+    # Before: the state of the old weights was loaded at its last epoch and its masks written.
+    w = _weights(tmp_path / "w.pth", 0)
+    extra = ["--mode", "transductive"]
+    args = [*_resume_args(w, davis_copy, tmp_path, videos=("davis000",)), *extra]
+    online_finetuning.main(args)
+    _weights(w, 1)
+    _, log = _run_logged([*args, "--resume"], tmp_path, monkeypatch)
+    assert "weights changed" in log and "tuning the 1 videos from the offline weights again" in log
+    new = _masks(tmp_path / "m")
+    online_finetuning.main([*_resume_args(w, davis_copy, tmp_path / "ref", videos=("davis000",)), *extra])
+    ref = _masks(tmp_path / "ref" / "m")
+    assert len(ref) == 20 and new.keys() == ref.keys() and all(np.array_equal(new[k], ref[k]) for k in ref)
+    # Same everything: the finished state is reused, nothing is tuned again.
+    _, log = _run_logged([*args, "--resume"], tmp_path, monkeypatch)
+    assert "tuning was finished: nothing to tune" in log

@@ -129,6 +129,29 @@ def test_resume_overwrite_filters_and_workers(tmp_path):
         compute_dataset_flow(tmp_path, "DAVIS-2016", "dis", videos=["nosuch"], progress=False)
 
 
+def test_flow_of_a_replaced_frame_is_recomputed(tmp_path):
+    """prepare_data.py re-makes a frame whose source was fixed; the flows it feeds must follow."""
+    import os
+    import time
+    vdir = _make_dataset(tmp_path, {"a": 4})
+    compute_dataset_flow(tmp_path, "DAVIS-2016", "dis", progress=False)
+    flows = vdir / "flows/a"
+    t = time.time()
+    for p in (vdir / "images/a").iterdir():
+        os.utime(p, (t - 200, t - 200))
+    for p in flows.iterdir():
+        os.utime(p, (t - 100, t - 100))
+    os.utime(vdir / "images/a/00002.jpg", (t - 50, t - 50))  # replaced after its flows were made
+    old = {p.name: p.stat().st_mtime_ns for p in flows.iterdir()}
+    s = compute_dataset_flow(tmp_path, "DAVIS-2016", "dis", progress=False)
+    # Flows 1 (1->2) and 2 (2->3) read the frame, and the last is a copy of flow 2; flow 0 stays.
+    assert (s.computed, s.copied, s.skipped) == (2, 1, 1)
+    new = {p.name: p.stat().st_mtime_ns for p in flows.iterdir()}
+    assert [n for n in sorted(old) if new[n] != old[n]] == ["00001.jpg", "00002.jpg", "00003.jpg"]
+    s = compute_dataset_flow(tmp_path, "DAVIS-2016", "dis", progress=False)
+    assert (s.computed, s.copied, s.skipped) == (0, 0, 4)
+
+
 def test_output_accepted_by_dataset_index(tmp_path):
     """The flows written here satisfy the loaders' layout check (datasets.index.scan_split)."""
     from datasets.index import scan_split

@@ -232,6 +232,86 @@ def test_idempotent_and_resumable(tmp_path):
     assert not list(out.rglob(".*.part"))
 
 
+def _touch_later(path: Path, seconds: float = 5.0) -> None:
+    """Move a file's modification time forward, as an editor or a re-download would."""
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + int(seconds * 1e9)))
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_changed_source_is_reconverted(tmp_path, link):
+    """A source replaced since the last run (a corrupt frame or label fixed) is converted again;
+    everything else is left as it is."""
+    src = make_davis2016(tmp_path)
+    out = tmp_path / "data"
+    prepare_dataset("DAVIS-2016", src, out, link=link, progress=False)
+    img_src = src / "JPEGImages/480p/cows/00001.jpg"
+    lab_src = src / "Annotations/480p/cows/00002.png"
+    img_out = out / "DAVIS-2016/val/images/cows/00001.jpg"
+    lab_out = out / "DAVIS-2016/val/labels/cows/00002.png"
+    before = _snapshot(out)
+    # The fix: new pixels for the frame, a different object for the label.
+    _jpg(img_src, seed=99)
+    _touch_later(img_src)
+    Image.fromarray(np.where(_objects(7, 1) > 0, 255, 0).astype(np.uint8)).save(lab_src)
+    _touch_later(lab_src)
+    s = prepare_dataset("DAVIS-2016", src, out, link=link, progress=False)
+    assert (s.frames_written, s.labels_written) == ((0, 1) if link else (1, 1))  # a link shows the fix
+    assert img_out.read_bytes() == img_src.read_bytes()
+    np.testing.assert_array_equal(_mask(lab_out) == 255, _objects(7, 1) > 0)
+    after = _snapshot(out)
+    changed = {k for k in before if before[k] != after[k] and not Path(k).is_dir()}
+    assert changed == ({str(lab_out)} if link else {str(img_out), str(lab_out)})
+    # Up to date now: nothing is rewritten.
+    s = prepare_dataset("DAVIS-2016", src, out, link=link, progress=False)
+    assert (s.frames_written, s.labels_written) == (0, 0) and _snapshot(out) == after
+
+
+def test_copy_with_same_size_but_new_time_is_reconverted(tmp_path):
+    src = make_davis2016(tmp_path)
+    out = tmp_path / "data"
+    prepare_dataset("DAVIS-2016", src, out, link=False, progress=False)
+    img_src = src / "JPEGImages/480p/bear/00000.jpg"
+    data = bytearray(img_src.read_bytes())
+    data[len(data) // 2] ^= 0x55  # one corrupted byte fixed in place: same size, new time
+    img_src.write_bytes(bytes(data))
+    _touch_later(img_src)
+    s = prepare_dataset("DAVIS-2016", src, out, link=False, progress=False)
+    assert s.frames_written == 1
+    assert (out / "DAVIS-2016/train/images/bear/00000.jpg").read_bytes() == bytes(data)
+
+
+def test_link_to_another_file_is_replaced(tmp_path):
+    src = make_davis2016(tmp_path)
+    out = tmp_path / "data"
+    prepare_dataset("DAVIS-2016", src, out, progress=False)
+    dst = out / "DAVIS-2016/val/images/cows/00000.jpg"
+    elsewhere = tmp_path / "old_download.jpg"
+    _jpg(elsewhere, seed=5)
+    dst.unlink()
+    dst.symlink_to(elsewhere)
+    s = prepare_dataset("DAVIS-2016", src, out, progress=False)
+    assert s.frames_written == 1 and dst.resolve() == (src / "JPEGImages/480p/cows/00000.jpg").resolve()
+    assert elsewhere.is_file()  # the other file is not touched
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_corrupt_source_frame_names_the_file(tmp_path, damage):
+    src = make_davis2016(tmp_path)
+    bad = src / "JPEGImages/480p/cows/00001.jpg"
+    good = bad.read_bytes()
+    bad.write_bytes({"truncated": good[: len(good) // 2], "empty": b"", "garbage": b"not a jpeg" * 10}[damage])
+    cmd = [sys.executable, str(ROOT / "scripts/prepare_data.py"), "--dataset", "DAVIS-2016", "--src", str(src),
+           "--data_dir", str(tmp_path / "data"), "--quiet", "--workers", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and str(bad) in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "data/DAVIS-2016/val/images/cows/00001.jpg").exists()
+    bad.write_bytes(good)  # fixed: the next run completes
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "data/DAVIS-2016/val/images/cows/00001.jpg").read_bytes() == good
+
+
 def test_video_filter(tmp_path):
     src = make_davis2017(tmp_path)
     s = prepare_dataset("DAVIS-2017", src, tmp_path / "data", videos=["blackswan"], progress=False)

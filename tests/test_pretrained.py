@@ -87,7 +87,8 @@ def test_normalisation_per_backbone_and_weights():
     assert input_normalisation("efficientnet_lite0") == (IMAGENET_MEAN, IMAGENET_STD)
     assert input_normalisation("efficientnet_lite0", LITE0) == ((0.5,) * 3, (0.5,) * 3)
     cfg = model_config("s", None, LITE0)
-    assert cfg == {"model_scale": "s", "backbone": "efficientnet_lite0", "mean": [0.5] * 3, "std": [0.5] * 3}
+    assert cfg == {"arch": "two_stream", "model_scale": "s", "backbone": "efficientnet_lite0",
+                   "mean": [0.5] * 3, "std": [0.5] * 3}
     with pytest.raises(ValueError, match="holds efficientnet_lite0 weights, not --backbone mobilevit_s"):
         model_config("s", "mobilevit_s", LITE0)
 

@@ -456,3 +456,188 @@ def test_default_size_is_the_checkpoints_training_size(tmp_path):
     save_checkpoint(tmp_path / "bare.pth", {"model": {}})
     assert training_size([str(tmp_path / "run.pth")]) == (96, 160)
     assert training_size(tmp_path / "bare.pth") == (384, 640)
+
+
+# --------------------------------------------------------------------------- what it may touch (issue 12)
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Relative path -> content of every visible file under ``folder``."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith(".")}
+
+
+def _grey_png(path: Path, value: int) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((H, W), value, np.uint8))
+    return path.read_bytes()
+
+
+def test_user_files_in_output_dir_are_refused_by_name_and_kept(ckpt, video_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    mine = _grey_png(out / "masks/my_clip/00000.png", 7)  # e.g. a mask drawn by hand
+    (out / "overlay.mp4").write_bytes(b"the user's own video")
+    (out / "notes.txt").write_text("notes")
+    before = _tree(out)
+    argv = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(out), *FAST]
+    assert script.main(argv) == 2
+    err = capsys.readouterr().err
+    assert str(out / "masks/my_clip/00000.png") in err and "--overwrite" in err and "--output_dir" in err
+    assert _tree(out) == before  # refused before writing anything
+
+    # Without the mask in the way, the overlay video is the next file it names.
+    (out / "masks/my_clip/00000.png").unlink()
+    assert script.main(argv) == 2
+    assert str(out / "overlay.mp4") in capsys.readouterr().err
+    assert (out / "overlay.mp4").read_bytes() == b"the user's own video"
+
+    # --overwrite: the files at the names the run writes are replaced; other files of the user are kept.
+    (out / "masks/my_clip/extra.png").write_bytes(mine)
+    result = segment_video(script.get_parser().parse_args([*argv, "--overwrite"]), progress=False)
+    assert len(_masks(out / "masks/my_clip")) == N + 1
+    assert (out / "masks/my_clip/extra.png").read_bytes() == mine and (out / "notes.txt").read_text() == "notes"
+    assert result.kept == [out / "masks/my_clip/extra.png"]
+    assert _count_video_frames(out / "overlay.mp4") == (N, (H, W))
+
+
+def test_rerun_replaces_and_deletes_only_its_own_results(ckpt, video_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    base = ["--input", str(video_file), "--output_dir", str(out), *FAST, "--overlay", "none"]
+    assert script.main([*base, "--weights", str(ckpt)]) == 0
+    assert script.main([*base, "--weights", str(ckpt), "--name", "other"]) == 0
+    other = _tree(out / "masks/other")
+    edited = _grey_png(out / "masks/my_clip/00001.png", 9)  # the user corrects a mask by hand
+    extra = _grey_png(out / "masks/my_clip/extra.png", 3)
+
+    # Same weights, other options: still refused, since 00001.png is no longer the tool's.
+    assert script.main([*base, "--weights", str(ckpt), "--max_frames", "4"]) == 2
+    assert str(out / "masks/my_clip/00001.png") in capsys.readouterr().err
+
+    # Other weights: the earlier run's results are not replaced without --overwrite either.
+    (out / "masks/my_clip/00001.png").unlink()
+    (out / "masks/my_clip/extra.png").unlink()
+    ckpt2 = tmp_path / "other.pth"
+    ckpt2.write_bytes(ckpt.read_bytes())
+    before = _tree(out)
+    assert script.main([*base, "--weights", str(ckpt2)]) == 2
+    err = capsys.readouterr().err
+    assert str(out / "masks/my_clip/00000.png") in err and str(ckpt) in err and "--overwrite" in err
+    assert _tree(out) == before
+
+    # --overwrite with fewer frames: its earlier masks beyond frame 4 go, the user's files stay.
+    (out / "masks/my_clip/00001.png").write_bytes(edited)
+    (out / "masks/my_clip/extra.png").write_bytes(extra)
+    assert script.main([*base, "--weights", str(ckpt2), "--max_frames", "4", "--overwrite"]) == 0
+    names = sorted(p.name for p in (out / "masks/my_clip").iterdir() if not p.name.startswith("."))
+    assert names == ["00000.png", "00001.png", "00002.png", "00003.png", "extra.png"]
+    assert (out / "masks/my_clip/00001.png").read_bytes() != edited  # replaced: the user consented
+    assert (out / "masks/my_clip/extra.png").read_bytes() == extra
+    assert _tree(out / "masks/other") == other  # another video's results are not this run's business
+    listed = json.loads((out / ".segment_video.json").read_text())["files"]
+    assert "masks/my_clip/extra.png" not in listed and "masks/my_clip/00003.png" in listed
+
+    # A copy of the output folder (new modification times, same content) still counts as the tool's.
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, copy_function=shutil.copyfile)
+    (copy / "masks/my_clip/extra.png").unlink()  # kept next to the results, it would need --overwrite every time
+    assert script.main(["--input", str(video_file), "--output_dir", str(copy), *FAST, "--overlay", "none",
+                        "--weights", str(ckpt2), "--max_frames", "2"]) == 0
+    assert sorted(p.name for p in (copy / "masks/my_clip").glob("*.png")) == ["00000.png", "00001.png"]
+
+
+def test_clean_work_keeps_the_users_files(ckpt, video_file, tmp_path):
+    out = tmp_path / "out"
+    (out / "work/custom").mkdir(parents=True)
+    (out / "work/notes.txt").write_text("mine")
+    (out / "work/custom/keep.jpg").write_bytes(b"not the tool's")
+    argv = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(out), *FAST,
+            "--pipeline", "files", "--overlay", "none", "--clean_work"]
+    assert script.main(argv) == 0
+    assert (out / "work/notes.txt").read_text() == "mine" and (out / "work/custom/keep.jpg").exists()
+    # The tool's frames, flows and records are gone, and the folders it made that are now empty.
+    assert sorted(p.relative_to(out).as_posix() for p in (out / "work").rglob("*")) == [
+        "work/custom", "work/custom/keep.jpg", "work/notes.txt"]
+    assert len(_masks(out / "masks/my_clip")) == N
+    assert not [k for k in json.loads((out / ".segment_video.json").read_text())["files"] if k.startswith("work/")]
+
+
+def test_input_inside_its_output_folder_is_refused(ckpt, video_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    base = ["--weights", str(ckpt), "--output_dir", str(out), *FAST]
+    assert script.main(["--input", str(video_file), *base, "--pipeline", "files", "--overlay", "frames"]) == 0
+    before = _tree(out)
+    for inp in (out / "overlay", out / "work/custom/val/images/my_clip", out):
+        assert script.main(["--input", str(inp), *base, "--overlay", "frames"]) == 2
+        err = capsys.readouterr().err
+        assert f"--input {inp}" in err and f"--output_dir {out}" in err
+    assert _tree(out) == before
+    # A video file that merely sits in the output folder is fine: nothing there is ever touched.
+    (out / "clip.mp4").write_bytes(video_file.read_bytes())
+    assert script.main(["--input", str(out / "clip.mp4"), *base, "--overlay", "none"]) == 0
+    assert len(_masks(out / "masks/clip")) == N
+
+
+@pytest.mark.parametrize("extra", [["--pipeline", "files"], ["--online", "--online_epochs", "1"]])
+def test_bad_weights_fail_before_any_frame_or_flow(video_file, tmp_path, capsys, monkeypatch, extra):
+    made = []
+    monkeypatch.setattr(video_method, "make_estimator", lambda *a, **k: made.append(a) or pytest.fail("flow"))
+    bad = tmp_path / "model.pth"
+    bad.write_bytes(b"<html>quota exceeded</html>")
+    out = tmp_path / "out"
+    assert script.main(["--input", str(video_file), "--weights", str(bad), "--output_dir", str(out), *FAST,
+                        *extra]) == 2
+    assert str(bad) in capsys.readouterr().err
+    assert not made and not out.exists()  # no flow estimator built, no frame extracted, nothing written
+
+
+def test_output_folder_in_use_is_refused(ckpt, video_file, tmp_path):
+    from engine.video_ledger import Ledger, OutputConflict, Owner
+
+    out = tmp_path / "out"
+    args = script.get_parser().parse_args(["--input", str(video_file), "--weights", str(ckpt), "--output_dir",
+                                           str(out), *FAST])
+    with Ledger(out, Owner.of("x", [ckpt])).locked():
+        with pytest.raises(OutputConflict, match="another segment_video run"):
+            segment_video(args, progress=False)
+    assert segment_video(args, progress=False).frames == N
+
+
+def test_failed_run_leaves_an_accurate_manifest_and_a_rerun_finishes(ckpt, video_file, tmp_path, monkeypatch):
+    real, calls = video_method.predict_probs, []
+
+    def dies_on_third_batch(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # stands in for a kill mid-run
+        return real(*a, **k)
+
+    out = tmp_path / "out"
+    argv = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(out), *FAST, "--batch_size", "2",
+            "--save_prob", "--overlay", "frames"]
+    monkeypatch.setattr(video_method, "predict_probs", dies_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        segment_video(script.get_parser().parse_args(argv), progress=False)
+    manifest = json.loads((out / ".segment_video.json").read_text())
+    assert manifest["runs"]["my_clip"]["state"] == "running"
+    on_disk = set(_tree(out))
+    assert len(_masks(out / "masks/my_clip")) == 4 and on_disk <= set(manifest["files"])
+    monkeypatch.setattr(video_method, "predict_probs", real)
+    assert script.main(argv) == 0
+    assert len(_masks(out / "masks/my_clip")) == N and len(list((out / "overlay").glob("*.jpg"))) == N
+    assert json.loads((out / ".segment_video.json").read_text())["runs"]["my_clip"]["state"] == "done"
+    assert not list(out.rglob(".*.part")) and not list(out.glob(".overlay-part*"))
+
+
+def test_overlay_of_another_video_is_not_replaced_silently(ckpt, video_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    base = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(out), *FAST, "--max_frames", "3"]
+    assert script.main(base) == 0
+    first = (out / "overlay.mp4").read_bytes()
+    assert script.main([*base, "--name", "second"]) == 2  # overlay.mp4 is shared by the videos of one folder
+    err = capsys.readouterr().err
+    assert str(out / "overlay.mp4") in err and "'my_clip'" in err and "--overwrite" in err
+    assert (out / "overlay.mp4").read_bytes() == first and not (out / "masks/second").exists()
+    assert script.main([*base, "--name", "second", "--overlay", "none"]) == 0
+    assert script.main([*base, "--name", "second", "--overwrite"]) == 0
+    # (Same input, so the same pixels: the manifest tells whose overlay it is now.)
+    assert json.loads((out / ".segment_video.json").read_text())["files"]["overlay.mp4"]["video"] == "second"
+    assert len(_masks(out / "masks/my_clip")) == 3

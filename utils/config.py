@@ -8,9 +8,12 @@ defaults and the command line overrides the file. The resolved options are writt
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import yaml
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_TEST_DATASETS = ["DAVIS-2016", "FBMS", "Youtube-objects"]
 
@@ -75,12 +78,44 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None = 
     return parser.parse_args(argv)
 
 
-def save_args(args: argparse.Namespace, run_dir: str | Path) -> None:
-    """Write the resolved options to ``<run_dir>/args.yaml``."""
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
+def save_args(args: argparse.Namespace, run_dir: str | Path) -> Path:
+    """Write the resolved options to ``<run_dir>/args.yaml`` atomically; returns its path."""
+    from utils.io import atomic_write
+
     clean = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
-    with open(Path(run_dir) / "args.yaml", "w") as f:
-        yaml.safe_dump(clean, f, sort_keys=True)
+    text = yaml.safe_dump(clean, sort_keys=True)
+    path = Path(run_dir) / "args.yaml"
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+    return path
+
+
+def ignored_options_parser() -> argparse.ArgumentParser:
+    """``--pretrained`` and ``--sync-bn``, accepted by the from-checkpoint scripts and reported as unused.
+
+    The authors' command lines pass them to online tuning; every weight of these scripts
+    comes from the checkpoint(s), and BatchNorm is never trained there.
+    """
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("accepted for the authors' command lines, unused")
+    g.add_argument("--pretrained", default=None,
+                   help="unused (a warning says so): every weight comes from the checkpoint(s)")
+    g.add_argument("--sync-bn", "--sync_bn", dest="sync_bn", action="store_true",
+                   help="unused (a warning says so): BatchNorm statistics are not trained here")
+    return p
+
+
+def report_ignored_options(args: argparse.Namespace, script: str) -> list[str]:
+    """Log one warning naming the :func:`ignored_options_parser` options given; returns them."""
+    given, why = [], []
+    if getattr(args, "pretrained", None) is not None:
+        given.append(f"--pretrained {args.pretrained}")
+        why.append(f"--pretrained {args.pretrained} (every weight comes from --weight(s))")
+    if getattr(args, "sync_bn", False):
+        given.append("--sync-bn")
+        why.append("--sync-bn (BatchNorm statistics are not trained here)")
+    if given:
+        _log.warning("%s ignores %s", script, ", ".join(why))
+    return given
 
 
 def split_list(values: list[str] | None) -> list[str] | None:

@@ -177,7 +177,7 @@ def image_to_flow(image: np.ndarray) -> np.ndarray:
 
 
 def read_flow_image(path: str | Path) -> np.ndarray:
-    """Read an encoded flow image as RGB uint8; raises naming the file when unreadable."""
+    """Read an encoded flow image as RGB uint8; ``OSError`` naming the file when missing, empty or truncated."""
     return read_rgb(path, "flow image")
 
 
@@ -195,22 +195,23 @@ _FLO_TAG = 202021.25
 
 
 def read_flo(path: str | Path) -> np.ndarray:
-    """Read a Middlebury ``.flo`` file as ``(H, W, 2)`` float32."""
+    """Read a Middlebury ``.flo`` file as ``(H, W, 2)`` float32; raises ``ValueError`` naming a bad file."""
     with open(path, "rb") as f:
         tag = np.fromfile(f, np.float32, 1)
         if tag.size != 1 or tag[0] != _FLO_TAG:
             raise ValueError(f"{path} is not a .flo file (bad magic number)")
-        w, h = np.fromfile(f, np.int32, 2)
+        size = np.fromfile(f, np.int32, 2)
+        if size.size != 2 or (size < 0).any():
+            raise ValueError(f"{path} is truncated or corrupt (no valid width/height)")
+        w, h = (int(x) for x in size)
         data = np.fromfile(f, np.float32, 2 * w * h)
     if data.size != 2 * w * h:
-        raise ValueError(f"{path} is truncated")
+        raise ValueError(f"{path} is truncated ({data.size} of {2 * w * h} values)")
     return data.reshape(h, w, 2)
 
 
 def write_flo(path: str | Path, flow: np.ndarray) -> None:
-    """Write ``(H, W, 2)`` flow as a Middlebury ``.flo`` file."""
+    """Write ``(H, W, 2)`` flow as a Middlebury ``.flo`` file (atomically)."""
     h, w = flow.shape[:2]
-    with open(path, "wb") as f:
-        np.array([_FLO_TAG], np.float32).tofile(f)
-        np.array([w, h], np.int32).tofile(f)
-        flow.astype(np.float32).tofile(f)
+    header = np.array([_FLO_TAG], np.float32).tobytes() + np.array([w, h], np.int32).tobytes()
+    atomic_write(path, lambda tmp: tmp.write_bytes(header + flow.astype(np.float32).tobytes()))

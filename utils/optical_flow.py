@@ -177,6 +177,17 @@ class FlowStats:
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
 
+def _stale(flow: Path, *frames: Path) -> bool:
+    """A flow image is redone when missing or older than a frame it was computed from.
+
+    ``prepare_data.py`` re-makes a frame whose source was fixed; its flow must follow.
+    """
+    if not flow.exists():
+        return True
+    t = flow.stat().st_mtime
+    return any(f.stat().st_mtime > t for f in frames)  # stat follows prepare_data's links
+
+
 def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, overwrite: bool = False,
                        max_frames: int | None = None, on_frame: Callable[[int], None] | None = None,
                        name: str | None = None) -> FlowStats:
@@ -193,7 +204,7 @@ def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, o
     stats = FlowStats(videos=1, frames=n_out)
     flows_dir.mkdir(parents=True, exist_ok=True)
     out = [flows_dir / f"{p.stem}.jpg" for p in frames]
-    todo = [i for i in range(min(n_out, len(frames) - 1)) if overwrite or not out[i].exists()]
+    todo = [i for i in range(min(n_out, len(frames) - 1)) if overwrite or _stale(out[i], frames[i], frames[i + 1])]
     stats.skipped = min(n_out, len(frames) - 1) - len(todo)
     if on_frame and stats.skipped:
         on_frame(stats.skipped)
@@ -231,7 +242,8 @@ def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, o
 
     if n_out == len(frames):
         last = out[-1]
-        if overwrite or not last.exists():
+        # The last frame carries a copy of the previous flow, so it follows that file too.
+        if overwrite or _stale(last, frames[-1], *out[-2:-1]):
             try:
                 if len(frames) == 1:
                     img = read_rgb(frames[0], "frame")

@@ -26,6 +26,13 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     for key in ("state_dict", "model"):
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
             sd = sd[key]
-    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ValueError(f"{path} does not contain a state dict of tensors")
+    if not isinstance(sd, dict):
+        raise ValueError(f"{path} is not a weights file: expected a state dict (tensors by name), "
+                         f"got {type(sd).__name__}")
+    if not sd:
+        raise ValueError(f"{path} is not a weights file: the state dict is empty")
+    for k, v in sd.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            raise ValueError(f"{path} is not a weights file: expected a state dict (tensors by name), "
+                             f"but entry {k!r} holds {type(v).__name__}")
     return {k.removeprefix("module."): v for k, v in sd.items()}

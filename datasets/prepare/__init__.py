@@ -5,15 +5,20 @@ symlinked (``link=True``) or copied JPEGs, labels binary mode-"L" PNGs (0/255, u
 objects) for annotated frames only. Flow images are made afterwards by
 :mod:`utils.optical_flow` (``scripts/compute_flow.py``).
 
-==================  ==========================  =====================================
-``--dataset``       output                      module
-==================  ==========================  =====================================
-DAVIS-2016          DAVIS-2016/{train,val}      :mod:`datasets.prepare.davis`
-DAVIS-2017          DAVIS-2016/{train,val}      :mod:`datasets.prepare.davis`
-YouTubeVOS-2018     YouTubeVOS-2018/train       :mod:`datasets.prepare.youtubevos`
-FBMS                FBMS/val                    :mod:`datasets.prepare.fbms`
-Youtube-objects     Youtube-objects/val         :mod:`datasets.prepare.youtube_objects`
-==================  ==========================  =====================================
+=====================  ==========================  =====================================
+``--dataset``          output                      module
+=====================  ==========================  =====================================
+DAVIS-2016             DAVIS-2016/{train,val}      :mod:`datasets.prepare.davis`
+DAVIS-2017             DAVIS-2016/{train,val}      :mod:`datasets.prepare.davis`
+YouTubeVOS-2018        YouTubeVOS-2018/train       :mod:`datasets.prepare.youtubevos`
+FBMS                   FBMS/val                    :mod:`datasets.prepare.fbms`
+Youtube-objects        Youtube-objects/val         :mod:`datasets.prepare.youtube_objects`
+DAVSOD                 DAVSOD/val (Easy-35)        :mod:`datasets.prepare.davsod`
+DAVSOD-Normal-25       DAVSOD-Normal-25/val        :mod:`datasets.prepare.davsod`
+DAVSOD-Difficult-20    DAVSOD-Difficult-20/val     :mod:`datasets.prepare.davsod`
+ViSal                  ViSal/val                   :mod:`datasets.prepare.visal`
+MCL                    MCL/val                     :mod:`datasets.prepare.visal`
+=====================  ==========================  =====================================
 """
 from __future__ import annotations
 
@@ -21,14 +26,16 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from datasets.prepare import davis, fbms, youtube_objects, youtubevos
+from datasets.prepare import davis, davsod, fbms, visal, youtube_objects, youtubevos
 from datasets.prepare.common import DatasetLayoutError, PrepareSummary, VideoJob, run_jobs
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("DAVIS-2016", "DAVIS-2017", "YouTubeVOS-2018", "FBMS", "Youtube-objects")
+SOURCES = ("DAVIS-2016", "DAVIS-2017", "YouTubeVOS-2018", "FBMS", "Youtube-objects", *davsod.SOURCES,
+           *visal.SOURCES)
 OUTPUT_NAME = {"DAVIS-2016": davis.OUT_NAME, "DAVIS-2017": davis.OUT_NAME, "YouTubeVOS-2018": youtubevos.OUT_NAME,
-               "FBMS": fbms.OUT_NAME, "Youtube-objects": youtube_objects.OUT_NAME}
+               "FBMS": fbms.OUT_NAME, "Youtube-objects": youtube_objects.OUT_NAME,
+               **{name: name for name in (*davsod.SOURCES, *visal.SOURCES)}}
 
 __all__ = ["SOURCES", "OUTPUT_NAME", "DatasetLayoutError", "PrepareSummary", "collect_jobs", "prepare_dataset"]
 
@@ -50,6 +57,10 @@ def collect_jobs(source: str, src: str | Path, videos: Sequence[str] | None = No
                                  background=options.get("background", "auto"), warnings=warnings)
     if source == "Youtube-objects":
         return youtube_objects.collect_jobs(src, videos, warnings=warnings)
+    if source in davsod.SOURCES:
+        return davsod.collect_jobs(src, videos, subset=davsod.SOURCES[source], out_name=source, warnings=warnings)
+    if source in visal.SOURCES:
+        return visal.collect_jobs(src, videos, dataset=source, warnings=warnings)
     raise ValueError(f"unknown dataset {source!r}; choose one of {SOURCES}")
 
 

@@ -5,7 +5,10 @@ becomes which output frame, which annotation file belongs to which frame); :func
 then writes ``<data_dir>/<dataset>/<split>/{images,labels}/<video>/`` the same way for all
 of them: images are symlinked (or copied, or re-encoded when the source is not a JPEG),
 annotations are binarised (any object = foreground) and written as mode-"L" PNGs with
-values 0/255. Existing outputs are skipped, so an interrupted run resumes where it stopped.
+values 0/255. Every file is written atomically. Outputs that are up to date with their
+source are skipped, so an interrupted run resumes where it stopped, and a source file that
+was replaced since (a corrupt frame fixed) gets its output re-made. Sources are checked
+(empty, truncated, not an image) and an error names the file.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from utils.io import atomic_write, list_files  # noqa: F401  (list_files: re-exported)
+from utils.io import atomic_write, image_file_problem, list_files  # noqa: F401  (list_files: re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -226,49 +229,124 @@ def read_binary_mask(path: Path, background: str = "index0", bg_value: np.ndarra
     return binarize(arr, mode, background, path.suffix.lower() in _JPEG_EXTS, bg_value)
 
 
-def write_label(path: Path, mask: np.ndarray) -> None:
-    """Write a bool mask as mode-"L" PNG (0/255) atomically (temp file + rename)."""
-    atomic_write(path, lambda tmp: Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(tmp, format="PNG"))
+def write_label(path: Path, mask: np.ndarray, source: Path | None = None) -> None:
+    """Write a bool mask as mode-"L" PNG (0/255) atomically; it takes the modification time of ``source``."""
+    im = Image.fromarray(np.where(mask, 255, 0).astype(np.uint8))
+
+    def write(tmp: Path) -> None:
+        im.save(tmp, format="PNG")
+        if source is not None:
+            _copy_mtime(source, tmp)
+
+    atomic_write(path, write)
+
+
+# --------------------------------------------------------------------------- freshness
+# An output records which version of its source it was made from by carrying the source's
+# modification time (copies also its size); links must point at the source. A source that
+# is replaced (e.g. a corrupt frame fixed) therefore gets its output re-made on the next run.
+def _copy_mtime(src: Path, dst: Path) -> None:
+    st = src.stat()
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _same_mtime(a: os.stat_result, b: os.stat_result) -> bool:
+    """Equal modification times; a file system that keeps whole seconds only also matches."""
+    if a.st_mtime_ns == b.st_mtime_ns:
+        return True
+    (sa, na), (sb, nb) = divmod(a.st_mtime_ns, 10 ** 9), divmod(b.st_mtime_ns, 10 ** 9)
+    return sa == sb and (na == 0 or nb == 0)
+
+
+def image_up_to_date(src: Path, dst: Path, link: bool) -> bool:
+    """Whether the output frame ``dst`` still matches ``src``: a link to it (``link`` mode), a copy
+    with its size and modification time, or a re-encoding made from this version of it."""
+    if os.path.islink(dst):
+        # A link is only right in link mode, pointing at this source (and not broken).
+        return link and os.readlink(dst) == str(src.resolve()) and dst.exists()
+    try:
+        d, s = dst.stat(), src.stat()
+    except OSError:
+        return False
+    if not _same_mtime(d, s):
+        return False
+    return src.suffix.lower() not in _JPEG_EXTS or d.st_size == s.st_size
+
+
+def label_up_to_date(src: Path, dst: Path) -> bool:
+    """Whether the converted label ``dst`` was made from this version of the annotation ``src``."""
+    if os.path.islink(dst):
+        return False
+    try:
+        return _same_mtime(dst.stat(), src.stat())
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------- images
+def check_source_image(src: Path) -> None:
+    """Raise :class:`DatasetLayoutError` naming ``src`` when it is empty, truncated or not an image.
+
+    Frames are linked or copied without decoding; a broken download must be found here, not
+    by training or inference much later.
+    """
+    try:
+        problem = image_file_problem(src)
+    except OSError as e:
+        raise DatasetLayoutError(f"cannot read image {src}: {e.strerror or e}") from e
+    if problem:
+        raise DatasetLayoutError(f"cannot read image {src}: {problem}")
+
+
 def place_image(src: Path, dst: Path, link: bool) -> None:
-    """Put ``src`` at ``dst`` (a ``.jpg``): symlink or copy a JPEG, re-encode anything else."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if os.path.islink(dst):  # only reached for a broken link: replace it
-        dst.unlink()
+    """Put ``src`` at ``dst`` (a ``.jpg``): symlink or copy a JPEG, re-encode anything else.
+
+    ``dst`` is replaced atomically whatever it was (file, link or broken link); the source is
+    checked first (:func:`check_source_image`).
+    """
+    check_source_image(src)
     if src.suffix.lower() in _JPEG_EXTS:
         if link:
             # Absolute target so the link survives moving the working directory.
-            os.symlink(src.resolve(), dst)
+            target = src.resolve()
+            atomic_write(dst, lambda tmp: os.symlink(target, tmp))
             return
-        atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+
+        def copy(tmp: Path) -> None:
+            shutil.copyfile(src, tmp)
+            _copy_mtime(src, tmp)
+
+        atomic_write(dst, copy)
         return
 
     def reencode(tmp: Path) -> None:
         with Image.open(src) as im:
             im.convert("RGB").save(tmp, format="JPEG", quality=JPEG_QUALITY)
+        _copy_mtime(src, tmp)
 
     try:
         atomic_write(dst, reencode)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SyntaxError) as e:
         raise DatasetLayoutError(f"cannot read image {src}: {e}") from e
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(W, H) from the file header."""
-    with Image.open(path) as im:
-        return im.size
+    """(W, H) from the file header; :class:`DatasetLayoutError` naming the file when it is not an image."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DatasetLayoutError(f"cannot read image {path}: {e}") from e
 
 
 # --------------------------------------------------------------------------- run loop
-def _exists(path: Path) -> bool:
-    """True for a file or a symlink whose target exists (a broken link counts as missing)."""
-    return path.exists()
-
-
 def convert_video(job: VideoJob, data_dir: Path, link: bool = True, overwrite: bool = False) -> PrepareSummary:
-    """Write images and binary labels of one video; skip outputs that already exist."""
+    """Write images and binary labels of one video; skip outputs that are up to date.
+
+    An output is re-made when its source changed since (size or modification time differ, or
+    a link points elsewhere), so fixing a corrupt file in the download and re-running repairs
+    the converted copy; ``overwrite`` re-makes everything.
+    """
     s = PrepareSummary(job.dataset, videos=1, frames=len(job.frames))
     s.splits[job.split] = 1
     root = data_dir / job.dataset / job.split
@@ -278,15 +356,14 @@ def convert_video(job: VideoJob, data_dir: Path, link: bool = True, overwrite: b
 
     for f in job.frames:
         dst = img_dir / f"{f.name}.jpg"
-        if _exists(dst) and not overwrite:
+        if not overwrite and image_up_to_date(f.image, dst, link):
             s.frames_skipped += 1
             continue
-        if overwrite and os.path.lexists(dst):
-            dst.unlink()
         place_image(f.image, dst, link)
         s.frames_written += 1
 
-    todo = [f for f in labelled if overwrite or not _exists(lab_dir / f"{f.name}.png")]
+    todo = [f for f in labelled
+            if overwrite or not label_up_to_date(f.label, lab_dir / f"{f.name}.png")]  # type: ignore[arg-type]
     s.labels_skipped = len(labelled) - len(todo)
     if not todo:
         return s
@@ -310,7 +387,7 @@ def convert_video(job: VideoJob, data_dir: Path, link: bool = True, overwrite: b
             raise DatasetLayoutError(
                 f"{job.dataset}/{job.video}: annotation {f.label} is {mask.shape[1]}x{mask.shape[0]} "
                 f"but frame {f.image} is {w}x{h}")
-        write_label(lab_dir / f"{f.name}.png", mask)
+        write_label(lab_dir / f"{f.name}.png", mask, source=f.label)
         s.labels_written += 1
     return s
 

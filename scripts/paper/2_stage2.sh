@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Stage 2: finetune on DAVIS-2016 train alone (unlabeled Youtube-objects still aligned), 25 epochs.
+# Writes $RUNS/stage2 only (stage 1's checkpoint is read, never written); like 1_stage1.sh, safe to
+# rerun or to kill (--resume auto).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/paper/env.sh

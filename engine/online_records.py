@@ -1,0 +1,203 @@
+"""What the online stage's ``--resume`` may reuse: records keyed by everything that made the masks.
+
+A finished video leaves ``<output_dir>/done/<dataset>/<video>.json``, naming
+
+* the weights: sha1 of each checkpoint file (about 10 ms for 20 MB, so no size/mtime
+  shortcut is needed: a retrained checkpoint at the same path is always told apart);
+* every option that changes the masks (:data:`MASK_OPTIONS`, plus the video's seed);
+* the inputs: name, size and mtime of each frame and flow image of the video;
+* the save folder(s), as resolved absolute paths;
+* each mask (and probability) file it wrote, with its size and mtime.
+
+``--resume`` reuses a video only when the record matches on all of these and every file
+it lists is still there unchanged (a file rewritten by another run has another mtime).
+The transductive state file carries the same key (without the save folders: its masks are
+always written afresh from it).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from utils.io import atomic_write
+
+FORMAT = 1
+
+# Options that change what a mask holds. Not here: where things go (save_dir, prob_dir and
+# output_dir, keyed separately as resolved paths), which videos (each has its own record),
+# and speed-only settings (workers, device, tensorboard).
+MASK_OPTIONS = ("mode", "epochs", "causal_steps", "batch_size", "lr", "lr_d", "weight_decay", "ema", "lambda_adv",
+                "tta", "tta_average", "tta_scale", "sharpen", "student_aug", "d_width", "d_size", "clip_grad",
+                "predict_with", "flip", "size", "seed", "split", "save_prob", "arch", "model_scale", "backbone",
+                "amp", "amp_dtype", "mask_disc", "transductive_order", "d_loss_weight")
+# Options that only matter when the masks are written (not for a tuned transductive state).
+OUTPUT_ONLY = ("predict_with", "flip", "save_prob")
+
+
+def file_sha1(path: str | Path) -> str:
+    """sha1 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_identity(paths: Iterable[str | Path]) -> list[dict[str, str]]:
+    """``[{"path": absolute path, "sha1": ...}]`` per checkpoint, in the order given (they are averaged)."""
+    out = []
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {p}")
+        out.append({"path": str(p.resolve()), "sha1": file_sha1(p)})
+    return out
+
+
+def mask_options(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    """The mask-affecting options of ``args`` (plus ``extra``), as they read back from JSON."""
+    opts = {k: getattr(args, k, None) for k in MASK_OPTIONS}
+    if not opts["amp"]:
+        opts["amp_dtype"] = None  # unused without --amp: changing it must not re-tune anything
+    opts.update(extra)
+    return json.loads(json.dumps(opts))  # tuples become lists, as in a record read back
+
+
+def inputs_digest(files: Iterable[str | Path]) -> str:
+    """sha1 over (name, size, mtime) of each input file: changes when a frame or flow is replaced."""
+    h = hashlib.sha1()
+    for p in files:
+        st = os.stat(p)
+        h.update(f"{Path(p).name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def save_roots(save_dir: str | Path, prob_dir: str | Path | None) -> dict[str, str | None]:
+    """The save folders as resolved absolute paths (``probs`` None when no probability maps)."""
+    return {"masks": str(Path(save_dir).resolve()), "probs": str(Path(prob_dir).resolve()) if prob_dir else None}
+
+
+def file_stats(root: str | Path, rels: Iterable[str | Path]) -> list[list]:
+    """``[relative path, size, mtime_ns]`` of each file; ``None, None`` for one that is not there
+    (a writer that keeps masks elsewhere): such a record is never reused."""
+    out = []
+    for rel in rels:
+        try:
+            st = os.stat(Path(root) / rel)
+            out.append([str(rel), st.st_size, st.st_mtime_ns])
+        except FileNotFoundError:
+            out.append([str(rel), None, None])
+    return out
+
+
+def write_record(path: str | Path, key: dict[str, Any], files: dict[str, list[list]], timing: dict) -> None:
+    """Write a finished video's record (atomically: a killed run leaves none or a whole one)."""
+    rec = {"format": FORMAT, **key, "files": files, "timing": timing}
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(rec, indent=1)))
+
+
+def read_record(path: str | Path) -> tuple[dict | None, str | None]:
+    """``(record, None)``, or ``(None, why)`` when missing, unreadable or of an older format."""
+    path = Path(path)
+    if not path.is_file():
+        return None, "no record"
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return None, f"unreadable record ({type(e).__name__})"
+    if not isinstance(rec, dict) or rec.get("format") != FORMAT:
+        return None, "record of an older version (does not name its weights and options)"
+    return rec, None
+
+
+def _option_changes(old: dict, new: dict) -> str:
+    keys = sorted(set(old) | set(new))
+    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
+
+
+def key_mismatches(rec: dict, key: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(reason, detail)`` for each part of ``key`` the record does not match (empty: matches).
+
+    ``reason`` is the same phrase for the same cause in every record, so callers count
+    videos per reason; ``detail`` shows one example.
+    """
+    out = []
+    if "weights" in key:
+        old = [w.get("sha1") for w in rec.get("weights") or []]
+        new = [w["sha1"] for w in key["weights"]]
+        if old != new:
+            out.append(("weights changed", f"sha1 {','.join(s[:10] for s in old if s) or 'none'} -> "
+                                           f"{','.join(s[:10] for s in new)}"))
+    if "options" in key and rec.get("options") != key["options"]:
+        out.append(("mask-affecting options changed", _option_changes(rec.get("options") or {}, key["options"])))
+    if "inputs" in key and rec.get("inputs") != key["inputs"]:
+        out.append(("input frames or flows changed", "name, size or mtime of a frame or flow image differs"))
+    for name in ("videos", "world_size"):
+        if name in key and rec.get(name) != key[name]:
+            out.append((f"{name.replace('_', ' ')} changed", f"{rec.get(name)!r} -> {key[name]!r}"))
+    if "save_dirs" in key and rec.get("save_dirs") != key["save_dirs"]:
+        old, new = rec.get("save_dirs") or {}, key["save_dirs"]
+        out.append(("save folder changed", "; ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in new
+                                                     if old.get(k) != new.get(k))))
+    return out
+
+
+def file_mismatches(rec: dict) -> list[tuple[str, str]]:
+    """``(reason, detail)`` when a listed mask/probability file is gone or was rewritten since."""
+    out = []
+    roots = rec.get("save_dirs") or {}
+    for kind, entries in (rec.get("files") or {}).items():
+        root = roots.get(kind)
+        missing, changed = [], []
+        for rel, size, mtime in entries:
+            p = Path(root, rel)
+            try:
+                st = os.stat(p)
+            except OSError:
+                missing.append(p)
+                continue
+            if st.st_size != size or st.st_mtime_ns != mtime:
+                changed.append(p)
+        word = "masks" if kind == "masks" else "probability maps"
+        if missing:
+            out.append((f"{word} missing", f"{len(missing)} of {len(entries)}, e.g. {missing[0]}"))
+        if changed:
+            out.append((f"{word} rewritten by something else", f"{len(changed)} of {len(entries)}, e.g. {changed[0]}"))
+    if not rec.get("files", {}).get("masks"):
+        out.append(("record lists no masks", "nothing to reuse"))
+    return out
+
+
+def check_record(path: str | Path, key: dict[str, Any]) -> tuple[dict | None, list[tuple[str, str]]]:
+    """``(record, [])`` when the record at ``path`` may be reused; ``(None, reasons)`` otherwise."""
+    rec, why = read_record(path)
+    if rec is None:
+        return None, [(why, "")]
+    reasons = key_mismatches(rec, key)
+    if not reasons:  # files are only worth checking where they are supposed to be
+        reasons = file_mismatches(rec)
+    return (rec, []) if not reasons else (None, reasons)
+
+
+def resume_messages(stale: list[tuple[str, str, str, str]], action: str = "re-tuning") -> list[str]:
+    """One log line per reason from ``(reason, detail, record path, video)`` entries."""
+    groups: dict[str, list[tuple[str, str, str]]] = {}
+    for reason, detail, record, video in stale:
+        groups.setdefault(reason, []).append((detail, record, video))
+    lines = []
+    for reason, items in groups.items():
+        n = len({v for _, _, v in items})
+        videos = ", ".join(sorted({v for _, _, v in items})[:3]) + (", ..." if n > 3 else "")
+        detail, record, _ = items[0]
+        if reason == "no record":
+            lines.append(f"not finished in an earlier run (no record in {Path(record).parent.parent}): "
+                         f"tuning {n} video(s) ({videos})")
+            continue
+        more = f" and {len(items) - 1} more record(s)" if len(items) > 1 else ""
+        lines.append(f"{reason}{f' ({detail})' if detail else ''} since {record}{more}: {action} {n} video(s) "
+                     f"({videos})")
+    return lines

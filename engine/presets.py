@@ -1,0 +1,213 @@
+"""Named option presets: the authors' published settings, selectable beside ours (issue 13).
+
+``--preset authors`` sets every option below to the value of the authors' code
+(sutiankang/OAST: ``unlabeled_train.py``, ``online_finetuning.py``, ``models/discriminator.py``,
+``datasets/dataset.py``), with their bugs fixed (README, "Differences from the authors'
+code"). ``--preset ours`` (the default) changes nothing.
+
+Precedence, lowest first::
+
+    parser defaults  <  --preset  <  --config FILE.yaml  <  command line
+
+A config file may name the preset itself (``preset: authors``) when the command line does
+not. The preset's name is stored in ``args.preset``, so ``args.yaml`` records it.
+
+Use ``apply_preset(parser, argv, stage)`` in place of ``utils.config.parse_with_config``;
+``add_variant_args(parser, stage)`` adds ``--preset`` and the options that select the
+authors' components.
+
+Stage 1 of the authors' offline training is the ``offline`` preset; their stage 2 is the
+same with ``--epochs 25 --labeled_datasets DAVIS-2016 --finetune <stage 1 checkpoint>``.
+
+Not emulated, on purpose: their flip of flow images as plain images (ours mirrors the
+motion too); picking the epoch or checkpoint with test-set ground truth (online: the
+last epoch; offline: ``--val_datasets``); tuning only on the annotated test frames (found
+by listing the label folders, which the online stage never opens); their training
+augmentation (crop, aspect-changing resize, PIL enhancement; ours is ``TrainAugment``).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from typing import Any, Sequence
+
+import yaml
+
+from utils.config import parse_with_config
+
+STAGES = ("online", "offline")
+
+# Values are argparse dests of the stage's parser (unlabeled_train.py / online_finetuning.py).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "online": {
+        "ours": {},
+        "authors": {
+            "test_datasets": ["DAVIS-2016", "FBMS"],
+            "size": [384, 640],
+            # One model tuned on the whole test set, 10 passes, frames in a fixed order.
+            "mode": "transductive",
+            "transductive_order": "fixed",
+            "epochs": 10,
+            "batch_size": 2,
+            "lr": 1e-5,
+            "lr_d": 1e-5,
+            "weight_decay": 1e-2,
+            "clip_grad": None,
+            # Teacher: EMA 0.9996 of the student; both in eval mode (ours always is).
+            "ema": 0.9996,
+            "lambda_adv": 1e-4,
+            "d_loss_weight": 1e-4,  # their discriminator loss is 0.5 * lambda_adv * (real + fake)
+            "mask_disc": "authors",
+            # Teacher target: identity, flip, PIL colour enhancement, one rescale from
+            # {0.5, 0.75, 1.25, 1.5}; logits averaged, then the sigmoid; no sharpening.
+            "tta": ["identity", "flip", "jitter_pil", "scale_set"],
+            "tta_average": "logits",
+            "sharpen": 1.0,
+            "student_aug": 0,  # their student sees the unaltered frame
+            "flip": False,  # their test.py writes masks without flip TTA
+        },
+    },
+    "offline": {
+        "ours": {},
+        "authors": {
+            "arch": "oast3d",
+            "model_scale": "s",
+            "size": [384, 640],
+            "epochs": 30,
+            "batch_size": 2,
+            "lr": 1e-4,
+            "lr_d": 1e-4,
+            "weight_decay": 1e-2,
+            "lr_schedule": "step",
+            "lr_step": 10,
+            "lr_gamma": 0.1,
+            "encoder_lr_mult": 1.0,
+            "freeze_encoder_bn": False,
+            "clip_grad": None,
+            "labeled_datasets": ["YouTubeVOS-2018", "DAVIS-2016"],
+            "labeled_split": "train",
+            "unlabeled_datasets": ["Youtube-objects"],
+            "unlabeled_split": "val",
+            "youtube_stride": 10,
+            "lambda_adv": 1e-4,
+            "start_adv": 0,  # their 1-based start_adv=1 with start_epoch=1: from the first epoch
+            "d_loss_weight": 1e-4,
+            "feature_disc": "authors",
+            "unlabeled_bn": "separate",  # labeled and unlabeled frames in separate forward calls
+            "max_rotation": 10.0,
+            "sync_bn": True,  # their README's --sync-bn (ignored with a warning on one process)
+        },
+    },
+}
+
+
+def add_variant_args(p: argparse.ArgumentParser, stage: str) -> None:
+    """``--preset`` and the options that swap in the authors' components for ``stage``."""
+    _check_stage(stage)
+    g = p.add_argument_group("presets and the authors' variants (issue 13)")
+    g.add_argument("--preset", default="ours", choices=sorted(PRESETS[stage]),
+                   help="option defaults: ours, or the authors' published settings (bugs fixed); "
+                        "--config and the command line still override them")
+    g.add_argument("--d_loss_weight", type=float, default=1.0,
+                   help="weight of the discriminator's own loss (the authors use lambda_adv)")
+    if stage == "online":
+        g.add_argument("--mask_disc", default="ours", choices=["ours", "authors"],
+                       help="ours: patch discriminator on the resized mask and frame; authors: full-resolution "
+                            "per-pixel BatchNorm discriminator on the mask's logits, frame not seen")
+        g.add_argument("--transductive_order", default="shuffled", choices=["shuffled", "fixed"],
+                       help="transductive mode: frames reshuffled every epoch, or in the same order (the authors')")
+    else:
+        g.add_argument("--feature_disc", default="ours", choices=["ours", "authors"],
+                       help="ours: convolutional patch discriminator on the deepest fused features; authors: the "
+                            "features' channel mean upsampled to the frame, BatchNorm, one global logit")
+
+
+def apply_preset(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None,
+                 stage: str = "online") -> argparse.Namespace:
+    """Parse ``argv`` with the chosen preset's values as defaults, then ``--config``, then the
+    command line on top; sets the parser's defaults, so pass a freshly built parser."""
+    _check_stage(stage)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    pre = _pre_parse(parser, argv)
+    config = getattr(pre, "config", None)
+    # Read (and so checked, errors naming the file) whether or not it picks the preset.
+    try:
+        cfg = _read_config(config) if config else {}
+    except ValueError as e:
+        parser.error(str(e))
+    name, source = pre.preset, "--preset"
+    if name is _UNSET:
+        name = _default_of(parser, "preset")
+        if cfg.get("preset") is not None:
+            name, source = cfg["preset"], f"{config}: preset"
+    table = PRESETS[stage]
+    if name not in table:
+        parser.error(f"{source} {name!r}: unknown {stage} preset; choose from {sorted(table)}")
+    values = table[name]
+    check_preset(parser, values, f"{stage} preset {name!r}")
+    parser.set_defaults(**copy.deepcopy(values), preset=name)  # runs must not share (or edit) its lists
+    return parse_with_config(parser, argv)
+
+
+def check_preset(parser: argparse.ArgumentParser, values: dict[str, Any], what: str) -> None:
+    """Fail, naming ``what``, on a dest the parser lacks or a value outside an option's choices
+    (argparse checks choices on the command line only, never on defaults)."""
+    actions = {a.dest: a for a in parser._actions}
+    unknown = sorted(set(values) - set(actions))
+    if unknown:
+        raise ValueError(f"{what}: this parser has no options {unknown} (wire engine.presets.add_variant_args?)")
+    for dest, value in values.items():
+        choices = actions[dest].choices
+        if choices is None or value is None:
+            continue
+        items = value if isinstance(value, (list, tuple)) else [value]
+        bad = [v for v in items if v not in choices]
+        if bad:
+            raise ValueError(f"{what}: {dest}={value!r} has {bad} outside the option's choices {list(choices)}")
+
+
+_UNSET = object()
+_HELP = ("-h", "--help")
+
+
+def _pre_parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """The command line's ``--preset`` (``_UNSET`` when absent) and ``--config``.
+
+    Help flags are left to the final parse, so ``--preset authors --help`` shows the preset's
+    values, and required options are relaxed meanwhile, so ``--help`` alone still works.
+    """
+    required = [a for a in parser._actions if a.required]
+    for a in required:
+        a.required = False
+    try:
+        pre, _ = parser.parse_known_args([a for a in argv if a not in _HELP],
+                                         namespace=argparse.Namespace(preset=_UNSET))
+    finally:
+        for a in required:
+            a.required = True
+    return pre
+
+
+def _check_stage(stage: str) -> None:
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+
+
+def _default_of(parser: argparse.ArgumentParser, dest: str) -> Any:
+    for a in parser._actions:
+        if a.dest == dest:
+            return parser.get_default(dest)
+    raise ValueError(f"the parser has no --{dest} option (call engine.presets.add_variant_args first)")
+
+
+def _read_config(path: str) -> dict:
+    """The YAML mapping of a ``--config`` file; errors name the file."""
+    try:
+        with open(path) as f:
+            cfg = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"--config {path}: cannot read it as YAML ({e})") from e
+    if not isinstance(cfg, dict):
+        raise ValueError(f"--config {path}: expected a mapping of option names to values, got {type(cfg).__name__}")
+    return cfg
