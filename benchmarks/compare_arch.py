@@ -53,7 +53,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps_per_epoch", type=int, default=60, help="steps per epoch")
     p.add_argument("--batch_size", type=int, default=4, help="training batch")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (cosine schedule)")
-    p.add_argument("--online_epochs", type=int, default=1, help="online passes, both settings")
+    p.add_argument("--online_epochs", type=int, default=1, help="online passes, both settings (no flip TTA anywhere)")
     p.add_argument("--online_lr", type=float, default=1e-4, help="online lr of our setting (the preset keeps 1e-5)")
     p.add_argument("--workers", type=int, default=1)
     return p
@@ -84,7 +84,7 @@ def accuracy(a: argparse.Namespace) -> dict:
                 "--test_size", *map(str, a.size), "--epochs", str(a.epochs),
                 "--steps_per_epoch", str(a.steps_per_epoch), "--batch_size", str(a.batch_size), "--lr", str(a.lr),
                 "--online", "per_video", "--online_epochs", str(a.online_epochs), "--online_lr", str(a.online_lr),
-                "--train_args", f"--arch {arch}", "--workers", str(a.workers)]
+                "--train_args", f"--arch {arch}", "--workers", str(a.workers), "--no_flip"]
         t = time.time()
         res = davis_real.run(davis_real.get_parser().parse_args(argv))
         row = {"offline": res["offline"]["DAVIS-2016 J&F"], "train_s": res["times"]["train"],
@@ -96,7 +96,7 @@ def accuracy(a: argparse.Namespace) -> dict:
         online_finetuning.main(["--preset", "authors", "--weights", weights, "--data_dir", str(data),
                                 "--size", *map(str, a.size), "--workers", str(a.workers),
                                 "--test_datasets", "DAVIS-2016", "--split", test_split,
-                                "--epochs", str(a.online_epochs), "--flip",
+                                "--epochs", str(a.online_epochs),
                                 "--save_dir", str(run_dir / "online_authors"),
                                 "--output_dir", str(run_dir / "runs_online_authors"), "--resume",
                                 "--no_tensorboard"])

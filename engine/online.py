@@ -43,7 +43,7 @@ from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import DEFAULT_TEST_DATASETS
 from utils.distributed import DistInfo, all_gather_objects, barrier
 from utils.io import atomic_write
-from utils.log import TensorBoard, start_run
+from utils.log import TensorBoard, begin_run, open_run
 from utils.misc import autocast, seed_everything
 
 _log = logging.getLogger(__name__)
@@ -111,7 +111,8 @@ class OnlineTuner:
 
     def __init__(self, args: argparse.Namespace, info: DistInfo | None = None, writer: MaskWriter | None = None):
         self.args = args
-        self.info, self.run_dir = start_run(args, info)
+        # Nothing is written to the run folder until the weights and the data have been checked.
+        self.info, self.run_dir = begin_run(args, info)
         if args.epochs < 0 or args.batch_size < 1:
             raise ValueError("--epochs must be >= 0 and --batch_size >= 1")
         self.offline = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone)
@@ -122,6 +123,7 @@ class OnlineTuner:
         self.writer = writer or MaskWriter(args.save_dir, prob_dir)
         # What made the masks, for the resume records (sha1 of the checkpoints: ~10 ms per 20 MB).
         self.weights_id = weights_identity(args.weights)
+        open_run(args, self.info, self.run_dir)
         self.tb = TensorBoard(self.run_dir / "tb", enabled=self.info.is_main and not args.no_tensorboard)
         self.global_step = 0
 

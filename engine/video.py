@@ -4,7 +4,7 @@
 
 1. **frames**: decode the input (:mod:`engine.video_io`), every ``stride``-th frame, at most
    ``max_frames``; frames are named ``00000, 00001, ...``.
-2. **flow**: forward optical flow of each frame to the next (:mod:`utils.optical_flow`), on
+2. **flow**: forward optical flow of each frame to the next (:mod:`engine.video_flow`), on
    frames downscaled to ``flow_size`` when asked, colour-encoded as everywhere in the project
    (:mod:`utils.flow`); the last frame reuses the previous frame's flow image.
 3. **network**: plain inference with the checkpoint, or with ``online`` OAST online
@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -69,14 +68,14 @@ import torch
 from tqdm import tqdm
 
 from engine.inference import MaskWriter, predict_probs, to_original_size
-from engine.video_io import (DEFAULT_FPS, JPEG_QUALITY, VIDEO_CODECS, WORK_DATASET, WORK_SPLIT, ExtractedFrames,
-                             Guard, OverlayWriter, VideoInputError, check_input, extract_frames, frame_name, input_fps,
-                             input_frame_count, iter_input_frames, overlay_video_paths, remove_owned, signature,
-                             video_name, work_dirs, write_json, write_overlay, write_source_record)
-from engine.video_ledger import Ledger, OutputConflict, Owner, Unguarded
-from utils.flow import flow_to_image
-from utils.io import FRAME_EXTS, list_files
-from utils.optical_flow import FlowStats, compute_video_flow, make_estimator
+from engine.video_io import (DEFAULT_FPS, WORK_DATASET, WORK_SPLIT, ExtractedFrames, Guard, OverlayWriter, check_input,
+                             extract_frames, frame_name, input_fps, input_frame_count, iter_input_frames, signature,
+                             video_name, work_dirs, write_overlay, write_source_record)
+from engine.video_flow import (compute_flow, downscale, flow_estimator, flow_settings, network_flow_image,
+                               reset_stale_flows, resolve_flow_size)
+from engine.video_ledger import Ledger, Owner, Unguarded
+from engine.video_outputs import check_paths, clean_work, plan_outputs
+from utils.optical_flow import FlowStats
 
 _log = logging.getLogger(__name__)
 
@@ -154,144 +153,6 @@ class TimedMaskWriter(MaskWriter):
             if self.prob_dir is not None:
                 self.guard.before_write(self.prob_dir / rel / f"{frame}.png")
             super().write(dataset, video, frame, prob)
-
-
-# --------------------------------------------------------------------------- flow
-def resolve_flow_size(spec: str | Sequence[int] | None, network_hw: Sequence[int],
-                      frame_hw: Sequence[int]) -> tuple[int, int] | None:
-    """``(H, W)`` to compute flow at, or None for the frame size.
-
-    ``spec``: ``frame``/None, ``network`` (``network_hw``) or ``(H, W)``. A size at least as
-    large as the frame on both sides means the frame size: upscaling adds cost, no detail.
-    """
-    if spec is None or spec == "frame":
-        return None
-    hw = tuple(int(v) for v in (network_hw if spec == "network" else spec))
-    if len(hw) != 2 or min(hw) < 1:
-        raise ValueError(f"--flow_size must be frame, network or HxW, got {spec!r}")
-    if hw[0] >= frame_hw[0] and hw[1] >= frame_hw[1]:
-        return None
-    return hw
-
-
-def downscale(frame: np.ndarray, size_hw: tuple[int, int] | None) -> np.ndarray:
-    """``frame`` resized to ``size_hw`` with area averaging (anti-aliased); None keeps it."""
-    if size_hw is None or tuple(frame.shape[:2]) == tuple(size_hw):
-        return frame
-    return cv2.resize(frame, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_AREA)
-
-
-def upscale_flow(flow: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """Flow ``(h, w, 2)`` resized to ``size_hw`` with its vectors scaled to the new pixel size."""
-    h, w = flow.shape[:2]
-    if (h, w) == tuple(size_hw):
-        return flow
-    out = cv2.resize(flow, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_LINEAR)
-    out[..., 0] *= size_hw[1] / w
-    out[..., 1] *= size_hw[0] / h
-    return out
-
-
-def jpeg_round_trip(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:
-    """``rgb`` after JPEG encoding and decoding at ``quality``."""
-    ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
-
-
-def network_flow_image(flow: np.ndarray, frame_hw: tuple[int, int], network_hw: tuple[int, int],
-                       jpeg: bool = True) -> np.ndarray:
-    """The encoded flow image the network gets, made from flow ``(h, w, 2)`` estimated at any size.
-
-    Vectors are first expressed in frame pixels (the stored flow images' convention), then
-    the field is resized to ``network_hw`` and encoded there. The files pipeline encodes at
-    the frame size and resizes the colour image instead, which costs about seven times more
-    at 480p -> 224x416; on four DAVIS sequences the two gave masks with IoU 0.91-0.99 and the
-    same mean J (70.6 vs 70.7). ``jpeg`` passes the image through JPEG at the stored images'
-    quality, since the network was trained on JPEG flow images (mean J +0.45, -0.4 to +1.0
-    per sequence).
-    """
-    h, w = flow.shape[:2]
-    if (h, w) != tuple(frame_hw):
-        flow = flow * np.array([frame_hw[1] / w, frame_hw[0] / h], np.float32)
-    if (h, w) != tuple(network_hw):
-        flow = cv2.resize(flow, (network_hw[1], network_hw[0]), interpolation=cv2.INTER_LINEAR)
-    rgb = flow_to_image(flow)
-    return jpeg_round_trip(rgb) if jpeg else rgb
-
-
-class FlowAtSize:
-    """Runs ``estimator`` on frames downscaled to ``size_hw`` and returns the flow at each
-    frame's own size (vectors rescaled), as the work layout's flow images must be."""
-
-    def __init__(self, estimator: FlowEstimator, size_hw: tuple[int, int]) -> None:
-        self.estimator, self.size_hw = estimator, tuple(size_hw)
-        self.batch_size = getattr(estimator, "batch_size", 1)
-
-    def __call__(self, first: Sequence[np.ndarray], second: Sequence[np.ndarray]) -> list[np.ndarray]:
-        flows = self.estimator([downscale(a, self.size_hw) for a in first],
-                               [downscale(b, self.size_hw) for b in second])
-        return [upscale_flow(f, a.shape[:2]) for f, a in zip(flows, first)]
-
-
-def flow_estimator(args: argparse.Namespace) -> FlowEstimator:
-    """The ``--flow`` back end with its options (DIS preset, RAFT weights, size, batch)."""
-    return make_estimator(args.flow, preset=args.dis_preset, weights=args.raft_weights,
-                          device=None if args.device == "auto" else args.device, batch_size=args.flow_batch_size,
-                          size=tuple(args.raft_size) if args.raft_size else None)
-
-
-def compute_flow(images_dir: Path, flows_dir: Path, method: str = "dis", progress: bool = True,
-                 flow_size: tuple[int, int] | None = None, estimator: FlowEstimator | None = None,
-                 guard: Guard | None = None, **options: Any) -> FlowStats:
-    """Flow images of one video in the work layout; existing ones are reused.
-
-    ``estimator`` (default: ``make_estimator(method, **options)``) runs at ``flow_size``
-    when given; the images keep the frame size. ``guard`` lists the missing flow images
-    before they are written.
-    """
-    frames = list_files(images_dir)
-    n = len(frames)
-    missing = [flows_dir / f"{f.stem}.jpg" for f in frames if not (flows_dir / f"{f.stem}.jpg").exists()]
-    if missing and guard is not None:
-        guard.claim(missing)
-        guard.adopt_written(missing)
-    est = estimator if estimator is not None else make_estimator(method, **options)
-    if flow_size is not None:
-        est = FlowAtSize(est, flow_size)
-    bar = tqdm(total=n, desc=f"flow ({method})", unit="frame", disable=not progress, dynamic_ncols=True)
-    try:
-        stats = compute_video_flow(images_dir, flows_dir, est, on_frame=bar.update, name=images_dir.name)
-    finally:
-        bar.close()
-    _log.info("flow: %d computed, %d reused, %d last-frame copies -> %s", stats.computed, stats.skipped,
-              stats.copied, flows_dir)
-    return stats
-
-
-def _flow_settings(args: argparse.Namespace, flow_hw: tuple[int, int] | None) -> dict:
-    """What the flow images of the work folder depend on, besides the frames."""
-    return {"method": args.flow, "dis_preset": args.dis_preset if args.flow == "dis" else None,
-            "flow_size": list(flow_hw) if flow_hw else None,
-            "raft_size": list(args.raft_size) if args.raft_size and args.flow != "dis" else None,
-            "raft_weights": str(args.raft_weights) if args.raft_weights and args.flow != "dis" else None}
-
-
-def _reset_stale_flows(work_root: Path, name: str, settings: dict, guard: Guard) -> None:
-    # Flow images are reused by file name only: those of other settings (or of a version that
-    # kept no record) would silently stand in for the requested ones.
-    record = work_root / f"{name}.flow.json"
-    _, flows_dir = work_dirs(work_root, name)
-    try:
-        old = json.loads(record.read_text()) if record.is_file() else None
-    except (OSError, ValueError):
-        old = None
-    if old != settings and flows_dir.exists():
-        _log.info("flow settings changed (%s -> %s): recomputing the flow of %s", old, settings, name)
-        remove_owned(flows_dir, guard)
-    # Written before computing, so that an interrupted run resumes with the same settings.
-    write_json(record, settings, guard)
 
 
 # --------------------------------------------------------------------------- network
@@ -396,103 +257,6 @@ def online_masks(args: argparse.Namespace, work_root: Path, name: str, writer: M
             guard.claim(new)
             guard.adopt_written(new)
     return {**timing, "model_s": model_s}
-
-
-# --------------------------------------------------------------------------- output folder
-def check_paths(path: Path, out_dir: Path) -> None:
-    """Refuse an input that is the output folder or lies where the tool writes and deletes files."""
-    inp, out = path.resolve(), out_dir.resolve()
-    places = [out / "masks", out / "probs", out / "overlay", out / "work",
-              *(overlay_video_paths(out, ext)[0] for _, ext in VIDEO_CODECS)]
-    if inp == out:
-        raise VideoInputError(f"--input {path} is the --output_dir {out_dir} itself; segment_video writes its results "
-                              "there: choose an --output_dir outside the input (a subfolder of it is fine)")
-    for place in places:
-        if inp == place or place in inp.parents:
-            raise VideoInputError(f"--input {path} is inside --output_dir {out_dir} ({place}), where segment_video "
-                                  "writes, replaces and deletes its own files: copy the input elsewhere, or choose "
-                                  "another --output_dir")
-
-
-def _visible_files(folder: Path, exts: Sequence[str] | None = None, recursive: bool = False) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    files = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in files if p.is_file() and not p.name.startswith(".")
-                  and (exts is None or p.suffix.lower() in exts))
-
-
-def plan_outputs(ledger: Ledger, args: argparse.Namespace, out_dir: Path, name: str, pipeline: str) -> list[Path]:
-    """Check every place this run writes; delete the tool's own results there that the run replaces.
-
-    Raises :class:`OutputConflict` naming the first file that may not be touched (see the
-    module docstring for the rules) and changes nothing then. Returns the user's files that
-    ``--overwrite`` lets the run write next to (kept, to be named in a warning).
-    """
-    work_root = out_dir / "work"
-    result_dirs = [(out_dir / "masks" / name, (".png",))]
-    if args.save_prob:
-        result_dirs.append((out_dir / "probs" / name, (".png",)))
-    if args.overlay == "frames":
-        result_dirs.append((out_dir / "overlay", (".jpg",)))
-    result_files = [overlay_video_paths(out_dir, VIDEO_CODECS[0][1])[0]] if args.overlay == "video" else []
-    work_files = [work_root / f"{name}.source.json"]
-    strict_dirs, run_dirs = [], []
-    if pipeline == "files":
-        work_files.append(work_root / f"{name}.flow.json")
-        strict_dirs += list(work_dirs(work_root, name))
-    if args.online:
-        run_dirs.append(work_root / "online")
-
-    conflicts: list[tuple[Path, str]] = []
-    remove: list[Path] = []
-    kept: list[Path] = []
-    how = "pass --overwrite to let this run replace it, or choose another --output_dir"
-    for folder, exts in result_dirs:
-        for p in sorted(set(_visible_files(folder, exts)) | set(ledger.entries_under(folder))):
-            st = ledger.status(p)
-            if st in ("own", "absent"):  # absent: a listed part file of a killed run
-                remove.append(p)
-            elif st == "other" and args.overwrite:
-                remove.append(p)
-            elif st == "other":
-                conflicts.append((p, f"it holds the result of an earlier run ({ledger.describe(p)}), which this run "
-                                     f"would replace; {how} (and that run's other results there)"))
-            elif args.overwrite:
-                kept.append(p)
-            else:
-                conflicts.append((p, f"it was {ledger.describe(p)}, and this run writes its results in {folder}; {how} "
-                                     "(files of yours it does not replace are kept)"))
-    for p in [*result_files, *work_files, *(f for d in run_dirs for f in _visible_files(d, recursive=True))]:
-        st = ledger.status(p)
-        if st in ("user", "other") and not args.overwrite:
-            conflicts.append((p, f"it was {ledger.describe(p)}, and this run would overwrite it; {how}"))
-    for folder in strict_dirs:
-        for p in _visible_files(folder, FRAME_EXTS, recursive=True):
-            if ledger.status(p) == "user":
-                conflicts.append((p, f"it was {ledger.describe(p)}, but {folder} must hold only the frames or flow "
-                                     "images segment_video made (they are read back as a data set): move it away, or "
-                                     "choose another --output_dir"))
-    if conflicts:
-        p, why = conflicts[0]
-        more = f" ({len(conflicts) - 1} more such files)" if len(conflicts) > 1 else ""
-        raise OutputConflict(f"refusing to touch {p}: {why}{more}")
-    for p in remove:
-        ledger.remove(p)
-    ledger.save()
-    return kept
-
-
-def clean_work(ledger: Ledger, work_root: Path) -> tuple[int, list[Path]]:
-    """Delete the tool's files in the work folder, then the folders it created there.
-
-    Returns (files deleted, files kept: the user's, and the tool's changed since).
-    """
-    removed = sum(ledger.remove(p) for p in ledger.entries_under(work_root))
-    ledger.prune_dirs(work_root)
-    ledger.save()
-    kept = _visible_files(work_root, recursive=True)
-    return removed, kept
 
 
 # --------------------------------------------------------------------------- pipelines
@@ -612,7 +376,7 @@ def _segment_with_files(args: argparse.Namespace, path: Path, name: str, device:
     images_dir, flows_dir = work_dirs(work_root, name)
     flow_hw = resolve_flow_size(args.flow_size, args.size, frames.size)
     with clock("flow_s"):
-        _reset_stale_flows(work_root, name, _flow_settings(args, flow_hw), guard)
+        reset_stale_flows(work_root, name, flow_settings(args, flow_hw), guard)
         flow = compute_flow(images_dir, flows_dir, args.flow, progress, flow_hw, flow_estimator(args), guard)
 
     masks_before = clock.seconds.get("masks_s", 0.0)

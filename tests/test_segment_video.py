@@ -12,7 +12,9 @@ import pytest
 import torch
 
 import engine.video as video_method
-from engine.video import FlowAtSize, compute_flow, network_flow_image, online_args, online_parser, segment_video
+import engine.video_flow
+from engine.video import online_args, online_parser, segment_video
+from engine.video_flow import FlowAtSize, compute_flow, network_flow_image
 from engine.video_io import (VideoInputError, extract_frames, iter_input_frames, open_video_writer, overlay_frame,
                              video_name)
 from utils.flow import flow_to_image
@@ -318,7 +320,7 @@ def recorded(monkeypatch):
     """Every flow estimator made by engine.video records its input sizes; the network's flow
     inputs are recorded too."""
     made, net_flows = [], []
-    real_make, real_predict = video_method.make_estimator, video_method.predict_probs
+    real_make, real_predict = engine.video_flow.make_estimator, video_method.predict_probs
 
     def make(method, **options):
         made.append(_RecordingFlow(real_make(method, **options)))
@@ -328,7 +330,7 @@ def recorded(monkeypatch):
         net_flows.append(tuple(flow.shape))
         return real_predict(model, image, flow, *a, **k)
 
-    monkeypatch.setattr(video_method, "make_estimator", make)
+    monkeypatch.setattr(engine.video_flow, "make_estimator", make)
     monkeypatch.setattr(video_method, "predict_probs", predict)
     return made, net_flows
 
@@ -579,7 +581,7 @@ def test_input_inside_its_output_folder_is_refused(ckpt, video_file, tmp_path, c
 @pytest.mark.parametrize("extra", [["--pipeline", "files"], ["--online", "--online_epochs", "1"]])
 def test_bad_weights_fail_before_any_frame_or_flow(video_file, tmp_path, capsys, monkeypatch, extra):
     made = []
-    monkeypatch.setattr(video_method, "make_estimator", lambda *a, **k: made.append(a) or pytest.fail("flow"))
+    monkeypatch.setattr(engine.video_flow, "make_estimator", lambda *a, **k: made.append(a) or pytest.fail("flow"))
     bad = tmp_path / "model.pth"
     bad.write_bytes(b"<html>quota exceeded</html>")
     out = tmp_path / "out"

@@ -157,17 +157,6 @@ def delete_run_files(files: list[Path]) -> list[Path]:
     return deleted
 
 
-def start_run(args: "argparse.Namespace", info: "DistInfo | None" = None) -> "tuple[DistInfo, Path]":
-    """Set up distribution, logging to ``<output_dir>/log.txt`` and ``args.yaml`` for a run.
-
-    Returns ``(info, run_dir)``; for stages that write their run folder at once. The offline
-    stage checks its options first (:func:`begin_run`, then :func:`open_run`).
-    """
-    info, run_dir = begin_run(args, info, buffer=False)
-    open_run(args, info, run_dir)
-    return info, run_dir
-
-
 def begin_run(args: "argparse.Namespace", info: "DistInfo | None" = None,
               buffer: bool = True) -> "tuple[DistInfo, Path]":
     """Distribution and console logging only: nothing is written to ``args.output_dir`` yet."""
