@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(None, info.rank)
     if info.is_main:
         report_ignored_options(args, "test.py")
-    model = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone).to(info.device)
+    model = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone, args.arch).to(info.device)
     prob_dir = (args.prob_dir or f"{str(args.save_dir).rstrip('/')}_prob") if args.save_prob else None
     writer = MaskWriter(args.save_dir, prob_dir)
     t0, total = time.time(), 0

@@ -115,7 +115,7 @@ class OnlineTuner:
         self.info, self.run_dir = begin_run(args, info)
         if args.epochs < 0 or args.batch_size < 1:
             raise ValueError("--epochs must be >= 0 and --batch_size >= 1")
-        self.offline = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone)
+        self.offline = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone, args.arch)
         # with_labels=False: the label folders are never listed or opened in this stage.
         self.data = FrameDataset(args.data_dir, args.test_datasets, "test", args.split, args.size,
                                  with_labels=False, videos=args.videos)

@@ -160,7 +160,8 @@ def load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modul
     """The checkpoint's network on ``device`` in eval mode, in ``--memory_format``."""
     from models import build_model_from_checkpoint
 
-    model = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone).to(device).eval()
+    arch = getattr(args, "arch", None)
+    model = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone, arch).to(device).eval()
     if args.memory_format == "channels_last":
         # The convolutions pick the weights' layout, so inputs need no conversion for this.
         model = model.to(memory_format=torch.channels_last)
@@ -428,7 +429,7 @@ def _check_weights(args: argparse.Namespace, device: torch.device) -> torch.nn.M
         return load_model(args, device)
     from models import build_model_from_checkpoint
 
-    build_model_from_checkpoint(args.weights, args.model_scale, args.backbone)
+    build_model_from_checkpoint(args.weights, args.model_scale, args.backbone, getattr(args, "arch", None))
     return None
 
 

@@ -119,10 +119,10 @@ def build_mask_discriminator(width: int = 32, size: tuple[int, int] = (128, 224)
 
 
 def build_model_from_checkpoint(weights: str | Path | list[str | Path], model_scale: str | None = None,
-                                backbone: str | None = None) -> TwoStreamNet | OAST3D:
+                                backbone: str | None = None, arch: str | None = None) -> TwoStreamNet | OAST3D:
     """Model with the checkpoint's architecture (unless given) and its weights (averaged if several).
 
-    A ``model_scale``/``backbone`` that contradicts the checkpoint fails with a clear message.
+    A ``model_scale``/``backbone``/``arch`` that contradicts the checkpoint fails with a clear message.
     The authors' released checkpoints are recognised by their keys and load into ``oast3d``
     with the authors' blocks (:mod:`models.authors_keys`).
     """
@@ -131,8 +131,13 @@ def build_model_from_checkpoint(weights: str | Path | list[str | Path], model_sc
 
     paths = [weights] if isinstance(weights, (str, Path)) else list(weights)
     if paths and authors_keys.is_authors_checkpoint(paths[0]):
+        if arch not in (None, "oast3d"):
+            raise ValueError(f"{paths[0]} holds the authors' network (--arch oast3d), not --arch {arch}")
         return _build_from_authors(paths, model_scale, backbone)
     ckpt_cfg = checkpoint_config(paths) or {}
+    if arch not in (None, ckpt_cfg.get("arch", "two_stream")):
+        raise ValueError(f"{paths[0]} holds a model with arch={ckpt_cfg.get('arch', 'two_stream')!r}, not --arch "
+                         f"{arch}; leave --arch unset to use the checkpoint's")
     scale = model_scale or ckpt_cfg.get("model_scale", "s")
     if backbone is None and model_scale is None:
         backbone = ckpt_cfg.get("backbone")

@@ -192,6 +192,9 @@ def test_checkpoint_round_trip(tmp_path, blocks):
     torch.testing.assert_close(run(again, image, flow)["logits"], run(model, image, flow)["logits"], atol=0, rtol=0)
     with pytest.raises(ValueError, match=r"ckpt\.pth.*model_scale"):
         build_model_from_checkpoint(path, model_scale="s")
+    assert type(build_model_from_checkpoint(path, arch="oast3d")).__name__ == "OAST3D"
+    with pytest.raises(ValueError, match=r"ckpt\.pth.*arch='oast3d', not --arch two_stream"):
+        build_model_from_checkpoint(path, arch="two_stream")
 
 
 # --- the authors' files --------------------------------------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import test as test_script
@@ -41,6 +42,26 @@ def test_writes_masks_on_synthetic(synthetic_dir, xxs_checkpoint, tmp_path):
     n += _check_outputs(out, synthetic_dir / "FBMS/val/images", "FBMS", tmp_path / "masks_prob")
     assert n == 4 * 20 + 3 * 20
     assert len(list(out.rglob("*.png"))) == n  # nothing extra
+
+
+def test_oast3d_checkpoint_on_synthetic(synthetic_dir, tmp_path):
+    """``test.py --arch oast3d`` writes a mask per frame from an oast3d checkpoint (input padded to 64)."""
+    from models import build_model
+    from utils.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("xxs", arch="oast3d")
+    ckpt = tmp_path / "oast3d.pth"
+    save_checkpoint(ckpt, {"model": model.state_dict(), "model_config": model.config})
+    out = tmp_path / "masks"
+    test_script.main(["--weights", str(ckpt), "--arch", "oast3d", "--data_dir", str(synthetic_dir), "--test_datasets",
+                      "DAVIS-2016", "--size", "96", "160", "--workers", "0", "--save_dir", str(out)])
+    frames = sorted((synthetic_dir / "DAVIS-2016/val/images").rglob("*.jpg"))
+    masks = sorted(out.rglob("*.png"))
+    assert len(masks) == len(frames) > 0
+    with pytest.raises(ValueError, match="arch='oast3d', not --arch two_stream"):
+        test_script.main(["--weights", str(ckpt), "--arch", "two_stream", "--data_dir", str(synthetic_dir),
+                          "--save_dir", str(tmp_path / "other")])
 
 
 def test_wrong_scale_fails_clearly(synthetic_dir, xxs_checkpoint, tmp_path):
