@@ -20,6 +20,7 @@ from models import build_model_from_checkpoint
 from utils.config import (DEFAULT_TEST_DATASETS, HelpFormatter, data_parser, ignored_options_parser, model_parser,
                           parse_with_config, report_ignored_options, runtime_parser)
 from utils.distributed import barrier, cleanup, init_distributed
+from utils.io import in_progress
 from utils.log import setup_logging
 
 _log = logging.getLogger("test")
@@ -38,6 +39,9 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--save_prob", action="store_true", help="also write probability maps (saliency metrics)")
     g.add_argument("--prob_dir", default=None, help="output root for probability maps; default <save_dir>_prob")
     g.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
+    g.add_argument("--scales", type=float, nargs="+", default=[1.0],
+                   help="test-time input sizes as multiples of --size (rounded to 32), each resized from the "
+                        "original frame; their probabilities are averaged")
     g.add_argument("--batch_size", type=int, default=4, help="frames per forward pass")
     g.add_argument("--videos", nargs="+", default=None, help="only these videos (debugging)")
     return p
@@ -50,17 +54,17 @@ def main(argv: list[str] | None = None) -> None:
     if info.is_main:
         report_ignored_options(args, "test.py")
     model = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone, args.arch).to(info.device)
-    prob_dir = (args.prob_dir or f"{str(args.save_dir).rstrip('/')}_prob") if args.save_prob else None
-    writer = MaskWriter(args.save_dir, prob_dir)
+    writer = MaskWriter.for_options(args.save_dir, args.save_prob, args.prob_dir)
     t0, total = time.time(), 0
-    for name in args.test_datasets:
-        ds = FrameDataset(args.data_dir, [name], "test", split=args.split, size=args.size, with_labels=False,
-                          videos=args.videos)
-        total += run_inference(model, ds, writer, info, args.batch_size, args.workers, args.flip, args.amp,
-                               args.amp_dtype, desc=name)
-    barrier()
+    with in_progress([writer.save_dir, writer.prob_dir], "test.py", list(args.test_datasets), info.is_main):
+        for name in args.test_datasets:
+            ds = FrameDataset(args.data_dir, [name], "test", split=args.split, size=args.size, with_labels=False,
+                              videos=args.videos)
+            total += run_inference(model, ds, writer, info, args.batch_size, args.workers, args.flip, args.amp,
+                                   args.amp_dtype, desc=name, scales=args.scales)
+        barrier()  # every rank's masks are written before the marker goes
     _log.info("wrote %d frames (this rank) to %s%s in %.1f s", total, args.save_dir,
-              f" and {prob_dir}" if prob_dir else "", time.time() - t0)
+              f" and {writer.prob_dir}" if writer.prob_dir else "", time.time() - t0)
     cleanup()
 
 

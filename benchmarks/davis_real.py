@@ -5,7 +5,7 @@ Converts the shared DAVIS copy (frames symlinked), estimates DIS flow, trains on
 sequences, writes offline masks, runs online self-tuning, and prints J&F offline vs online.
 Split by sequence, as the benchmark:
 
-* ``--eval holdout`` (for choosing settings): train on 25 train sequences, score the 5
+* ``--eval holdout`` (for choosing settings): train on 20 train sequences, score the 10
   held out (``HOLDOUT``). Every recipe choice in the README was made this way.
 * ``--eval val`` (for reporting, once): train on all 30 train sequences, score the val ones.
 
@@ -29,8 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DEFAULT_DAVIS = os.environ.get("OAST_DAVIS_DIR", str(ROOT.parent / "shared/data/DAVIS"))
-# Every sixth of the 30 sorted DAVIS-2016 train sequences: held out for choosing settings.
-HOLDOUT = ("bear", "car-turn", "hike", "mallard-water", "rollerblade")
+# 10 of the 30 DAVIS-2016 train sequences, held out for choosing settings: the first five
+# held out before, plus every sixth from the fourth in sorted order (5 were too noisy for a
+# 2-point effect).
+HOLDOUT = ("bear", "breakdance-flare", "car-turn", "elephant", "hike", "lucia", "mallard-water", "rhino",
+           "rollerblade", "swing")
+TRAIN_SPLIT = "train20"  # the other 20 train sequences
 # The recipe (chosen on HOLDOUT, see README "Real video"): lite0 ImageNet encoders.
 RECIPE = {"pretrained": "efficientnet_lite0_pip", "size": (256, 448), "test_size": (320, 576), "epochs": 8,
           "steps_per_epoch": 150, "batch_size": 4, "lr": 1e-3, "lr_schedule": "cosine",
@@ -45,7 +49,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dir", default="/tmp/oast_davis_real", help="work folder (data cache, runs, masks)")
     p.add_argument("--name", default=None, help="run name under out_dir (default: the --eval value)")
     p.add_argument("--eval", default="val", choices=["val", "holdout"],
-                   help="val: train on 30, score val; holdout: train on 25, score the 5 held-out train sequences")
+                   help="val: train on 30, score val; holdout: train on 20, score the 10 held-out train sequences")
     p.add_argument("--pretrained", default=r["pretrained"], help="encoder ImageNet weights ('none': random init)")
     p.add_argument("--model_scale", default="xxs", help="MobileViT scale when --pretrained is a mobilevit file/none")
     p.add_argument("--backbone", default=None, help="timm backbone (default: the weights' own)")
@@ -59,6 +63,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr_schedule", default=r["lr_schedule"], choices=["step", "cosine"], help="lr schedule")
     p.add_argument("--flow_preset", default="medium", help="DIS preset of the cached flow")
     p.add_argument("--no_flip", action="store_true", help="no flip TTA when writing masks")
+    p.add_argument("--scales", type=float, nargs="+", default=[1.0],
+                   help="test-time input sizes (multiples of --test_size) for test.py and the online masks")
     p.add_argument("--train_args", default="", help="extra unlabeled_train.py options (ablations)")
     p.add_argument("--online", default="per_video", help="online modes to run, comma separated ('' for none)")
     p.add_argument("--online_epochs", type=int, default=r["online_epochs"], help="online passes per video")
@@ -86,15 +92,19 @@ def prepare(davis: str | Path, data: Path, preset: str, workers: int) -> dict[st
 
 
 def make_holdout_splits(root: Path, holdout: tuple[str, ...] = HOLDOUT) -> None:
-    """``train25`` and ``holdout`` splits of ``root/train`` as folders of symlinks."""
+    """``train20`` and ``holdout`` splits of ``root/train`` as folders of symlinks; links of an
+    earlier holdout that no longer belong are removed."""
     train = root / "train"
     names = sorted(d.name for d in (train / "images").iterdir())
     missing = sorted(set(holdout) - set(names))
     if missing:
         raise ValueError(f"holdout sequences {missing} are not in {train / 'images'}")
-    for split, keep in (("train25", [n for n in names if n not in holdout]), ("holdout", list(holdout))):
+    for split, keep in ((TRAIN_SPLIT, [n for n in names if n not in holdout]), ("holdout", list(holdout))):
         for kind in ("images", "flows", "labels"):
             (root / split / kind).mkdir(parents=True, exist_ok=True)
+            for old in (root / split / kind).iterdir():
+                if old.is_symlink() and old.name not in keep:
+                    old.unlink()
             for n in keep:
                 link = root / split / kind / n
                 if not link.exists():
@@ -108,13 +118,14 @@ def run(a: argparse.Namespace) -> dict:
     import unlabeled_train
     from evaluation.summary import comparison_table, scores
     from evaluation import evaluate_datasets
+    from utils.io import atomic_write
 
     t0 = time.time()
     out = Path(a.out_dir)
     data = out / f"data_{a.flow_preset}" if a.flow_preset != "medium" else out / "data"
     times = prepare(a.davis, data, a.flow_preset, a.workers)
     run_dir = out / (a.name or a.eval)
-    train_split, test_split = ("train", "val") if a.eval == "val" else ("train25", "holdout")
+    train_split, test_split = ("train", "val") if a.eval == "val" else (TRAIN_SPLIT, "holdout")
     common = ["--data_dir", str(data), "--size", *map(str, a.size), "--workers", str(a.workers)]
     test_common = ["--data_dir", str(data), "--size", *map(str, a.test_size or a.size), "--workers", str(a.workers)]
     train = [*common, "--labeled_datasets", "DAVIS-2016", "--labeled_split", train_split,
@@ -133,12 +144,24 @@ def run(a: argparse.Namespace) -> dict:
     times["train"] = time.time() - t
     weights = str(run_dir / "train" / "checkpoint_last.pth")
     flip = [] if a.no_flip else ["--flip"]
+    views = [*flip, "--scales", *map(str, a.scales)]
+    # Offline masks depend on the test-time options only: one folder for every online row.
+    offline = run_dir / ("offline_" + "_".join(map(str, a.test_size or a.size)) + ("_noflip" if a.no_flip else "")
+                         + ("" if a.scales == [1.0] else "_s" + "+".join(map(str, a.scales))))
+    marker = offline.with_name(offline.name + ".done.json")
+    test_argv = [*test_common, "--weights", weights, "--test_datasets", "DAVIS-2016", "--split", test_split,
+                 "--save_dir", str(offline), *views]
     t = time.time()
-    test_script.main([*test_common, "--weights", weights, "--test_datasets", "DAVIS-2016", "--split", test_split,
-                      "--save_dir", str(run_dir / f"offline{a.tag}"), *flip])
-    times["test"] = time.time() - t
-    before = evaluate_datasets(run_dir / f"offline{a.tag}", data, ["DAVIS-2016"], split=test_split)
-    result = {"eval": a.eval, "offline": scores(before), "times": times, "argv": sys.argv[1:], "online": {}}
+    if not (marker.is_file() and json.loads(marker.read_text()) == test_argv):  # a killed run writes no marker
+        test_script.main(test_argv)
+        atomic_write(marker, lambda tmp: tmp.write_text(json.dumps(test_argv)))
+        times["test"] = time.time() - t
+    before = evaluate_datasets(offline, data, ["DAVIS-2016"], split=test_split)
+    n_frames = sum(1 for _ in (data / "DAVIS-2016" / test_split / "images").glob("*/*.jpg"))
+    if "test" in times:
+        times["test_s_per_frame"] = times["test"] / max(n_frames, 1)
+    result = {"eval": a.eval, "offline": scores(before), "times": times, "argv": sys.argv[1:], "online": {},
+              "offline_dir": str(offline)}
     print(f"\nDAVIS-2016 {test_split} ({len(before[0].sequences)} sequences), trained on {train_split}")
     for mode in [m for m in a.online.split(",") if m]:
         t = time.time()
@@ -146,7 +169,7 @@ def run(a: argparse.Namespace) -> dict:
                                          "--split", test_split, "--mode", mode, "--epochs", str(a.online_epochs),
                                          "--lr", str(a.online_lr), "--save_dir", str(run_dir / f"online_{mode}{a.tag}"),
                                          "--output_dir", str(run_dir / f"runs_online_{mode}{a.tag}"), "--no_tensorboard",
-                                         *flip, *shlex.split(a.online_args)])
+                                         *views, *shlex.split(a.online_args)])
         times[f"online_{mode}"] = time.time() - t
         after = evaluate_datasets(run_dir / f"online_{mode}{a.tag}", data, ["DAVIS-2016"], split=test_split)
         result["online"][mode] = {"scores": scores(after), "timing": timing,
@@ -159,7 +182,6 @@ def run(a: argparse.Namespace) -> dict:
               f"{100 * result['offline']['DAVIS-2016 J']:.1f}  F {100 * result['offline']['DAVIS-2016 F']:.1f}")
     times["total"] = time.time() - t0
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
-    from utils.io import atomic_write
     text = json.dumps(result, indent=1, default=str)
     atomic_write(run_dir / f"result{a.tag}.json", lambda tmp: tmp.write_text(text))
     return result

@@ -5,7 +5,7 @@
     python benchmarks/segment_speed.py --weights CKPT --sequence bear --configs old fast --repeat 3
     python benchmarks/segment_speed.py --weights CKPT --input my_frames_folder/     # any input
 
-Each configuration runs :func:`engine.video.segment_video` (the script's code, parsed from
+Each configuration runs :func:`segment_video.segment_video` (the script's code, parsed from
 the script's own command line) over the whole sequence into a fresh temporary output
 folder. The stage times come from the run itself (``SegmentResult.timing``): decoding (and
 writing the work JPEGs), flow, model loading, network, mask writing, overlay, and the total
@@ -49,13 +49,13 @@ CONFIGS = {
     "batch1": "--batch_size 1",
     "batch2": "--batch_size 2",
     "batch8": "--batch_size 8",
-    "flow_network": "--flow_size network",  # fastest flow, but J -4.6 on four DAVIS sequences
+    "flow_network": "--flow_size network",  # fastest flow, less accurate (README, Speed)
     "dis_fast": "--dis_preset fast",
     "flow_network_ultrafast": "--flow_size network --dis_preset ultrafast",
 }
 DEFAULT_CONFIGS = ("old", "default", "contiguous", "batch1", "batch2", "flow_network")
 ONLINE = "--online --online_epochs 1"
-TARGET_FPS = 10.0  # issue "Speed for real users": 480p DAVIS, lite0 at 224x416, 2-core CPU
+TARGET_FPS = 10.0  # the goal for 480p DAVIS, lite0 at 224x416, on a 2-core CPU
 STAGE_COLUMNS = (("frames_s", "decode+write"), ("flow_s", "flow"), ("model_s", "model load"),
                  ("network_s", "network"), ("masks_s", "masks"), ("overlay_s", "overlay"))
 
@@ -104,7 +104,7 @@ def ground_truth(result, annotations: Path | None) -> dict[str, np.ndarray]:
 def run_config(script, base: list[str], extra: str, repeat: int, keep: Path | None, label: str,
                annotations: Path | None = None):
     """Run one configuration ``repeat`` times: (fastest result, its masks, its J or None)."""
-    from engine.video import segment_video
+    from segment_video import segment_video
 
     best = None
     for r in range(repeat):
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="segment_speed_warmup_") as tmp:
         args = script.get_parser().parse_args([*base, "--output_dir", tmp, "--max_frames", "2"])
         t = time.perf_counter()
-        from engine.video import segment_video
+        from segment_video import segment_video
 
         warm = segment_video(args, progress=False)
         cold_s = time.perf_counter() - t

@@ -121,6 +121,15 @@ class FrameDataset(Dataset):
         sample["image"], sample["flow"] = to_tensor(image), to_tensor(flow)
         return sample
 
+    def views(self, index: int, sizes: list[tuple[int, int]]) -> dict[str, Any]:
+        """Item ``index``'s frame and flow image resized from the original to each of ``sizes``
+        (as test mode resizes): ``views`` (list of ``(image, flow)`` tensors), ``rgb`` (the frame
+        as ``H x W x 3`` uint8 at ``sizes[0]``), ``orig_size`` and ``index``."""
+        _, _, image, flow, _ = self._read(index)
+        resized = [resize_pair(image, flow, s) for s in sizes]
+        return {"views": [(to_tensor(i), to_tensor(f)) for i, f in resized], "rgb": resized[0][0],
+                "orig_size": torch.tensor(image.shape[:2]), "index": index}
+
     def video_items(self) -> dict[tuple[str, str], list[int]]:
         """Indices of each (dataset, video) in temporal order."""
         out: dict[tuple[str, str], list[int]] = {}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -39,12 +39,74 @@ def predict_probs(model: torch.nn.Module, image: torch.Tensor, flow: torch.Tenso
     return prob
 
 
+def view_size(test_hw: Sequence[int], scale: float, multiple: int = 32) -> tuple[int, int]:
+    """``test_hw * scale`` rounded to the nearest multiple the network takes without padding."""
+    return tuple(max(multiple, int(round(s * scale / multiple)) * multiple) for s in test_hw)
+
+
+@torch.no_grad()
+def view_probs(model: torch.nn.Module, views: Sequence[tuple[torch.Tensor, torch.Tensor]], out_hw: Sequence[int],
+               flip: bool, amp: bool = False, amp_dtype: str = "bf16") -> torch.Tensor:
+    """Mean foreground probability ``B x 1 x H x W`` (``out_hw``) over ``views``, a list of
+    ``(image, flow)`` batches of one set of frames at different sizes; ``flip`` adds each mirrored."""
+    total, n = None, 0
+    for image, flow in views:
+        with autocast(image.device, amp, amp_dtype):
+            logits = [model(image, flow)["logits"]]
+            if flip:
+                logits.append(hflip_logits(model, image, flow))
+        for lg in logits:
+            p = lg.float().sigmoid()
+            if tuple(p.shape[-2:]) != tuple(out_hw):
+                p = F.interpolate(p, size=tuple(out_hw), mode="bilinear", align_corners=False)
+            total = p if total is None else total + p
+            n += 1
+    return total / n
+
+
+class ViewSet(torch.utils.data.Dataset):
+    """Items of a ``FrameDataset`` at several sizes (see ``FrameDataset.views``)."""
+
+    def __init__(self, data, indices: Sequence[int], sizes: list[tuple[int, int]]):
+        self.data, self.indices, self.sizes = data, list(indices), sizes
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.data.views(self.indices[i], self.sizes)
+
+
+def view_sizes(size: Sequence[int], scales: Sequence[float]) -> list[tuple[int, int]]:
+    """The input size of each scale, the test size itself first."""
+    return [tuple(size)] + [view_size(size, s) for s in scales if s != 1.0]
+
+
+def write_view_predictions(model: torch.nn.Module, data: FrameDataset, indices: Sequence[int], writer: "MaskWriter",
+                           device: torch.device, size: Sequence[int], scales: Sequence[float], flip: bool,
+                           batch_size: int = 4, workers: int = 0, amp: bool = False, amp_dtype: str = "bf16",
+                           progress: bool = False) -> int:
+    """Masks of ``indices`` from the mean probability over input sizes ``size * scale``, each
+    resized from the original frame (with flip: mirrored too), at the frame's original size."""
+    model.eval()
+    loader = DataLoader(ViewSet(data, indices, view_sizes(size, scales)), batch_size=batch_size, num_workers=workers)
+    n = 0
+    for batch in tqdm(loader, desc="inference", disable=not progress, dynamic_ncols=True):
+        prob = view_probs(model, [(im.to(device), fl.to(device)) for im, fl in batch["views"]], size, flip, amp,
+                          amp_dtype)
+        for p, i in zip(to_original_size(prob, batch["orig_size"]), batch["index"].tolist()):
+            vid_idx, frame = data.items[i]
+            writer.write(data.videos[vid_idx].dataset, data.videos[vid_idx].name, frame, p)
+            n += 1
+    return n
+
+
 class MaskWriter:
     """Writes ``<save_dir>/<dataset>/<video>/<frame>.png`` (0/255) and optional probability maps.
 
     Every file is written atomically (:func:`utils.io.atomic_write`): a killed run leaves only
     hidden ``.<frame>.png.part`` files, never a half-written PNG under a frame's name.
-    ``per_dataset=False`` leaves out the ``<dataset>`` level (one user video, see engine/video.py).
+    ``per_dataset=False`` leaves out the ``<dataset>`` level (one user video: the segment_video tool).
     """
 
     def __init__(self, save_dir: str | Path, prob_dir: str | Path | None = None, threshold: float = 0.5,
@@ -52,12 +114,24 @@ class MaskWriter:
         self.save_dir, self.threshold, self.per_dataset = Path(save_dir), threshold, per_dataset
         self.prob_dir = Path(prob_dir) if prob_dir else None
 
+    @classmethod
+    def for_options(cls, save_dir: str | Path, save_prob: bool, prob_dir: str | Path | None = None) -> "MaskWriter":
+        """The writer of test.py and the online stage: probability maps (with ``save_prob``) in
+        ``prob_dir``, by default ``<save_dir>_prob``."""
+        if save_prob and prob_dir is None:
+            prob_dir = f"{str(save_dir).rstrip('/')}_prob"
+        return cls(save_dir, prob_dir if save_prob else None)
+
+    def relative(self, dataset: str, video: str, frame: str) -> Path:
+        """Where a frame's mask goes under either root: the one mask-path rule."""
+        return (Path(dataset, video) if self.per_dataset else Path(video)) / f"{frame}.png"
+
     def write(self, dataset: str, video: str, frame: str, prob: np.ndarray) -> None:
         """``prob``: ``H x W`` in [0, 1] at the frame's original size."""
-        rel = Path(dataset, video) if self.per_dataset else Path(video)
-        write_mask(self.save_dir / rel / f"{frame}.png", prob >= self.threshold)
+        rel = self.relative(dataset, video, frame)
+        write_mask(self.save_dir / rel, prob >= self.threshold)
         if self.prob_dir is not None:
-            write_probability(self.prob_dir / rel / f"{frame}.png", prob)
+            write_probability(self.prob_dir / rel, prob)
 
 
 def to_original_size(prob: torch.Tensor, sizes: torch.Tensor) -> Iterator[np.ndarray]:
@@ -94,8 +168,13 @@ def write_predictions(model: torch.nn.Module, loader: Iterable[dict], writer: Ma
 
 def run_inference(model: torch.nn.Module, dataset: FrameDataset, writer: MaskWriter, info: DistInfo,
                   batch_size: int = 4, workers: int = 2, flip: bool = False, amp: bool = False,
-                  amp_dtype: str = "bf16", desc: str = "inference") -> int:
-    """Predict every frame of ``dataset`` (this rank's share) and write masks; returns the count."""
+                  amp_dtype: str = "bf16", desc: str = "inference", scales: Sequence[float] = (1.0,)) -> int:
+    """Predict every frame of ``dataset`` (this rank's share) and write masks; returns the count.
+    ``scales`` other than ``(1.0,)`` average the views at those multiples of the dataset's size."""
+    if tuple(scales) != (1.0,):
+        mine = shard_indices(len(dataset), info)
+        return write_view_predictions(model, dataset, mine, writer, info.device, dataset.size, scales, flip,
+                                      batch_size, workers, amp, amp_dtype, progress=info.is_main)
     loader = frame_loader(dataset, info, batch_size, workers)
     bar = tqdm(loader, desc=desc, disable=not info.is_main, dynamic_ncols=True)
     return write_predictions(model, bar, writer, info.device, flip, amp, amp_dtype)

@@ -28,11 +28,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 from datasets import FrameDataset, TrainAugment, collate_frames
 from engine.loop import (build_optimizer, encoder_param_groups, freeze_batchnorm, grad_scaler, optimizer_step,
                          run_epoch, unwrap)
+from engine.adversarial import discriminator_step, generator_loss
 from engine.presets import add_variant_args
 from engine.validate import validate
 from models import build_feature_discriminator, build_model
-from models.discriminators import build_authors_feature_discriminator, real_fake_logits
-from models.losses import adversarial_loss, batch_iou, seg_loss
+from models.discriminators import build_authors_feature_discriminator
+from models.losses import batch_iou, seg_loss
 from utils.checkpoint import load_checkpoint, load_model_weights, remove_orphan_tmp, save_checkpoint
 from utils.distributed import DistInfo, all_gather_objects, barrier, convert_sync_bn
 from utils.log import TensorBoard, begin_run, check_run_folder, delete_run_files, open_run
@@ -286,7 +287,6 @@ class OfflineTrainer:
     def step(self, batch: dict, unlabeled: Iterator[dict] | None) -> dict[str, torch.Tensor]:
         a, dev = self.args, self.info.device
         image, flow, mask = batch["image"].to(dev), batch["flow"].to(dev), batch["mask"].to(dev)
-        b = image.shape[0]
         u_image = u_flow = None
         if unlabeled is not None:
             ub = next(unlabeled)
@@ -297,24 +297,15 @@ class OfflineTrainer:
         seg = seg_loss(logits, mask)
         loss, logs = seg, {}
         if unlabeled is not None:
-            # Generator pass through the bare discriminator with frozen weights: only the
-            # segmentation network learns from it, and DDP sees one forward per backward.
-            d = unwrap(self.disc)
-            d.requires_grad_(False)
-            with autocast(dev, a.amp, a.amp_dtype):
-                adv = adversarial_loss(d(u_out["features"]), real=True)
-            d.requires_grad_(True)
+            adv = generator_loss(self.disc, u_out["features"], None, dev, a.amp, a.amp_dtype)
             loss = seg + a.lambda_adv * adv
             logs["adv"] = adv.detach()
         optimizer_step(loss, self.opt_g, self.scaler_g, self.net.parameters(), a.clip_grad)
         if a.lr_schedule == "cosine":
             self._step_schedulers()
-        if unlabeled is not None:
-            with autocast(dev, a.amp, a.amp_dtype):  # B_l real + B_u fake
-                d_logits = real_fake_logits(self.disc, out["features"].detach(), u_out["features"].detach())
-            d_loss = 0.5 * (adversarial_loss(d_logits[:b], True) + adversarial_loss(d_logits[b:], False))
-            optimizer_step(a.d_loss_weight * d_loss, self.opt_d, self.scaler_d, self.disc.parameters(), a.clip_grad)
-            logs["d"] = d_loss.detach()
+        if unlabeled is not None:  # B_l real + B_u fake
+            logs["d"] = discriminator_step(self.disc, self.opt_d, self.scaler_d, out["features"], u_out["features"],
+                                           None, a.d_loss_weight, a.clip_grad, dev, a.amp, a.amp_dtype)
         return {"loss": loss.detach(), "seg": seg.detach(), "iou": batch_iou(logits, mask).mean(), **logs}
 
     def _step_schedulers(self) -> None:

@@ -26,23 +26,25 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from datasets import FrameDataset, collate_frames
-from engine.inference import MaskWriter, frame_loader, write_predictions
-from engine.loop import build_optimizer, grad_scaler, optimizer_step, run_epoch, unwrap
+from engine.adversarial import discriminator_step, generator_loss
+from engine.inference import MaskWriter, write_predictions, write_view_predictions
+from engine.loop import ENCODER_PREFIXES, build_optimizer, grad_scaler, optimizer_step, run_epoch, unwrap
 from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs_digest, key_mismatches,
                                    mask_options, resume_messages, save_roots, weights_identity, write_record)
 from engine.presets import add_variant_args
-from engine.tta import TTA_CHOICES, TTA_VIEWS, sharpen, student_view, tta_probs
+from engine.pseudo_labels import TargetConfig, build_targets, masked_seg_loss
+from engine.tta import TTA_CHOICES, TTA_VIEWS, sharpen, strong_view, student_view, tta_probs
 from models import build_mask_discriminator, build_model_from_checkpoint
-from models.discriminators import build_authors_mask_discriminator, real_fake_logits
-from models.losses import adversarial_loss, seg_loss
+from models.discriminators import build_authors_mask_discriminator
+from models.losses import seg_loss
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import DEFAULT_TEST_DATASETS
 from utils.distributed import DistInfo, all_gather_objects, barrier
-from utils.io import atomic_write
+from utils.io import atomic_write, in_progress
 from utils.log import TensorBoard, begin_run, open_run
 from utils.misc import autocast, seed_everything
 
@@ -79,12 +81,31 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--student_aug", type=int, default=0, choices=[0, 1],
                    help="1: the student sees a flipped/colour-jittered view of the frame "
                         "(pseudo-mask flipped to match)")
+    g.add_argument("--targets", default="per_step", choices=["per_step", "cached"],
+                   help="per_step: the teacher's TTA views averaged anew at every step (soft targets on every "
+                        "pixel); cached: built once per pass from views at --target_scales, fused over time "
+                        "(--temporal) and cut at --confidence into hard labels, other pixels ignored")
+    g.add_argument("--target_scales", type=float, nargs="+", default=[1.0],
+                   help="cached targets: view sizes relative to --size, each resized from the original frame "
+                        "(each also mirrored unless --target_flip 0)")
+    g.add_argument("--target_flip", type=int, default=1, choices=[0, 1], help="cached targets: mirrored views too")
+    g.add_argument("--temporal", type=int, nargs="*", default=[],
+                   help="cached targets: neighbour offsets k whose predictions (t-k, t+k) are warped into frame t "
+                        "with DIS flow and a forward-backward check ('' for none)")
+    g.add_argument("--confidence", type=float, nargs=2, default=(0.1, 0.9), metavar=("LO", "HI"),
+                   help="cached targets: background label below LO, object label above HI, ignored between")
+    g.add_argument("--tune", default="all", choices=["all", "decoder"],
+                   help="parameters the student learns: all, or fusion and decoder only (encoders fixed)")
+    g.add_argument("--aug_scale", type=float, nargs=2, default=(1.0, 1.0),
+                   help="cached targets with --student_aug 1: zoom range of the student's view (crop or pad)")
     g.add_argument("--d_width", type=int, default=32, help="mask discriminator width")
     g.add_argument("--d_size", type=int, nargs=2, default=(128, 224), help="mask discriminator input size")
     g.add_argument("--clip_grad", type=float, default=None, help="clip gradient norm (off if unset)")
     g.add_argument("--predict_with", default="teacher", choices=["teacher", "student"],
                    help="network that writes masks")
     g.add_argument("--flip", action="store_true", help="flip TTA when writing masks (as test.py --flip)")
+    g.add_argument("--scales", type=float, nargs="+", default=[1.0],
+                   help="input sizes (multiples of --size) averaged when writing masks (as test.py --scales)")
     g.add_argument("--save_dir", default="outputs/online_masks", help="output root for binary masks")
     g.add_argument("--save_prob", action="store_true", help="also write probability maps")
     g.add_argument("--prob_dir", default=None, help="probability maps root; default <save_dir>_prob")
@@ -95,6 +116,19 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
                         "(transductive: continue from its last epoch under the same conditions)")
     g.add_argument("--no_tensorboard", action="store_true", help="disable TensorBoard logging")
     add_variant_args(p, "online")
+
+
+class Indexed(torch.utils.data.Dataset):
+    """``dataset[indices[i]]`` with its index (``"index"``), for the cached targets."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, indices):
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**self.dataset[self.indices[i]], "index": self.indices[i]}
 
 
 def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, momentum: float) -> None:
@@ -115,12 +149,14 @@ class OnlineTuner:
         self.info, self.run_dir = begin_run(args, info)
         if args.epochs < 0 or args.batch_size < 1:
             raise ValueError("--epochs must be >= 0 and --batch_size >= 1")
+        if args.targets == "cached" and args.mode == "causal":
+            raise ValueError("--targets cached needs whole videos (--mode per_video or transductive); "
+                             "causal mode learns from each frame as it arrives (--targets per_step)")
         self.offline = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone, args.arch)
         # with_labels=False: the label folders are never listed or opened in this stage.
         self.data = FrameDataset(args.data_dir, args.test_datasets, "test", args.split, args.size,
                                  with_labels=False, videos=args.videos)
-        prob_dir = (args.prob_dir or f"{str(args.save_dir).rstrip('/')}_prob") if args.save_prob else None
-        self.writer = writer or MaskWriter(args.save_dir, prob_dir)
+        self.writer = writer or MaskWriter.for_options(args.save_dir, args.save_prob, args.prob_dir)
         # What made the masks, for the resume records (sha1 of the checkpoints: ~10 ms per 20 MB).
         self.weights_id = weights_identity(args.weights)
         open_run(args, self.info, self.run_dir)
@@ -139,11 +175,16 @@ class OnlineTuner:
         if a.mode == "transductive" and self.info.distributed:
             ids = [dev.index] if dev.type == "cuda" else None
             self.student, self.disc = DDP(self.student, device_ids=ids), DDP(self.disc, device_ids=ids)
+        if a.tune == "decoder":  # encoders fixed: cheaper backward, and less to drift
+            for name, prm in unwrap(self.student).named_parameters():
+                if name.startswith(ENCODER_PREFIXES):
+                    prm.requires_grad_(False)
         self.opt_s = build_optimizer(self.student.parameters(), a.lr, a.weight_decay)
         self.opt_d = build_optimizer(self.disc.parameters(), a.lr_d, a.weight_decay)
         self.scaler_s = grad_scaler(dev, a.amp, a.amp_dtype)
         self.scaler_d = grad_scaler(dev, a.amp, a.amp_dtype)
         self.gen = torch.Generator().manual_seed(seed)
+        self.targets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # index -> (probability, labels)
 
     def predictor(self) -> torch.nn.Module:
         return self.teacher if self.args.predict_with == "teacher" else unwrap(self.student)
@@ -152,7 +193,6 @@ class OnlineTuner:
     def step(self, batch: dict) -> dict[str, torch.Tensor]:
         a, dev = self.args, self.info.device
         image, flow = batch["image"].to(dev), batch["flow"].to(dev)
-        b = image.shape[0]
         with autocast(dev, a.amp, a.amp_dtype):
             pseudo = tta_probs(self.teacher, image, flow, tuple(a.tta), self.gen, tuple(a.tta_scale),
                                a.tta_average)
@@ -163,32 +203,70 @@ class OnlineTuner:
                 image, flow, pseudo = student_view(image, flow, pseudo, self.gen)
             logits = self.student(image, flow)["logits"]
         seg = seg_loss(logits, pseudo)
+        return self._update(seg, logits, pseudo, image)
+
+    def _update(self, seg: torch.Tensor, logits: torch.Tensor, real: torch.Tensor,
+                image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Student step on ``seg`` (+ the adversarial term), discriminator step (teacher masks
+        ``real`` vs the student's), EMA update of the teacher."""
+        a, dev = self.args, self.info.device
         loss, logs = seg, {}
         prob = logits.float().sigmoid()
         if a.lambda_adv > 0:
-            d = unwrap(self.disc)
-            d.requires_grad_(False)  # the student's pass must not train the discriminator
-            with autocast(dev, a.amp, a.amp_dtype):
-                adv = adversarial_loss(d(prob, image), real=True)
-            d.requires_grad_(True)
+            adv = generator_loss(self.disc, prob, image, dev, a.amp, a.amp_dtype)
             loss = seg + a.lambda_adv * adv
             logs["adv"] = adv.detach()
-        optimizer_step(loss, self.opt_s, self.scaler_s, self.student.parameters(), a.clip_grad)
+        optimizer_step(loss, self.opt_s, self.scaler_s, [p for p in self.student.parameters() if p.requires_grad],
+                       a.clip_grad)
         if a.lambda_adv > 0:
-            with autocast(dev, a.amp, a.amp_dtype):
-                d_logits = real_fake_logits(self.disc, pseudo, prob.detach(), image)
-            d_loss = 0.5 * (adversarial_loss(d_logits[:b], True) + adversarial_loss(d_logits[b:], False))
-            optimizer_step(a.d_loss_weight * d_loss, self.opt_d, self.scaler_d, self.disc.parameters(), a.clip_grad)
-            logs["d"] = d_loss.detach()
+            logs["d"] = discriminator_step(self.disc, self.opt_d, self.scaler_d, real, prob, image, a.d_loss_weight,
+                                           a.clip_grad, dev, a.amp, a.amp_dtype)
         ema_update(self.teacher, unwrap(self.student), a.ema)
         return {"loss": loss.detach(), "seg": seg.detach(), **logs}
+
+    def target_config(self) -> TargetConfig:
+        a = self.args
+        return TargetConfig(scales=tuple(a.target_scales), flip=bool(a.target_flip), temporal=tuple(a.temporal),
+                            lo=a.confidence[0], hi=a.confidence[1])
+
+    def make_targets(self, indices: list[int]) -> bool:
+        """The teacher's targets for these frames (one video), kept for the pass. Returns False,
+        with a warning, when no pixel is an object label: learning from background labels
+        alone teaches the student to predict nothing, so such a video is not tuned."""
+        a = self.args
+        prob, labels = build_targets(self.teacher, self.data, indices, a.size, self.target_config(), self.info.device,
+                                     a.batch_size, a.workers, a.amp, a.amp_dtype)
+        if not (labels == 1).any():
+            vid = self.data.videos[self.data.items[indices[0]][0]]
+            _log.warning("%s/%s: no pixel above --confidence HI %.2f (the teacher's highest probability is %.3f); "
+                         "not tuned, its masks are the teacher's", vid.dataset, vid.name, a.confidence[1],
+                         float(prob.max()))
+            return False
+        self.targets.update({i: (p.half(), lab) for i, p, lab in zip(indices, prob, labels)})
+        return True
+
+    def step_cached(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One tuning step against the cached hard labels (ignored pixels give no loss)."""
+        a, dev = self.args, self.info.device
+        keep = [k for k, i in enumerate(batch["index"]) if i in self.targets]  # transductive: videos not tuned
+        if not keep:
+            return {"loss": torch.zeros(())}
+        image, flow = batch["image"][keep].to(dev), batch["flow"][keep].to(dev)
+        prob_t = torch.stack([self.targets[batch["index"][k]][0] for k in keep]).float().to(dev)
+        labels = torch.stack([self.targets[batch["index"][k]][1] for k in keep]).to(dev)
+        if a.student_aug:
+            image, flow, labels, prob_t = strong_view(image, flow, labels, prob_t, self.gen, tuple(a.aug_scale))
+        with autocast(dev, a.amp, a.amp_dtype):
+            logits = self.student(image, flow)["logits"]
+        seg = masked_seg_loss(logits, labels)
+        return self._update(seg, logits, prob_t, image)
 
     # modes ---------------------------------------------------------------------------------
     def _loader(self, indices: list[int], shuffle_seed: int | None) -> DataLoader:
         if shuffle_seed is not None:
             perm = torch.randperm(len(indices), generator=torch.Generator().manual_seed(shuffle_seed)).tolist()
             indices = [indices[i] for i in perm]
-        return DataLoader(Subset(self.data, indices), self.args.batch_size, shuffle=False,
+        return DataLoader(Indexed(self.data, indices), self.args.batch_size, shuffle=False,
                           num_workers=self.args.workers, collate_fn=collate_frames)
 
     def _marker(self, dataset: str, video: str) -> Path:
@@ -215,9 +293,7 @@ class OnlineTuner:
 
     def _written(self, key: tuple[str, str], indices: list[int]) -> dict[str, list[list]]:
         """Size and mtime of the files this video's masks were just written to."""
-        # Layout of MaskWriter: <root>/<dataset>/<video>/<frame>.png, or <root>/<video>/... when flat.
-        rel = Path(*key) if getattr(self.writer, "per_dataset", True) else Path(key[1])
-        names = [rel / f"{self.data.items[i][1]}.png" for i in indices]
+        names = [self.writer.relative(*key, self.data.items[i][1]) for i in indices]
         roots = self._roots()
         return {k: file_stats(root, names) for k, root in roots.items() if root is not None}
 
@@ -242,18 +318,23 @@ class OnlineTuner:
 
     def tune_video(self, key: tuple[str, str], indices: list[int], seed: int) -> dict:
         """Tune on one video (per_video / causal) and write its masks; returns timing."""
-        a, dev = self.args, self.info.device
+        a = self.args
         self._fresh(seed)
         t0 = time.perf_counter()
         desc = f"{key[1]}"
         if a.mode == "per_video":
             for epoch in range(a.epochs):
-                _, self.global_step = run_epoch(self._loader(indices, seed * 1000 + epoch), self.step, self._local,
+                step = self.step
+                if a.targets == "cached":  # this pass's targets, from the teacher as it is now
+                    self.targets = {}
+                    if not self.make_targets(indices):
+                        break
+                    step = self.step_cached
+                _, self.global_step = run_epoch(self._loader(indices, seed * 1000 + epoch), step, self._local,
                                                 epoch, self.tb, self.global_step, desc, total=None)
             t_tune = time.perf_counter() - t0
             t1 = time.perf_counter()
-            write_predictions(self.predictor(), self._loader(indices, None), self.writer, dev, a.flip, a.amp,
-                              a.amp_dtype)
+            self._write(indices)
             t_pred = time.perf_counter() - t1
         else:  # causal: predict each incoming batch first, then learn from it
             t_pred = 0.0
@@ -261,7 +342,7 @@ class OnlineTuner:
             def predict_then_learn(batch: dict) -> dict[str, torch.Tensor]:
                 nonlocal t_pred
                 t1 = time.perf_counter()
-                write_predictions(self.predictor(), [batch], self.writer, dev, a.flip, a.amp, a.amp_dtype)
+                self._write(batch["index"], batch)
                 t_pred += time.perf_counter() - t1
                 out = {}
                 for _ in range(a.causal_steps if a.epochs > 0 else 0):
@@ -273,6 +354,15 @@ class OnlineTuner:
             t_tune = time.perf_counter() - t0 - t_pred
         return {"frames": len(indices), "tune_s": t_tune, "predict_s": t_pred}
 
+    def _write(self, indices: list[int], batch: dict | None = None) -> int:
+        """Masks of these frames from the predicting network (``batch``: already loaded)."""
+        a, dev = self.args, self.info.device
+        if tuple(a.scales) == (1.0,):  # test.py's path, so that 0 epochs give test.py's masks bit for bit
+            loader = [batch] if batch is not None else self._loader(indices, None)
+            return write_predictions(self.predictor(), loader, self.writer, dev, a.flip, a.amp, a.amp_dtype)
+        return write_view_predictions(self.predictor(), self.data, indices, self.writer, dev, a.size, a.scales, a.flip,
+                                      a.batch_size, a.workers, a.amp, a.amp_dtype)
+
     @property
     def _local(self) -> DistInfo:
         """Per-video work is local to a rank: no cross-rank reductions inside it (world size 1),
@@ -283,6 +373,24 @@ class OnlineTuner:
         """Tune and write masks for the whole test set; returns timing totals."""
         a, info = self.args, self.info
         seed_everything(a.seed, info.rank)
+        names = ["/".join(k) for k in sorted(self.data.video_items())]
+        with in_progress([self.writer.save_dir, self.writer.prob_dir], "online_finetuning.py", names, info.is_main):
+            timing = self._tune_all()
+        n = max(timing["frames"], 1)
+        timing |= {"tune_s_per_frame": timing["tune_s"] / n, "predict_s_per_frame": timing["predict_s"] / n}
+        if info.is_main:
+            atomic_write(self.run_dir / "timing.json", lambda tmp: tmp.write_text(json.dumps(timing, indent=1)))
+            _log.info("online %s: %d frames, tuning %.3f s/frame, inference %.3f s/frame; masks in %s", a.mode,
+                      timing["frames"], timing["tune_s_per_frame"], timing["predict_s_per_frame"],
+                      self.writer.save_dir)
+            if a.mode != "transductive":
+                _log.info(self._summary(timing))
+        self.tb.close()
+        return timing
+
+    def _tune_all(self) -> dict:
+        """Tune and write every video of this run (per the mode); returns timing totals."""
+        a, info = self.args, self.info
         if a.mode == "transductive":
             timing = self._run_transductive()
         else:
@@ -302,18 +410,8 @@ class OnlineTuner:
                 for k in timing:
                     timing[k] += vt[k]
             timing |= {"videos_tuned": len(todo), "videos_reused": len(reused)}
-            parts = all_gather_objects(timing)
+            parts = all_gather_objects(timing)  # also waits for every rank's masks
             timing = {k: sum(p[k] for p in parts) for k in timing}
-        n = max(timing["frames"], 1)
-        timing |= {"tune_s_per_frame": timing["tune_s"] / n, "predict_s_per_frame": timing["predict_s"] / n}
-        if info.is_main:
-            atomic_write(self.run_dir / "timing.json", lambda tmp: tmp.write_text(json.dumps(timing, indent=1)))
-            _log.info("online %s: %d frames, tuning %.3f s/frame, inference %.3f s/frame; masks in %s", a.mode,
-                      timing["frames"], timing["tune_s_per_frame"], timing["predict_s_per_frame"],
-                      self.writer.save_dir)
-            if a.mode != "transductive":
-                _log.info(self._summary(timing))
-        self.tb.close()
         return timing
 
     def _summary(self, timing: dict) -> str:
@@ -359,11 +457,20 @@ class OnlineTuner:
                           "tuning was finished: nothing to tune, writing the masks from it")
         sampler = DistributedSampler(self.data, info.world_size, info.rank, shuffle=a.transductive_order == "shuffled",
                                      seed=a.seed, drop_last=True)
-        loader = DataLoader(self.data, a.batch_size, sampler=sampler, num_workers=a.workers, collate_fn=collate_frames)
+        loader = DataLoader(Indexed(self.data, range(len(self.data))), a.batch_size, sampler=sampler,
+                            num_workers=a.workers, collate_fn=collate_frames)
         t0 = time.perf_counter()
         for epoch in range(start, a.epochs):
             sampler.set_epoch(epoch)
-            _, self.global_step = run_epoch(loader, self.step, info, epoch, self.tb, self.global_step, "transductive")
+            step = self.step
+            if a.targets == "cached":  # every video's targets from the teacher as it is at this pass's start
+                self.targets = {}
+                for indices in self.data.video_items().values():
+                    self.make_targets(indices)
+                if not self.targets:
+                    break
+                step = self.step_cached
+            _, self.global_step = run_epoch(loader, step, info, epoch, self.tb, self.global_step, "transductive")
             if info.is_main:
                 save_checkpoint(state_path, {"model": unwrap(self.student).state_dict(),
                                              "teacher": self.teacher.state_dict(),
@@ -373,8 +480,7 @@ class OnlineTuner:
             barrier()
         t_tune = time.perf_counter() - t0
         t1 = time.perf_counter()
-        n = write_predictions(self.predictor(), frame_loader(self.data, info, a.batch_size, a.workers), self.writer,
-                              info.device, a.flip, a.amp, a.amp_dtype)
+        n = self._write([i for i in range(len(self.data))][info.rank::info.world_size])
         parts = all_gather_objects({"frames": n, "tune_s": t_tune, "predict_s": time.perf_counter() - t1})
         return {"frames": sum(p["frames"] for p in parts), "tune_s": max(p["tune_s"] for p in parts),
                 "predict_s": max(p["predict_s"] for p in parts)}

@@ -1,4 +1,4 @@
-"""Named option presets: the authors' published settings, selectable beside ours (issue 13).
+"""Named option presets: the authors' published settings, selectable beside ours.
 
 ``--preset authors`` sets every option below to the value of the authors' code
 (sutiankang/OAST: ``unlabeled_train.py``, ``online_finetuning.py``, ``models/discriminator.py``,
@@ -105,7 +105,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 def add_variant_args(p: argparse.ArgumentParser, stage: str) -> None:
     """``--preset`` and the options that swap in the authors' components for ``stage``."""
     _check_stage(stage)
-    g = p.add_argument_group("presets and the authors' variants (issue 13)")
+    g = p.add_argument_group("presets and the authors' variants")
     g.add_argument("--preset", default="ours", choices=sorted(PRESETS[stage]),
                    help="option defaults: ours, or the authors' published settings (bugs fixed); "
                         "--config and the command line still override them")

@@ -152,3 +152,36 @@ def student_view(image: torch.Tensor, flow: torch.Tensor, pseudo: torch.Tensor,
     if torch.rand(1, generator=gen).item() < 0.5:
         image, flow, pseudo = image.flip(-1), hflip_flow_image(flow), pseudo.flip(-1)
     return color_jitter(image, gen), flow, pseudo
+
+
+def strong_view(image: torch.Tensor, flow: torch.Tensor, labels: torch.Tensor, prob: torch.Tensor,
+                gen: torch.Generator, scale_range: tuple[float, float] = (1.0, 1.0)) -> tuple[torch.Tensor, ...]:
+    """The student's view against cached targets: a random flip (flow vectors mirrored too), a
+    random zoom in ``scale_range`` cropped or padded back to the size (padding: edge pixels,
+    ignored labels), and colour jitter of the image. ``labels`` (uint8, ``IGNORE`` = 255) are
+    resampled nearest, ``prob`` bilinear."""
+    if torch.rand(1, generator=gen).item() < 0.5:
+        image, flow, labels, prob = image.flip(-1), hflip_flow_image(flow), labels.flip(-1), prob.flip(-1)
+    lo, hi = scale_range
+    s = float(torch.empty(1).uniform_(lo, hi, generator=gen)) if hi > lo else lo
+    if s != 1.0:
+        h, w = image.shape[-2:]
+        nh, nw = max(1, round(h * s)), max(1, round(w * s))
+
+        def zoom(x: torch.Tensor, mode: str) -> torch.Tensor:
+            kw = {} if mode == "nearest" else {"align_corners": False}
+            return F.interpolate(x, size=(nh, nw), mode=mode, **kw)
+
+        image, flow, prob = zoom(image, "bilinear"), zoom(flow, "bilinear"), zoom(prob, "bilinear")
+        labels = zoom(labels.float(), "nearest").to(torch.uint8)
+        # where the zoomed frame lands: a random window (crop) or a random offset (pad)
+        dy = int(torch.randint(abs(nh - h) + 1, (1,), generator=gen))
+        dx = int(torch.randint(abs(nw - w) + 1, (1,), generator=gen))
+        if s > 1:
+            sl = (..., slice(dy, dy + h), slice(dx, dx + w))
+            image, flow, labels, prob = image[sl], flow[sl], labels[sl], prob[sl]
+        else:
+            pad = (dx, w - nw - dx, dy, h - nh - dy)
+            image, flow, prob = (F.pad(x, pad, mode="replicate") for x in (image, flow, prob))
+            labels = F.pad(labels, pad, value=255)
+    return color_jitter(image, gen), flow, labels, prob

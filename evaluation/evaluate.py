@@ -13,6 +13,7 @@ Any dataset can additionally be scored with the saliency metrics
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
+
+from utils.io import IN_PROGRESS
 
 from .davis import BOUNDARY_TH, davis_sequence_result, frame_scores, jaccard, scored_indices, summarise_davis
 from .files import (
@@ -179,6 +182,23 @@ def build_jobs(
     return jobs
 
 
+def check_complete(pred_dir: str | Path) -> None:
+    """Refuse a prediction folder that a run is writing, or that a killed run left half written
+    (a mix of old and new masks), naming the writer and what it was writing."""
+    marker = Path(pred_dir) / IN_PROGRESS
+    if not marker.is_file():
+        return
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        info = {}
+    items = info.get("items") or []
+    listed = ", ".join(map(str, items[:10])) + (f" and {len(items) - 10} more" if len(items) > 10 else "")
+    raise EvaluationError(f"{Path(pred_dir).resolve()} is incomplete: {info.get('writer', 'a run')} was writing "
+                          f"{listed or 'it'} and has not finished ({marker} is still there); rerun it "
+                          f"(online_finetuning.py: --resume) before scoring")
+
+
 def evaluate_dataset(
     pred_dir: str | Path,
     data_dir: str | Path,
@@ -208,6 +228,7 @@ def evaluate_dataset(
     """
     protocol = protocol or protocol_for(dataset)
     source = (prob_dir or pred_dir) if protocol == "saliency" else pred_dir
+    check_complete(source)
     category_fn = category_of if dataset.lower() in CATEGORY_DATASETS else None
     jobs = build_jobs(
         source, data_dir, dataset, protocol, split=split, skip_first_last=skip_first_last,

@@ -16,19 +16,20 @@ Outputs (<video> is the input's name, or --name):
   <output_dir>/work/custom/val/{images,flows}/<video>/   extracted frames and flow images
                                            (--pipeline files, and --online); a rerun with
                                            the same input and flow settings reuses them
-  <output_dir>/.segment_video.json        the manifest: every file this tool wrote here
-Frames are numbered 00000, 00001, ... after --stride/--max_frames; with the work folder,
-work/<video>.source.json maps each back to its input frame index or file name. The default
-memory pipeline keeps frames and flow in memory and writes only masks and the overlay.
+  <output_dir>/.segment_video.json         the manifest: input, weights, options, and
+                                           whether the run is "running" or "done"
+Frames are numbered 00000, 00001, ... after --stride/--max_frames; work/<video>.source.json
+maps each back to its input frame index or file name. The default memory pipeline keeps
+frames and flow in memory and writes only masks and the overlay.
 
-Your files are safe: the tool deletes or replaces only files the manifest lists (and that
-are unchanged since it wrote them). A run refuses, naming the file, before writing anything
-when it would overwrite a file it did not write, or results of an earlier run with other
-weights or of another video (overlay.mp4 is shared): pass --overwrite to let it replace
-them (your other files are still kept), or choose another --output_dir. --clean_work deletes
-only the tool's files in work/. An --input inside the places it writes is refused, and the
-weights are checked before any frame or flow is computed. Every file is written atomically,
-so a run killed at any moment leaves no truncated file, and a rerun finishes the job.
+The output folder is the tool's: a new or empty folder, or one holding a run of the same
+input and weights (whose results a rerun replaces). Any other folder is refused, naming it
+and why, before anything is written: pass --overwrite to let the run take it over (it
+replaces only its own masks, probabilities, overlay and work files; your other files stay),
+or choose another --output_dir. An --input inside the places it writes is refused, and the
+weights are checked before any frame or flow is computed. Every file is written atomically
+and the manifest says "done" only at the end, so a run killed at any moment is finished by
+running the same command again.
 """
 from __future__ import annotations
 
@@ -38,8 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
-from engine.video import segment_video  # noqa: E402
-from engine.video_args import add_video_args  # noqa: E402
+from segment_video import segment_video  # noqa: E402
+from segment_video.cli import add_video_args  # noqa: E402
 from utils.config import HelpFormatter, model_parser, parse_with_config, runtime_parser  # noqa: E402
 from utils.log import setup_logging  # noqa: E402
 from utils.optical_flow import FlowComputationError  # noqa: E402

@@ -98,8 +98,8 @@ def test_every_frame_gets_a_flow_of_its_size(tmp_path):
     assert (stats.videos, stats.frames, stats.computed, stats.copied) == (1, 4, 3, 1)
     flows = vdir / "flows/clip"
     assert _flow_files(flows) == [f"{i:05d}.jpg" for i in range(4)]
-    for p in flows.iterdir():
-        assert read_flow_image(p).shape == (50, 70, 3)
+    for p in _flow_files(flows):
+        assert read_flow_image(flows / p).shape == (50, 70, 3)
     # The last frame carries the previous frame's flow (documented convention).
     assert (flows / "00003.jpg").read_bytes() == (flows / "00002.jpg").read_bytes()
     # Forward flow: the scene moves by (+3, -2) -> mean decoded direction points right/up.
@@ -129,27 +129,60 @@ def test_resume_overwrite_filters_and_workers(tmp_path):
         compute_dataset_flow(tmp_path, "DAVIS-2016", "dis", videos=["nosuch"], progress=False)
 
 
-def test_flow_of_a_replaced_frame_is_recomputed(tmp_path):
-    """prepare_data.py re-makes a frame whose source was fixed; the flows it feeds must follow."""
+def _mtimes(flows: Path) -> dict[str, int]:
+    return {n: (flows / n).stat().st_mtime_ns for n in _flow_files(flows)}
+
+
+def _age(paths, seconds: float) -> None:
+    """Set the modification time of ``paths`` to ``seconds`` ago."""
     import os
     import time
+    t = time.time() - seconds
+    for p in paths:
+        os.utime(p, (t, t))
+
+
+def test_flow_of_a_replaced_frame_is_recomputed(tmp_path):
+    """prepare_data.py re-makes a frame whose source was fixed; the flows it feeds must follow,
+    whatever the frame's modification time (prepare_data gives it the source's)."""
     vdir = _make_dataset(tmp_path, {"a": 4})
     compute_dataset_flow(tmp_path, "DAVIS-2016", "dis", progress=False)
     flows = vdir / "flows/a"
-    t = time.time()
-    for p in (vdir / "images/a").iterdir():
-        os.utime(p, (t - 200, t - 200))
-    for p in flows.iterdir():
-        os.utime(p, (t - 100, t - 100))
-    os.utime(vdir / "images/a/00002.jpg", (t - 50, t - 50))  # replaced after its flows were made
-    old = {p.name: p.stat().st_mtime_ns for p in flows.iterdir()}
+    old = _mtimes(flows)
+    frame = vdir / "images/a/00002.jpg"
+    assert cv2.imwrite(str(frame), _texture(48, 64, seed=7))
+    _age([frame], 1000)  # older than its flows: only the content tells
     s = compute_dataset_flow(tmp_path, "DAVIS-2016", "dis", progress=False)
     # Flows 1 (1->2) and 2 (2->3) read the frame, and the last is a copy of flow 2; flow 0 stays.
     assert (s.computed, s.copied, s.skipped) == (2, 1, 1)
-    new = {p.name: p.stat().st_mtime_ns for p in flows.iterdir()}
+    new = _mtimes(flows)
     assert [n for n in sorted(old) if new[n] != old[n]] == ["00001.jpg", "00002.jpg", "00003.jpg"]
     s = compute_dataset_flow(tmp_path, "DAVIS-2016", "dis", progress=False)
     assert (s.computed, s.copied, s.skipped) == (0, 0, 4)
+
+
+def test_a_copied_data_set_keeps_its_flow(tmp_path):
+    """A copy has new modification times (frames may come out newer than their flows) but the same
+    bytes: nothing is recomputed. Flow without a record (an earlier version) falls back to the times."""
+    import shutil
+
+    _make_dataset(tmp_path / "a", {"v": 4})
+    compute_dataset_flow(tmp_path / "a", "DAVIS-2016", "dis", progress=False)
+    shutil.copytree(tmp_path / "a", tmp_path / "b", copy_function=shutil.copyfile)
+    vdir = tmp_path / "b/DAVIS-2016/val"
+    flows = vdir / "flows/v"
+    _age((flows / n for n in _flow_files(flows)), 1000)
+    s = compute_dataset_flow(tmp_path / "b", "DAVIS-2016", "dis", progress=False)
+    assert (s.computed, s.copied, s.skipped) == (0, 0, 4)
+
+    record = flows / ".flow_sources.json"
+    record.unlink()
+    s = compute_dataset_flow(tmp_path / "b", "DAVIS-2016", "dis", progress=False)
+    assert (s.computed, s.copied, s.skipped) == (3, 1, 0)  # older than the frames, no record: redone
+    record.unlink()
+    _age((vdir / "images/v" / n for n in _flow_files(vdir / "images/v")), 2000)
+    s = compute_dataset_flow(tmp_path / "b", "DAVIS-2016", "dis", progress=False)
+    assert (s.computed, s.copied, s.skipped) == (0, 0, 4) and record.is_file()  # newer: kept, and now recorded
 
 
 def test_output_accepted_by_dataset_index(tmp_path):
@@ -203,8 +236,8 @@ def test_raft_small_random_weights(tmp_path, raft_small_weights):
     s = compute_dataset_flow(tmp_path, "DAVIS-2016", "raft_small", weights=raft_small_weights, device="cpu",
                              iters=2, batch_size=2, progress=False)
     assert (s.computed, s.copied) == (2, 1)
-    for p in (vdir / "flows/clip").iterdir():
-        assert read_flow_image(p).shape == (64, 96, 3)
+    for p in _flow_files(vdir / "flows/clip"):
+        assert read_flow_image(vdir / "flows/clip" / p).shape == (64, 96, 3)
 
 
 def test_raft_odd_size_and_resize(raft_small_weights):

@@ -1,4 +1,5 @@
-"""scripts/segment_video.py: video file and frames-folder inputs, online path, overlays, errors."""
+"""scripts/segment_video.py and the segment_video package: video file and frames-folder inputs, online path,
+overlays, errors, and the output folder contract."""
 from __future__ import annotations
 
 import copy
@@ -11,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-import engine.video as video_method
-import engine.video_flow
-from engine.video import online_args, online_parser, segment_video
-from engine.video_flow import FlowAtSize, compute_flow, network_flow_image
-from engine.video_io import (VideoInputError, extract_frames, iter_input_frames, open_video_writer, overlay_frame,
-                             video_name)
+import segment_video.flow as video_flow
+import segment_video.pipeline as video_method
+from segment_video import segment_video
+from segment_video.flow import FlowAtSize, compute_flow, network_flow_image
+from segment_video.frames import VideoInputError, extract_frames, iter_input_frames, video_name
+from segment_video.online import online_args, online_parser
+from segment_video.overlay import open_video_writer, overlay_frame
 from utils.flow import flow_to_image
 from models import build_model, model_config
 from utils.checkpoint import save_checkpoint
@@ -51,8 +53,8 @@ def _frames(n: int = N, h: int = H, w: int = W) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
-    """One intra-op thread: on 2 cores shared with other jobs, OpenMP threads waiting for each
-    other made these tiny forward passes up to ~100x slower (seconds instead of milliseconds)."""
+    """One intra-op thread: on a small machine shared with other jobs, OpenMP threads waiting for
+    each other make these tiny forward passes far slower (README, Speed)."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -317,10 +319,10 @@ class _RecordingFlow:
 
 @pytest.fixture
 def recorded(monkeypatch):
-    """Every flow estimator made by engine.video records its input sizes; the network's flow
+    """Every flow estimator made by the tool records its input sizes; the network's flow
     inputs are recorded too."""
     made, net_flows = [], []
-    real_make, real_predict = engine.video_flow.make_estimator, video_method.predict_probs
+    real_make, real_predict = video_flow.make_estimator, video_method.predict_probs
 
     def make(method, **options):
         made.append(_RecordingFlow(real_make(method, **options)))
@@ -330,7 +332,7 @@ def recorded(monkeypatch):
         net_flows.append(tuple(flow.shape))
         return real_predict(model, image, flow, *a, **k)
 
-    monkeypatch.setattr(engine.video_flow, "make_estimator", make)
+    monkeypatch.setattr(video_flow, "make_estimator", make)
     monkeypatch.setattr(video_method, "predict_probs", predict)
     return made, net_flows
 
@@ -400,8 +402,9 @@ def test_bad_options(ckpt, video_file, tmp_path, capsys):
     base = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(tmp_path / "o"), *FAST]
     assert script.main([*base, "--online", "--pipeline", "memory"]) == 2
     assert "--online needs --pipeline files" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        script.get_parser().parse_args([*base, "--flow_size", "half"])
+    for bad in (["--flow_size", "half"], ["--overlay_alpha", "1.5"], ["--overlay_alpha", "x"]):
+        with pytest.raises(SystemExit):
+            script.get_parser().parse_args([*base, *bad])
 
 
 def test_online_options_come_from_the_online_parser_pieces(ckpt, tmp_path):
@@ -416,15 +419,29 @@ def test_online_options_come_from_the_online_parser_pieces(ckpt, tmp_path):
         3, ["clip"], str(tmp_path / "work"), "teacher", True, [H, W])
 
 
-def test_video_modules_do_not_import_entry_scripts():
+def _imported_modules(path: Path) -> set[str]:
+    """Top-level names of every module ``path`` imports (absolute imports, anywhere in the file)."""
     import ast
 
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_library_never_imports_the_tool():
+    """The tool imports engine/, models/, datasets/, utils/; none of them (nor evaluation/) imports it."""
+    library = [p for d in ("engine", "models", "datasets", "utils", "evaluation") for p in (ROOT / d).rglob("*.py")]
+    assert len(library) > 20
+    offenders = [p.relative_to(ROOT).as_posix() for p in library if "segment_video" in _imported_modules(p)]
+    assert not offenders, f"library modules import segment_video: {offenders}"
+    # Nor does the tool import an entry script (they parse sys.argv and set up logging).
     entry = {p.stem for p in ROOT.glob("*.py")}
-    for path in (ROOT / "engine").glob("video*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            assert not {n.split(".")[0] for n in names} & entry, f"{path.name} imports an entry script"
+    for path in (ROOT / "segment_video").glob("*.py"):
+        assert not _imported_modules(path) & entry, f"{path.name} imports an entry script"
 
 
 def test_benchmark_table_and_skip(ckpt, tmp_path, capsys):
@@ -451,7 +468,7 @@ def test_benchmark_table_and_skip(ckpt, tmp_path, capsys):
 
 
 def test_default_size_is_the_checkpoints_training_size(tmp_path):
-    from engine.video import training_size
+    from segment_video.pipeline import training_size
     from utils.checkpoint import save_checkpoint
 
     save_checkpoint(tmp_path / "run.pth", {"model": {}, "args": {"size": [96, 160]}})
@@ -460,11 +477,10 @@ def test_default_size_is_the_checkpoints_training_size(tmp_path):
     assert training_size(tmp_path / "bare.pth") == (384, 640)
 
 
-# --------------------------------------------------------------------------- what it may touch (issue 12)
+# --------------------------------------------------------------------------- the output folder contract
 def _tree(folder: Path) -> dict[str, bytes]:
-    """Relative path -> content of every visible file under ``folder``."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.name.startswith(".")}
+    """Relative path -> content of every file under ``folder`` (hidden ones too)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _grey_png(path: Path, value: int) -> bytes:
@@ -473,93 +489,89 @@ def _grey_png(path: Path, value: int) -> bytes:
     return path.read_bytes()
 
 
-def test_user_files_in_output_dir_are_refused_by_name_and_kept(ckpt, video_file, tmp_path, capsys):
+def _manifest(out: Path) -> dict:
+    return json.loads((out / ".segment_video.json").read_text())
+
+
+def test_a_folder_not_made_by_the_tool_is_refused_and_kept(ckpt, video_file, tmp_path, capsys):
     out = tmp_path / "out"
-    mine = _grey_png(out / "masks/my_clip/00000.png", 7)  # e.g. a mask drawn by hand
+    _grey_png(out / "masks/my_clip/00000.png", 7)  # e.g. a mask drawn by hand
     (out / "overlay.mp4").write_bytes(b"the user's own video")
     (out / "notes.txt").write_text("notes")
     before = _tree(out)
     argv = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(out), *FAST]
     assert script.main(argv) == 2
     err = capsys.readouterr().err
-    assert str(out / "masks/my_clip/00000.png") in err and "--overwrite" in err and "--output_dir" in err
+    assert f"--output_dir {out}" in err and "not empty" in err and "--overwrite" in err
     assert _tree(out) == before  # refused before writing anything
 
-    # Without the mask in the way, the overlay video is the next file it names.
-    (out / "masks/my_clip/00000.png").unlink()
-    assert script.main(argv) == 2
-    assert str(out / "overlay.mp4") in capsys.readouterr().err
-    assert (out / "overlay.mp4").read_bytes() == b"the user's own video"
-
-    # --overwrite: the files at the names the run writes are replaced; other files of the user are kept.
-    (out / "masks/my_clip/extra.png").write_bytes(mine)
-    result = segment_video(script.get_parser().parse_args([*argv, "--overwrite"]), progress=False)
-    assert len(_masks(out / "masks/my_clip")) == N + 1
-    assert (out / "masks/my_clip/extra.png").read_bytes() == mine and (out / "notes.txt").read_text() == "notes"
-    assert result.kept == [out / "masks/my_clip/extra.png"]
+    # --overwrite: the run takes the folder over; its own places are replaced, the user's other files kept.
+    assert script.main([*argv, "--overwrite"]) == 0
+    assert len(_masks(out / "masks/my_clip")) == N and (out / "notes.txt").read_text() == "notes"
     assert _count_video_frames(out / "overlay.mp4") == (N, (H, W))
+    assert _manifest(out)["state"] == "done" and _manifest(out)["video"] == "my_clip"
 
 
-def test_rerun_replaces_and_deletes_only_its_own_results(ckpt, video_file, tmp_path, capsys):
+def test_a_rerun_of_the_same_job_replaces_its_results_another_is_refused(ckpt, video_file, tmp_path, capsys):
     out = tmp_path / "out"
     base = ["--input", str(video_file), "--output_dir", str(out), *FAST, "--overlay", "none"]
     assert script.main([*base, "--weights", str(ckpt)]) == 0
-    assert script.main([*base, "--weights", str(ckpt), "--name", "other"]) == 0
-    other = _tree(out / "masks/other")
-    edited = _grey_png(out / "masks/my_clip/00001.png", 9)  # the user corrects a mask by hand
-    extra = _grey_png(out / "masks/my_clip/extra.png", 3)
+    (out / "notes.txt").write_text("mine")
+    # Same input and weights, other options: the same job; its results are replaced, none left over.
+    assert script.main([*base, "--weights", str(ckpt), "--max_frames", "4"]) == 0
+    assert [p.name for p in sorted((out / "masks/my_clip").iterdir())] == [f"0000{i}.png" for i in range(4)]
+    assert _manifest(out)["options"]["max_frames"] == 4
 
-    # Same weights, other options: still refused, since 00001.png is no longer the tool's.
-    assert script.main([*base, "--weights", str(ckpt), "--max_frames", "4"]) == 2
-    assert str(out / "masks/my_clip/00001.png") in capsys.readouterr().err
-
-    # Other weights: the earlier run's results are not replaced without --overwrite either.
-    (out / "masks/my_clip/00001.png").unlink()
-    (out / "masks/my_clip/extra.png").unlink()
+    # Other weights (other content, whatever the path) or another video: refused, nothing changed.
+    torch.manual_seed(1)
     ckpt2 = tmp_path / "other.pth"
-    ckpt2.write_bytes(ckpt.read_bytes())
+    save_checkpoint(ckpt2, {"model": build_model("xxs").state_dict(), "model_config": model_config("xxs")})
     before = _tree(out)
     assert script.main([*base, "--weights", str(ckpt2)]) == 2
     err = capsys.readouterr().err
-    assert str(out / "masks/my_clip/00000.png") in err and str(ckpt) in err and "--overwrite" in err
+    assert f"--output_dir {out}" in err and str(ckpt) in err and str(ckpt2) in err and "--overwrite" in err
+    assert script.main([*base, "--weights", str(ckpt), "--name", "second"]) == 2
+    assert "'my_clip'" in capsys.readouterr().err
     assert _tree(out) == before
 
-    # --overwrite with fewer frames: its earlier masks beyond frame 4 go, the user's files stay.
-    (out / "masks/my_clip/00001.png").write_bytes(edited)
-    (out / "masks/my_clip/extra.png").write_bytes(extra)
-    assert script.main([*base, "--weights", str(ckpt2), "--max_frames", "4", "--overwrite"]) == 0
-    names = sorted(p.name for p in (out / "masks/my_clip").iterdir() if not p.name.startswith("."))
-    assert names == ["00000.png", "00001.png", "00002.png", "00003.png", "extra.png"]
-    assert (out / "masks/my_clip/00001.png").read_bytes() != edited  # replaced: the user consented
-    assert (out / "masks/my_clip/extra.png").read_bytes() == extra
-    assert _tree(out / "masks/other") == other  # another video's results are not this run's business
-    listed = json.loads((out / ".segment_video.json").read_text())["files"]
-    assert "masks/my_clip/extra.png" not in listed and "masks/my_clip/00003.png" in listed
+    # --overwrite: the folder is now the new job's; the user's file stays.
+    assert script.main([*base, "--weights", str(ckpt2), "--overwrite"]) == 0
+    assert [w["path"] for w in _manifest(out)["weights"]] == [str(ckpt2.resolve())]
+    assert (out / "notes.txt").read_text() == "mine" and len(_masks(out / "masks/my_clip")) == N
 
-    # A copy of the output folder (new modification times, same content) still counts as the tool's.
+    # A copy of the checkpoint and a copy of the output folder (new modification times) are the same job.
     import shutil
-    copy = tmp_path / "copy"
-    shutil.copytree(out, copy, copy_function=shutil.copyfile)
-    (copy / "masks/my_clip/extra.png").unlink()  # kept next to the results, it would need --overwrite every time
-    assert script.main(["--input", str(video_file), "--output_dir", str(copy), *FAST, "--overlay", "none",
-                        "--weights", str(ckpt2), "--max_frames", "2"]) == 0
-    assert sorted(p.name for p in (copy / "masks/my_clip").glob("*.png")) == ["00000.png", "00001.png"]
+    copy_dir, ckpt3 = tmp_path / "copy", tmp_path / "same_as_other.pth"
+    shutil.copytree(out, copy_dir, copy_function=shutil.copyfile)
+    ckpt3.write_bytes(ckpt2.read_bytes())
+    assert script.main(["--input", str(video_file), "--output_dir", str(copy_dir), *FAST, "--overlay", "none",
+                        "--weights", str(ckpt3), "--max_frames", "2"]) == 0
+    assert sorted(p.name for p in (copy_dir / "masks/my_clip").glob("*.png")) == ["00000.png", "00001.png"]
+
+
+def test_unreadable_manifest_is_refused(ckpt, video_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".segment_video.json").write_text("{ not json")
+    argv = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(out), *FAST]
+    assert script.main(argv) == 2
+    assert ".segment_video.json" in capsys.readouterr().err
+    assert script.main([*argv, "--overwrite"]) == 0 and _manifest(out)["state"] == "done"
 
 
 def test_clean_work_keeps_the_users_files(ckpt, video_file, tmp_path):
     out = tmp_path / "out"
-    (out / "work/custom").mkdir(parents=True)
+    argv = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(out), *FAST,
+            "--pipeline", "files", "--overlay", "none"]
+    assert script.main(argv) == 0
     (out / "work/notes.txt").write_text("mine")
     (out / "work/custom/keep.jpg").write_bytes(b"not the tool's")
-    argv = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(out), *FAST,
-            "--pipeline", "files", "--overlay", "none", "--clean_work"]
-    assert script.main(argv) == 0
+    assert script.main([*argv, "--clean_work"]) == 0
     assert (out / "work/notes.txt").read_text() == "mine" and (out / "work/custom/keep.jpg").exists()
-    # The tool's frames, flows and records are gone, and the folders it made that are now empty.
+    # The tool's frames, flows and records are gone, and the folders that are now empty.
     assert sorted(p.relative_to(out).as_posix() for p in (out / "work").rglob("*")) == [
         "work/custom", "work/custom/keep.jpg", "work/notes.txt"]
     assert len(_masks(out / "masks/my_clip")) == N
-    assert not [k for k in json.loads((out / ".segment_video.json").read_text())["files"] if k.startswith("work/")]
 
 
 def test_input_inside_its_output_folder_is_refused(ckpt, video_file, tmp_path, capsys):
@@ -568,20 +580,20 @@ def test_input_inside_its_output_folder_is_refused(ckpt, video_file, tmp_path, c
     assert script.main(["--input", str(video_file), *base, "--pipeline", "files", "--overlay", "frames"]) == 0
     before = _tree(out)
     for inp in (out / "overlay", out / "work/custom/val/images/my_clip", out):
-        assert script.main(["--input", str(inp), *base, "--overlay", "frames"]) == 2
+        assert script.main(["--input", str(inp), *base, "--overlay", "frames", "--overwrite"]) == 2
         err = capsys.readouterr().err
         assert f"--input {inp}" in err and f"--output_dir {out}" in err
     assert _tree(out) == before
-    # A video file that merely sits in the output folder is fine: nothing there is ever touched.
+    # A video file elsewhere in the output folder is fine: nothing there is replaced.
     (out / "clip.mp4").write_bytes(video_file.read_bytes())
-    assert script.main(["--input", str(out / "clip.mp4"), *base, "--overlay", "none"]) == 0
-    assert len(_masks(out / "masks/clip")) == N
+    assert script.main(["--input", str(out / "clip.mp4"), *base, "--overlay", "none", "--overwrite"]) == 0
+    assert len(_masks(out / "masks/clip")) == N and (out / "clip.mp4").read_bytes() == video_file.read_bytes()
 
 
 @pytest.mark.parametrize("extra", [["--pipeline", "files"], ["--online", "--online_epochs", "1"]])
 def test_bad_weights_fail_before_any_frame_or_flow(video_file, tmp_path, capsys, monkeypatch, extra):
     made = []
-    monkeypatch.setattr(engine.video_flow, "make_estimator", lambda *a, **k: made.append(a) or pytest.fail("flow"))
+    monkeypatch.setattr(video_flow, "make_estimator", lambda *a, **k: made.append(a) or pytest.fail("flow"))
     bad = tmp_path / "model.pth"
     bad.write_bytes(b"<html>quota exceeded</html>")
     out = tmp_path / "out"
@@ -591,19 +603,7 @@ def test_bad_weights_fail_before_any_frame_or_flow(video_file, tmp_path, capsys,
     assert not made and not out.exists()  # no flow estimator built, no frame extracted, nothing written
 
 
-def test_output_folder_in_use_is_refused(ckpt, video_file, tmp_path):
-    from engine.video_ledger import Ledger, OutputConflict, Owner
-
-    out = tmp_path / "out"
-    args = script.get_parser().parse_args(["--input", str(video_file), "--weights", str(ckpt), "--output_dir",
-                                           str(out), *FAST])
-    with Ledger(out, Owner.of("x", [ckpt])).locked():
-        with pytest.raises(OutputConflict, match="another segment_video run"):
-            segment_video(args, progress=False)
-    assert segment_video(args, progress=False).frames == N
-
-
-def test_failed_run_leaves_an_accurate_manifest_and_a_rerun_finishes(ckpt, video_file, tmp_path, monkeypatch):
+def test_a_killed_run_is_marked_running_and_the_same_command_finishes(ckpt, video_file, tmp_path, monkeypatch):
     real, calls = video_method.predict_probs, []
 
     def dies_on_third_batch(*a, **k):
@@ -618,28 +618,31 @@ def test_failed_run_leaves_an_accurate_manifest_and_a_rerun_finishes(ckpt, video
     monkeypatch.setattr(video_method, "predict_probs", dies_on_third_batch)
     with pytest.raises(KeyboardInterrupt):
         segment_video(script.get_parser().parse_args(argv), progress=False)
-    manifest = json.loads((out / ".segment_video.json").read_text())
-    assert manifest["runs"]["my_clip"]["state"] == "running"
-    on_disk = set(_tree(out))
-    assert len(_masks(out / "masks/my_clip")) == 4 and on_disk <= set(manifest["files"])
+    assert _manifest(out)["state"] == "running" and len(_masks(out / "masks/my_clip")) == 4
     monkeypatch.setattr(video_method, "predict_probs", real)
     assert script.main(argv) == 0
     assert len(_masks(out / "masks/my_clip")) == N and len(list((out / "overlay").glob("*.jpg"))) == N
-    assert json.loads((out / ".segment_video.json").read_text())["runs"]["my_clip"]["state"] == "done"
+    assert _manifest(out)["state"] == "done" and _manifest(out)["frames"] == N
     assert not list(out.rglob(".*.part")) and not list(out.glob(".overlay-part*"))
 
+    # A kill during the very first write of the manifest leaves only its hidden part file: still the tool's.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    from utils.io import part_path
+    part_path(fresh / ".segment_video.json").write_text('{"tool": "segm')
+    assert script.main([*argv[:5], str(fresh), *argv[6:]]) == 0 and _manifest(fresh)["state"] == "done"
 
-def test_overlay_of_another_video_is_not_replaced_silently(ckpt, video_file, tmp_path, capsys):
+
+def test_another_video_in_the_folder_needs_overwrite_and_keeps_the_first_videos_masks(ckpt, video_file, tmp_path,
+                                                                                     capsys):
     out = tmp_path / "out"
     base = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(out), *FAST, "--max_frames", "3"]
     assert script.main(base) == 0
     first = (out / "overlay.mp4").read_bytes()
-    assert script.main([*base, "--name", "second"]) == 2  # overlay.mp4 is shared by the videos of one folder
+    assert script.main([*base, "--name", "second"]) == 2
     err = capsys.readouterr().err
-    assert str(out / "overlay.mp4") in err and "'my_clip'" in err and "--overwrite" in err
+    assert str(out) in err and "'my_clip'" in err and "'second'" in err and "--overwrite" in err
     assert (out / "overlay.mp4").read_bytes() == first and not (out / "masks/second").exists()
-    assert script.main([*base, "--name", "second", "--overlay", "none"]) == 0
     assert script.main([*base, "--name", "second", "--overwrite"]) == 0
-    # (Same input, so the same pixels: the manifest tells whose overlay it is now.)
-    assert json.loads((out / ".segment_video.json").read_text())["files"]["overlay.mp4"]["video"] == "second"
-    assert len(_masks(out / "masks/my_clip")) == 3
+    assert _manifest(out)["video"] == "second" and len(_masks(out / "masks/second")) == 3
+    assert len(_masks(out / "masks/my_clip")) == 3  # not a place of this run

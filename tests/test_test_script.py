@@ -92,3 +92,50 @@ def test_on_shared_davis(davis_root, xxs_checkpoint, tmp_path):
     assert _check_outputs(out, root / "images", "DAVIS-2016") == 3
     with Image.open(out / "DAVIS-2016" / seq / f"{frames[0].stem}.png") as m:
         assert m.size == (854, 480)
+
+
+def test_scales(synthetic_dir, xxs_checkpoint, tmp_path):
+    """``--scales``: the test size alone is test.py's own path bit for bit; other sizes change the
+    probabilities, and masks stay one per frame at the original size."""
+    base = ["--weights", str(xxs_checkpoint), "--data_dir", str(synthetic_dir), "--test_datasets", "DAVIS-2016",
+            "--size", "64", "96", "--flip", "--workers", "0", "--videos", "davis000", "--save_prob"]
+    test_script.main([*base, "--save_dir", str(tmp_path / "plain")])
+    test_script.main([*base, "--save_dir", str(tmp_path / "one"), "--scales", "1", "1"])
+    test_script.main([*base, "--save_dir", str(tmp_path / "two"), "--scales", "1", "1.5"])
+
+    def read(root):
+        return {p.relative_to(root): np.asarray(Image.open(p)) for p in sorted(root.rglob("*.png"))}
+
+    plain, one, two = read(tmp_path / "plain_prob"), read(tmp_path / "one_prob"), read(tmp_path / "two_prob")
+    assert plain.keys() == one.keys() == two.keys() and len(plain) == 20
+    assert all(np.array_equal(plain[k], one[k]) for k in plain)
+    assert any(not np.array_equal(plain[k], two[k]) for k in plain)
+    masks = read(tmp_path / "two")
+    with Image.open(next((synthetic_dir / "DAVIS-2016/val/images/davis000").glob("*.jpg"))) as im:
+        assert len(masks) == 20 and all(m.shape == im.size[::-1] for m in masks.values())
+        assert all(set(np.unique(m)) <= {0, 255} for m in masks.values())
+
+
+def test_killed_run_leaves_folder_that_evaluation_refuses(synthetic_dir, xxs_checkpoint, tmp_path, monkeypatch):
+    """A run that dies mid-way leaves ``.in_progress.json``: evaluation refuses the folder (a mix of
+    old and new masks) naming the writer; the finished rerun removes it and scoring works."""
+    from evaluation import evaluate_dataset
+    from evaluation.files import EvaluationError
+
+    argv = ["--weights", str(xxs_checkpoint), "--data_dir", str(synthetic_dir), "--test_datasets", "DAVIS-2016",
+            "--size", "64", "96", "--workers", "0", "--save_dir", str(tmp_path / "m")]
+    real = test_script.run_inference
+
+    def dies(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(test_script, "run_inference", dies)
+    with pytest.raises(KeyboardInterrupt):
+        test_script.main(argv)
+    assert (tmp_path / "m" / ".in_progress.json").is_file()
+    with pytest.raises(EvaluationError, match=r"incomplete: test.py was writing DAVIS-2016"):
+        evaluate_dataset(tmp_path / "m", synthetic_dir, "DAVIS-2016", workers=1)
+    monkeypatch.setattr(test_script, "run_inference", real)
+    test_script.main(argv)
+    assert not (tmp_path / "m" / ".in_progress.json").exists()
+    assert len(evaluate_dataset(tmp_path / "m", synthetic_dir, "DAVIS-2016", workers=1).sequences) == 4

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from io import BytesIO
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -116,6 +117,35 @@ def read_rgb(path: str | Path, what: str = "image") -> np.ndarray:
     if img is None:
         raise OSError(f"cannot read {what} {path}: not an image OpenCV can decode ({len(data)} bytes)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_json(path: str | Path) -> dict | None:
+    """The JSON object in ``path``; None when it is missing, unreadable or not an object (records
+    that are rewritten when absent)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+IN_PROGRESS = ".in_progress.json"  # in a mask folder while a run is writing into it
+
+
+@contextlib.contextmanager
+def in_progress(roots: Sequence[str | Path | None], writer: str, items: list[str],
+                enabled: bool = True) -> Iterator[None]:
+    """Mark each folder of ``roots`` (None skipped) as being written by ``writer`` (naming
+    ``items``, e.g. videos) until the block ends without an error: a folder that a killed run
+    left half old, half new says so, and ``evaluation`` refuses to score it. ``enabled=False``
+    (non-main ranks) does nothing."""
+    markers = [Path(r) / IN_PROGRESS for r in roots if r is not None] if enabled else []
+    text = json.dumps({"writer": writer, "items": items}, indent=1)
+    for m in markers:
+        atomic_write(m, lambda tmp: Path(tmp).write_text(text))
+    yield
+    for m in markers:
+        m.unlink(missing_ok=True)
 
 
 def part_path(path: str | Path) -> Path:

@@ -14,10 +14,13 @@ For every video under ``<data_dir>/<dataset>/<split>/images/<video>/`` this writ
 
 Back ends: ``dis`` (OpenCV DIS on grey frames, CPU, no weights; processes over videos) and
 ``raft_small`` / ``raft_large`` (torchvision RAFT, batched, GPU when available). Existing
-outputs are skipped (resumable) unless ``overwrite``; failures name the video and frame.
+outputs are skipped (resumable) unless ``overwrite`` or the frames they were made from have
+changed (by content, see :func:`compute_video_flow`); failures name the video and frame.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -31,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.flow import flow_to_image, write_flow_image
-from utils.io import atomic_write, list_files, read_rgb
+from utils.io import atomic_write, list_files, read_json, read_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -177,15 +180,13 @@ class FlowStats:
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
 
-def _stale(flow: Path, *frames: Path) -> bool:
-    """A flow image is redone when missing or older than a frame it was computed from.
+SOURCES = ".flow_sources.json"  # beside a video's flow images: the content of the files each was made from
 
-    ``prepare_data.py`` re-makes a frame whose source was fixed; its flow must follow.
-    """
-    if not flow.exists():
-        return True
-    t = flow.stat().st_mtime
-    return any(f.stat().st_mtime > t for f in frames)  # stat follows prepare_data's links
+
+def content_id(path: Path) -> str:
+    """``<size>:<sha1>`` of a file's bytes; unlike a modification time, a copy keeps it."""
+    data = path.read_bytes()  # follows prepare_data's links
+    return f"{len(data)}:{hashlib.sha1(data).hexdigest()}"
 
 
 def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, overwrite: bool = False,
@@ -193,8 +194,13 @@ def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, o
                        name: str | None = None) -> FlowStats:
     """Write the flow images of one video (see the module docstring for the convention).
 
-    ``max_frames`` limits the output to the first N frames; frame N-1 then still gets its
-    true forward flow to frame N, so a later full run just continues.
+    A flow image is reused when the files it was made from (its frame and the next, or for
+    the last frame the previous flow image) have the content recorded for it in
+    ``flows_dir/.flow_sources.json``; a frame re-made by ``prepare_data.py`` thus gets new
+    flow, and a copied data set (new modification times) none. A flow image without a record
+    (written by an earlier version, or just before a kill) is reused unless it is older than
+    those files. ``max_frames`` limits the output to the first N frames; frame N-1 then still
+    gets its true forward flow to frame N, so a later full run just continues.
     """
     name = name or images_dir.name
     frames = list_files(images_dir)
@@ -204,7 +210,30 @@ def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, o
     stats = FlowStats(videos=1, frames=n_out)
     flows_dir.mkdir(parents=True, exist_ok=True)
     out = [flows_dir / f"{p.stem}.jpg" for p in frames]
-    todo = [i for i in range(min(n_out, len(frames) - 1)) if overwrite or _stale(out[i], frames[i], frames[i + 1])]
+    record_path = flows_dir / SOURCES
+    record = {} if overwrite else read_json(record_path) or {}
+    recorded = dict(record)
+    ids: dict[Path, str] = {}
+
+    def sources(k: int) -> list[Path]:
+        return frames[k:k + 2] if k + 1 < len(frames) else [frames[k], *out[k - 1:k]]
+
+    def source_ids(k: int) -> list[str]:
+        for f in sources(k):
+            if f not in ids:
+                ids[f] = content_id(f)
+        return [ids[f] for f in sources(k)]
+
+    def stale(k: int) -> bool:
+        if overwrite or not out[k].exists():
+            return True
+        if out[k].name not in record:  # an earlier version's flow, or one written just before a kill
+            if any(f.stat().st_mtime > out[k].stat().st_mtime for f in sources(k)):
+                return True
+            record[out[k].name] = source_ids(k)  # from now on its content decides
+        return record[out[k].name] != source_ids(k)
+
+    todo = [i for i in range(min(n_out, len(frames) - 1)) if stale(i)]
     stats.skipped = min(n_out, len(frames) - 1) - len(todo)
     if on_frame and stats.skipped:
         on_frame(stats.skipped)
@@ -217,46 +246,54 @@ def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, o
         return cache[i]
 
     bs = getattr(estimator, "batch_size", 1)
-    for start in range(0, len(todo), bs):
-        idx = todo[start:start + bs]
-        try:
-            a = [load(i) for i in idx]
-            b = [load(i + 1) for i in idx]
-            for i, x, y in zip(idx, a, b):
-                if x.shape != y.shape:
-                    raise ValueError(f"frame sizes differ: {frames[i].name} {x.shape[1]}x{x.shape[0]} vs "
-                                     f"{frames[i + 1].name} {y.shape[1]}x{y.shape[0]}")
-            flows = estimator(a, b)
-            for i, x, f in zip(idx, a, flows):
-                if f.shape[:2] != x.shape[:2]:
-                    raise ValueError(f"flow is {f.shape[1]}x{f.shape[0]} but the frame is {x.shape[1]}x{x.shape[0]}")
-                write_flow_image(out[i], flow_to_image(f))
-        except Exception as e:
-            raise FlowComputationError(f"video {name}, frame {frames[idx[0]].name}: {type(e).__name__}: {e}") from e
-        stats.computed += len(idx)
-        # Keep only frames still needed by later pairs; long videos would fill memory.
-        for k in [k for k in cache if k < idx[-1] + 1]:
-            del cache[k]
-        if on_frame:
-            on_frame(len(idx))
-
-    if n_out == len(frames):
-        last = out[-1]
-        # The last frame carries a copy of the previous flow, so it follows that file too.
-        if overwrite or _stale(last, frames[-1], *out[-2:-1]):
+    try:
+        for start in range(0, len(todo), bs):
+            idx = todo[start:start + bs]
             try:
-                if len(frames) == 1:
-                    img = read_rgb(frames[0], "frame")
-                    write_flow_image(last, flow_to_image(np.zeros(img.shape[:2] + (2,), np.float32)))
-                else:
-                    atomic_write(last, lambda tmp: shutil.copyfile(out[-2], tmp))
+                a = [load(i) for i in idx]
+                b = [load(i + 1) for i in idx]
+                for i, x, y in zip(idx, a, b):
+                    if x.shape != y.shape:
+                        raise ValueError(f"frame sizes differ: {frames[i].name} {x.shape[1]}x{x.shape[0]} vs "
+                                         f"{frames[i + 1].name} {y.shape[1]}x{y.shape[0]}")
+                flows = estimator(a, b)
+                for i, x, f in zip(idx, a, flows):
+                    if f.shape[:2] != x.shape[:2]:
+                        raise ValueError(f"flow is {f.shape[1]}x{f.shape[0]} but the frame is "
+                                         f"{x.shape[1]}x{x.shape[0]}")
+                    write_flow_image(out[i], flow_to_image(f))
+                    record[out[i].name] = source_ids(i)
             except Exception as e:
-                raise FlowComputationError(f"video {name}, frame {frames[-1].name}: {type(e).__name__}: {e}") from e
-            stats.copied += 1
-        else:
-            stats.skipped += 1
-        if on_frame:
-            on_frame(1)
+                raise FlowComputationError(f"video {name}, frame {frames[idx[0]].name}: {type(e).__name__}: {e}") from e
+            stats.computed += len(idx)
+            # Keep only frames still needed by later pairs; long videos would fill memory.
+            for k in [k for k in cache if k < idx[-1] + 1]:
+                del cache[k]
+            if on_frame:
+                on_frame(len(idx))
+
+        if n_out == len(frames):
+            last = out[-1]
+            # The last frame carries a copy of the previous flow, so it follows that file too.
+            if stale(len(frames) - 1):
+                try:
+                    if len(frames) == 1:
+                        img = read_rgb(frames[0], "frame")
+                        write_flow_image(last, flow_to_image(np.zeros(img.shape[:2] + (2,), np.float32)))
+                    else:
+                        atomic_write(last, lambda tmp: shutil.copyfile(out[-2], tmp))
+                except Exception as e:
+                    raise FlowComputationError(f"video {name}, frame {frames[-1].name}: {type(e).__name__}: {e}") from e
+                record[last.name] = source_ids(len(frames) - 1)
+                stats.copied += 1
+            else:
+                stats.skipped += 1
+            if on_frame:
+                on_frame(1)
+    finally:
+        if record != recorded:
+            text = json.dumps(record, indent=0, sort_keys=True)
+            atomic_write(record_path, lambda tmp: tmp.write_text(text))
     return stats
 
 

@@ -1,9 +1,10 @@
-"""Run every fault case and print case -> outcome; ``python -m tests.faults [-k substring]``."""
+"""Run every fault case and print case -> outcome; ``python -m tests.faults [-k substring]``.
+
+The same cases run under pytest with ``python -m pytest -m faults`` (``tests/test_faults.py``).
+"""
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
 import shutil
 import sys
 import tempfile
@@ -11,18 +12,8 @@ import time
 import traceback
 from pathlib import Path
 
-import tests.faults as pkg
-from tests.faults.common import ROOT, Case, Outcome
-
-
-def all_cases() -> list[tuple[str, Case]]:
-    """(module, case) for every ``cases_*`` module of this package, in name order."""
-    found = []
-    for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if m.name.startswith("cases_"):
-            mod = importlib.import_module(f"tests.faults.{m.name}")
-            found += [(m.name.removeprefix("cases_"), c) for c in mod.CASES]
-    return found
+from tests.faults import all_cases
+from tests.faults.common import ROOT, Outcome
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Faults around option presets (issue 13): a --config that names a preset that does not exist,
+"""Faults around option presets: a --config that names a preset that does not exist,
 and a --config that is not a mapping. Both must be refused before anything is written, naming the file."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Faults around scripts/segment_video.py: a user's files in its output folder, --clean_work, an input inside
-its own output folder, bad weights, and a run killed mid-way."""
+"""Faults around scripts/segment_video.py: a folder of the user's as its output folder, --clean_work, an input
+inside its own output folder, bad weights, and a run killed mid-way."""
 from __future__ import annotations
 
 import json
@@ -41,7 +41,7 @@ def _png(path: Path, value: int) -> None:
 
 
 def user_files_in_output(tmp: Path) -> Outcome:
-    """The user's own overlay.mp4, a hand-made mask and notes in the output folder: refuse, naming a file."""
+    """The user's own overlay.mp4, a hand-made mask and notes in the output folder: refuse, naming the folder."""
     frames, ckpt = _setup(tmp)
     out = tmp / "out"
     out.mkdir()
@@ -53,9 +53,9 @@ def user_files_in_output(tmp: Path) -> Outcome:
     lost = lost_files(before, snapshot(out))
     if r.returncode == 0:
         return Outcome(f"ran over the user's files; {len(lost)} changed or lost", lost=len(lost))
-    named = error_names(last_error(r.stderr), out / "overlay.mp4", out / "masks" / "davis000" / "00000.png")
+    named = f"--output_dir {out}" in last_error(r.stderr)
     said = "--overwrite" in r.stderr
-    return Outcome(f"refused, {'names' if named else 'does NOT name'} the file"
+    return Outcome(f"refused, {'names' if named else 'does NOT name'} the folder"
                    f"{', suggests --overwrite' if said else ''}; {len(lost)} user files changed",
                    lost=len(lost), unnamed=0 if named else 1)
 
@@ -64,12 +64,14 @@ def clean_work_with_user_file(tmp: Path) -> Outcome:
     """--clean_work when the user keeps a file of theirs in <output_dir>/work: only the tool's files go."""
     frames, ckpt = _setup(tmp)
     out = tmp / "out"
+    r = _segment(frames, ckpt, out, "--pipeline", "files")
+    if r.returncode != 0:
+        return Outcome(f"first run failed: {last_error(r.stderr)}", lost=1)
     notes = out / "work" / "notes.txt"
-    notes.parent.mkdir(parents=True)
     notes.write_text("my notes about this video")
-    before = snapshot(out)
+    before = snapshot(out / "work")
     r = _segment(frames, ckpt, out, "--pipeline", "files", "--clean_work")
-    lost = lost_files(before, snapshot(out))
+    lost = [f for f in lost_files(before, snapshot(out / "work")) if f == "notes.txt"]
     if r.returncode != 0:
         return Outcome(f"failed: {last_error(r.stderr)}", lost=len(lost), unnamed=0 if "error:" in r.stderr else 1)
     left = sorted(str(p.relative_to(out)) for p in (out / "work").rglob("*")) if (out / "work").exists() else []
@@ -115,12 +117,15 @@ def bad_weights(tmp: Path) -> Outcome:
                    unnamed=0 if named else 1)
 
 
-def _unlisted(out: Path) -> list[str]:
-    """Visible files under ``out`` the manifest does not list (a kill must leave none)."""
+def _run_state(out: Path) -> str:
+    """The manifest's state (``running`` until a run is complete), or why there is none."""
     manifest = out / ".segment_video.json"
-    listed = json.loads(manifest.read_text())["files"] if manifest.is_file() else {}
-    return [str(p.relative_to(out)) for p in out.rglob("*")
-            if p.is_file() and not p.name.startswith(".") and p.relative_to(out).as_posix() not in listed]
+    if not manifest.is_file():
+        return "no manifest"
+    try:
+        return str(json.loads(manifest.read_text()).get("state"))
+    except ValueError:
+        return "unreadable manifest"
 
 
 def _state(out: Path) -> str:
@@ -132,19 +137,20 @@ def _state(out: Path) -> str:
 
 
 def killed_then_rerun(tmp: Path) -> Outcome:
-    """SIGKILL while flow images are written, again while masks are written, then a full rerun."""
+    """SIGKILL while flow images are written, again while masks are written, then a full rerun: after each
+    kill the manifest must say the run is incomplete, and the same command must finish it."""
     frames, ckpt = _setup(tmp)
     out = tmp / "out"
     args = ("--pipeline", "files", "--batch_size", "1", "--overlay", "frames", "--save_prob")
     flows = out / "work" / "custom" / "val" / "flows" / "davis000"
     masks = out / "masks" / "davis000"
-    kills, unlisted = [], 0
+    kills, not_marked = [], 0
     for probe in (lambda: flows.is_dir() and sum(1 for _ in flows.glob("*.jpg")) >= 3,
                   lambda: masks.is_dir() and sum(1 for _ in masks.glob("*.png")) >= 3):
         r = _segment(frames, ckpt, out, *args, kill_when=probe)
         if r.returncode == -9:
             kills.append(_state(out))
-            unlisted += len(_unlisted(out))
+            not_marked += _run_state(out) != "running"
         elif r.returncode != 0:
             return Outcome(f"run failed: {last_error(r.stderr)}", lost=1, unnamed=0 if "error:" in r.stderr else 1)
     r = _segment(frames, ckpt, out, *args)
@@ -154,14 +160,16 @@ def killed_then_rerun(tmp: Path) -> Outcome:
     bad = [*unreadable_outputs(out), *unreadable_outputs(out, "*.jpg")]
     empty = [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".") and p.stat().st_size == 0]
     parts = [p for p in out.rglob(".*.part")]
+    state = _run_state(out)
     how = "; ".join(f"killed at {s}" for s in kills) or "both runs finished before the kill"
-    return Outcome(f"{how}; {unlisted} unlisted files after the kills; rerun: {n}/{FRAMES} masks, "
-                   f"{len(bad)} unreadable, {len(empty)} empty, {len(parts)} part files left",
-                   lost=(FRAMES - n) + len(bad) + len(empty) + unlisted)
+    return Outcome(f"{how}; {len(kills) - not_marked} of {len(kills)} kills left the manifest 'running'; rerun: "
+                   f"{n}/{FRAMES} masks, {len(bad)} unreadable, {len(empty)} empty, {len(parts)} part files left, "
+                   f"manifest '{state}'",
+                   lost=(FRAMES - n) + len(bad) + len(empty) + not_marked + (state != "done"))
 
 
 CASES = [
-    Case("segment_video into folder with user files", user_files_in_output),
+    Case("segment_video into a folder of the user's", user_files_in_output),
     Case("--clean_work with user file in work/", clean_work_with_user_file),
     Case("--input inside its own output folder", input_inside_output),
     Case("bad --weights (flow not started)", bad_weights),

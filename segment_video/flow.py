@@ -1,10 +1,10 @@
-"""Flow for one user video: estimator, flow at a reduced size, flow images at the network size,
-the work folder's flow images and the record of their settings (see :mod:`engine.video`)."""
+"""Flow for one user video: the estimator, flow at a reduced size, flow images at the network
+size, and the work folder's flow images with the record of their settings."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from engine.video_io import JPEG_QUALITY, Guard, remove_owned, work_dirs, write_json
+from segment_video.frames import JPEG_QUALITY, work_dirs, write_json
 from utils.flow import flow_to_image
-from utils.io import list_files
+from utils.io import list_files, read_json
 from utils.optical_flow import FlowStats, compute_video_flow, make_estimator
 
 _log = logging.getLogger(__name__)
@@ -70,12 +70,10 @@ def network_flow_image(flow: np.ndarray, frame_hw: tuple[int, int], network_hw: 
     """The encoded flow image the network gets, made from flow ``(h, w, 2)`` estimated at any size.
 
     Vectors are first expressed in frame pixels (the stored flow images' convention), then
-    the field is resized to ``network_hw`` and encoded there. The files pipeline encodes at
-    the frame size and resizes the colour image instead, which costs about seven times more
-    at 480p -> 224x416; on four DAVIS sequences the two gave masks with IoU 0.91-0.99 and the
-    same mean J (70.6 vs 70.7). ``jpeg`` passes the image through JPEG at the stored images'
-    quality, since the network was trained on JPEG flow images (mean J +0.45, -0.4 to +1.0
-    per sequence).
+    the field is resized to ``network_hw`` and encoded there (the files pipeline encodes at
+    the frame size and resizes the colour image instead, at several times the cost).
+    ``jpeg`` passes the image through JPEG at the stored images' quality, since the network
+    was trained on JPEG flow images.
     """
     h, w = flow.shape[:2]
     if (h, w) != tuple(frame_hw):
@@ -109,19 +107,13 @@ def flow_estimator(args: argparse.Namespace) -> FlowEstimator:
 
 def compute_flow(images_dir: Path, flows_dir: Path, method: str = "dis", progress: bool = True,
                  flow_size: tuple[int, int] | None = None, estimator: FlowEstimator | None = None,
-                 guard: Guard | None = None, **options: Any) -> FlowStats:
+                 **options: Any) -> FlowStats:
     """Flow images of one video in the work layout; existing ones are reused.
 
     ``estimator`` (default: ``make_estimator(method, **options)``) runs at ``flow_size``
-    when given; the images keep the frame size. ``guard`` lists the missing flow images
-    before they are written.
+    when given; the images keep the frame size.
     """
-    frames = list_files(images_dir)
-    n = len(frames)
-    missing = [flows_dir / f"{f.stem}.jpg" for f in frames if not (flows_dir / f"{f.stem}.jpg").exists()]
-    if missing and guard is not None:
-        guard.claim(missing)
-        guard.adopt_written(missing)
+    n = len(list_files(images_dir))
     est = estimator if estimator is not None else make_estimator(method, **options)
     if flow_size is not None:
         est = FlowAtSize(est, flow_size)
@@ -143,17 +135,15 @@ def flow_settings(args: argparse.Namespace, flow_hw: tuple[int, int] | None) -> 
             "raft_weights": str(args.raft_weights) if args.raft_weights and args.flow != "dis" else None}
 
 
-def reset_stale_flows(work_root: Path, name: str, settings: dict, guard: Guard) -> None:
-    # Flow images are reused by file name only: those of other settings (or of a version that
-    # kept no record) would silently stand in for the requested ones.
+def reset_stale_flows(work_root: Path, name: str, settings: dict) -> None:
+    """Delete the video's flow images when they were made with other ``settings``; record these."""
+    # Flow images are reused by file name and frame content only: those of other settings (or of a
+    # version that kept no record) would silently stand in for the requested ones.
     record = work_root / f"{name}.flow.json"
     _, flows_dir = work_dirs(work_root, name)
-    try:
-        old = json.loads(record.read_text()) if record.is_file() else None
-    except (OSError, ValueError):
-        old = None
+    old = read_json(record)
     if old != settings and flows_dir.exists():
         _log.info("flow settings changed (%s -> %s): recomputing the flow of %s", old, settings, name)
-        remove_owned(flows_dir, guard)
+        shutil.rmtree(flows_dir)
     # Written before computing, so that an interrupted run resumes with the same settings.
-    write_json(record, settings, guard)
+    write_json(record, settings)

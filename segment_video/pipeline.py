@@ -1,56 +1,34 @@
 """Segmenting one user video (a video file or a folder of frames) with a trained model.
 
-:func:`segment_video` (the logic behind ``scripts/segment_video.py``) runs five stages:
+:func:`segment_video` runs five stages:
 
-1. **frames**: decode the input (:mod:`engine.video_io`), every ``stride``-th frame, at most
-   ``max_frames``; frames are named ``00000, 00001, ...``.
-2. **flow**: forward optical flow of each frame to the next (:mod:`engine.video_flow`), on
+1. **frames**: decode the input (:mod:`segment_video.frames`), every ``stride``-th frame, at
+   most ``max_frames``; frames are named ``00000, 00001, ...``.
+2. **flow**: forward optical flow of each frame to the next (:mod:`segment_video.flow`), on
    frames downscaled to ``flow_size`` when asked, colour-encoded as everywhere in the project
    (:mod:`utils.flow`); the last frame reuses the previous frame's flow image.
 3. **network**: plain inference with the checkpoint, or with ``online`` OAST online
-   self-tuning on this video first (:class:`engine.online.OnlineTuner`, teacher predictions).
+   self-tuning on this video first (:mod:`segment_video.online`, teacher predictions).
 4. **masks**: ``<output_dir>/masks/<video>/<frame>.png`` (0/255, original frame size); with
    ``save_prob``, probabilities go to ``<output_dir>/probs/<video>/<frame>.png``.
-   :class:`MaskWriter` normally adds a ``<dataset>`` level; the single working dataset
-   carries no information for one video, so it is left out.
 5. **overlay**: ``<output_dir>/overlay.mp4`` or ``<output_dir>/overlay/<frame>.jpg``
-   (:class:`engine.video_io.OverlayWriter`).
+   (:mod:`segment_video.overlay`).
 
 Two pipelines run these stages:
 
 * ``memory`` streams batches of ``batch_size`` frames through all stages: frames and flow
-  images never touch the disk (no JPEG write and read back), and each flow field is encoded
-  at the network input size (:func:`network_flow_image`) instead of the frame size. Plain
-  inference only. On four DAVIS sequences its masks matched the files pipeline's with mean
-  IoU 0.89 (0.76-0.97 per sequence), mean J 71.0 vs 71.6; most of that difference comes
-  from the files pipeline's JPEG copies (with flow encoded at the frame size as there, but
-  no JPEG, the IoU was 0.90).
+  images never touch the disk, and each flow field is encoded at the network input size
+  (:func:`segment_video.flow.network_flow_image`) instead of the frame size. Plain
+  inference only. Its masks differ slightly from the files pipeline's, mostly through that
+  pipeline's JPEG copies of the frames.
 * ``files`` writes the frames and flow images as JPEGs in the project's data layout under
   ``<output_dir>/work/custom/val/{images,flows}/<video>/`` and runs each stage over the
   whole video; a rerun with the same input and flow settings reuses them, so an
   interrupted run resumes. Online tuning reads this layout, so ``--online`` uses it.
 
+The weights are loaded before any frame is decoded or flow computed, so a bad ``--weights``
+fails at once, naming the file. The output folder follows :mod:`segment_video.outputs`.
 Each stage's wall time is recorded in :attr:`SegmentResult.timing`.
-
-**What it may touch.** The weights are loaded (checkpoint read, network built) before any
-frame is decoded or flow computed, so a bad ``--weights`` fails at once, naming the file.
-``<output_dir>/.segment_video.json`` lists every file the tool wrote there
-(:mod:`engine.video_ledger`); everything else in the output folder is the user's and is never
-deleted. Before anything is written, a run refuses (naming the file, suggesting
-``--overwrite`` or another ``--output_dir``) when it would overwrite or leave mixed in with
-its results a file it did not write, or a result of an earlier run with other weights or of
-another video (the shared ``overlay.mp4``/``overlay/``). Its own earlier results of the same
-video and weights are replaced, whatever the other options. With ``--overwrite``, files at
-the names the run writes are replaced and the tool's results of other runs in those places
-are deleted, but a user's file the run does not replace is kept (and named in a warning).
-The frames and flows folders of the work folder must hold only the tool's files (they are
-read back as a data set): a foreign file there is always refused. ``--clean_work`` deletes
-only the listed work files and then the folders the tool created. An ``--input`` that is
-the output folder or lies in one of the places the tool writes (``masks/``, ``probs/``,
-``overlay/``, ``overlay.mp4``, ``work/``) is refused; an output folder inside a frames
-folder is fine (outputs go to subfolders, and only the frames folder's own files are read).
-Every file is written atomically, and the manifest lists it before it is written, so a
-killed run leaves no truncated file and a rerun finishes the job.
 """
 from __future__ import annotations
 
@@ -60,7 +38,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -68,13 +46,14 @@ import torch
 from tqdm import tqdm
 
 from engine.inference import MaskWriter, predict_probs, to_original_size
-from engine.video_io import (DEFAULT_FPS, WORK_DATASET, WORK_SPLIT, ExtractedFrames, Guard, OverlayWriter, check_input,
-                             extract_frames, frame_name, input_fps, input_frame_count, iter_input_frames, signature,
-                             video_name, work_dirs, write_overlay, write_source_record)
-from engine.video_flow import (compute_flow, downscale, flow_estimator, flow_settings, network_flow_image,
-                               reset_stale_flows, resolve_flow_size)
-from engine.video_ledger import Ledger, Owner, Unguarded
-from engine.video_outputs import check_paths, clean_work, plan_outputs
+from segment_video import outputs
+from segment_video.flow import (compute_flow, downscale, flow_estimator, flow_settings, network_flow_image,
+                                reset_stale_flows, resolve_flow_size)
+from segment_video.frames import (WORK_DATASET, WORK_SPLIT, ExtractedFrames, check_input, extract_frames, frame_name,
+                                  input_fps, input_frame_count, iter_input_frames, signature, video_name, work_dirs,
+                                  write_source_record)
+from segment_video.online import tune_and_predict
+from segment_video.overlay import DEFAULT_FPS, OverlayWriter, write_overlay
 from utils.optical_flow import FlowStats
 
 _log = logging.getLogger(__name__)
@@ -84,8 +63,6 @@ STAGES = ("frames_s", "flow_s", "model_s", "tune_s", "network_s", "masks_s", "ov
 
 # Memory pipeline: flow images pass through JPEG like the stored ones the network learnt from.
 FLOW_JPEG = True
-
-FlowEstimator = Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], list]
 
 
 @dataclass
@@ -112,7 +89,6 @@ class SegmentResult:
     pipeline: str = "files"
     flow_size: tuple[int, int] | None = None  # (H, W) flow was computed at; None: the frame size
     manifest: Path | None = None  # <output_dir>/.segment_video.json
-    kept: list[Path] = field(default_factory=list)  # user files left in the output folders (--overwrite)
 
 
 class StageClock:
@@ -134,24 +110,18 @@ class StageClock:
 
 
 class TimedMaskWriter(MaskWriter):
-    """A :class:`MaskWriter` that books its writing time on ``clock`` as ``masks_s`` and has each
-    file agreed and listed by ``guard`` first.
+    """A :class:`MaskWriter` that books its writing time on ``clock`` as ``masks_s``.
 
     Inference and online tuning call the writer from inside their loops; timing the
     writer itself is what separates mask writing from the network's time there.
     """
 
-    def __init__(self, clock: StageClock, *args: Any, guard: Guard | None = None, **kwargs: Any) -> None:
+    def __init__(self, clock: StageClock, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.clock = clock
-        self.guard = guard or Unguarded()
 
     def write(self, dataset: str, video: str, frame: str, prob: np.ndarray) -> None:
         with self.clock("masks_s"):
-            rel = Path(dataset, video) if self.per_dataset else Path(video)
-            self.guard.before_write(self.save_dir / rel / f"{frame}.png")
-            if self.prob_dir is not None:
-                self.guard.before_write(self.prob_dir / rel / f"{frame}.png")
             super().write(dataset, video, frame, prob)
 
 
@@ -182,87 +152,34 @@ def _to_batch(rgbs: Sequence[np.ndarray], size_hw: tuple[int, int], device: torc
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
 
 
-# --------------------------------------------------------------------------- online
-def online_parser() -> argparse.ArgumentParser:
-    """The options of the online stage, from the same parser pieces as ``online_finetuning.py``."""
-    from engine.online import add_online_args
-    from utils.config import data_parser, ignored_options_parser, model_parser, runtime_parser
+def training_size(weights: str | Path | list) -> tuple[int, int]:
+    """The input size the (first) checkpoint was trained at, else the paper's 384 x 640."""
+    from utils.checkpoint import load_checkpoint
 
-    p = argparse.ArgumentParser(add_help=False, parents=[model_parser(from_checkpoint=True), data_parser(),
-                                                         runtime_parser(), ignored_options_parser()])
-    add_online_args(p)
-    return p
-
-
-def online_args(args: argparse.Namespace, work_root: Path, name: str) -> argparse.Namespace:
-    """The online-stage options for tuning on this one video (as ``online_finetuning.py`` would get)."""
-    argv = ["--weights", *map(str, args.weights), "--data_dir", str(work_root), "--test_datasets", WORK_DATASET,
-            "--split", WORK_SPLIT, "--videos", name, "--size", *map(str, args.size), "--workers", str(args.workers),
-            "--epochs", str(args.online_epochs), "--batch_size", str(args.online_batch_size),
-            "--lr", str(args.online_lr), "--mode", args.online_mode, "--tta", *args.tta, "--predict_with", "teacher",
-            # The tuner writes through the caller's flat MaskWriter (see online_masks).
-            "--save_dir", str(Path(args.output_dir) / "masks"), "--output_dir", str(work_root / "online"),
-            "--device", args.device, "--amp_dtype", args.amp_dtype, "--seed", str(args.seed), "--no_tensorboard"]
-    if args.model_scale:
-        argv += ["--model_scale", args.model_scale]
-    if args.backbone:
-        argv += ["--backbone", args.backbone]
-    if args.flip:
-        argv.append("--flip")
-    if args.amp:
-        argv.append("--amp")
-    return online_parser().parse_args(argv)
-
-
-# What the online tuner writes in its run folder (engine/online.py, utils/log.py); listed before it starts.
-ONLINE_RUN_FILES = ("log.txt", "args.yaml", "timing.json")
-
-
-def online_masks(args: argparse.Namespace, work_root: Path, name: str, writer: MaskWriter,
-                 guard: Guard | None = None) -> dict:
-    """OAST online self-tuning on this video, teacher predictions; the tuner's timing
-    (``frames``, ``tune_s``, ``predict_s``, ...) plus ``model_s`` (building the tuner).
-
-    The tuner's run folder is ``<work_root>/online``; its files are listed by ``guard``
-    before the tuner starts (and any other file it made there, after it finished).
-    """
-    from engine.online import OnlineTuner
-
-    guard = guard or Unguarded()
-    run_dir = work_root / "online"
-    for f in (*ONLINE_RUN_FILES, f"done/{WORK_DATASET}/{name}.json"):
-        guard.before_write(run_dir / f)
-    t0 = time.time()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    first = weights[0] if isinstance(weights, (list, tuple)) else weights
+    saved = load_checkpoint(first).get("args") or {}
+    saved = vars(saved) if not isinstance(saved, dict) else saved  # the authors' files hold a Namespace
+    size = saved.get("size", saved.get("img_size"))
+    if isinstance(size, int):
+        size = (size, size)
     try:
-        t = time.perf_counter()
-        tuner = OnlineTuner(online_args(args, work_root, name), writer=writer)
-        model_s = time.perf_counter() - t
-        timing = tuner.run()
-    finally:
-        # The tuner logs to <run_dir>/log.txt; later messages of this run belong to the caller's log only
-        # (a log that grew after the run finished would no longer count as the tool's file).
-        for h in list(root.handlers):
-            if h not in handlers:
-                root.removeHandler(h)
-                h.close()
-        for h in handlers:
-            if h not in root.handlers:
-                root.addHandler(h)
-        root.setLevel(level)
-    if isinstance(guard, Ledger) and run_dir.is_dir():
-        new = [p for p in run_dir.rglob("*") if p.is_file() and guard.rel(p) not in guard.files
-               and p.stat().st_mtime >= t0 - 1]
-        if new:
-            guard.claim(new)
-            guard.adopt_written(new)
-    return {**timing, "model_s": model_s}
+        return (int(size[0]), int(size[1])) if size is not None and len(size) == 2 else (384, 640)
+    except (TypeError, ValueError):
+        return (384, 640)
+
+
+def _check_weights(args: argparse.Namespace, device: torch.device) -> torch.nn.Module | None:
+    """Load the checkpoint(s) and build the network now, so that a bad ``--weights`` fails before any
+    slow stage. Returns the model for plain inference; None for ``--online`` (the tuner builds its own)."""
+    if not args.online:
+        return load_model(args, device)
+    from models import build_model_from_checkpoint
+
+    build_model_from_checkpoint(args.weights, args.model_scale, args.backbone, getattr(args, "arch", None))
+    return None
 
 
 # --------------------------------------------------------------------------- pipelines
-
-
 @dataclass
 class _Frame:
     """One decoded frame of the memory pipeline and what has been derived from it."""
@@ -366,23 +283,22 @@ class _MemoryPipeline:
 
 
 def _segment_with_files(args: argparse.Namespace, path: Path, name: str, device: torch.device, writer: MaskWriter,
-                        clock: StageClock, progress: bool = True, model: torch.nn.Module | None = None,
-                        guard: Guard | None = None) -> tuple[int, ExtractedFrames, FlowStats, tuple[int, int] | None]:
+                        clock: StageClock, progress: bool = True, model: torch.nn.Module | None = None
+                        ) -> tuple[int, ExtractedFrames, FlowStats, tuple[int, int] | None]:
     """Frames and flow images through the work folder, then inference (with ``model``) or online
     tuning; returns (masks written, extracted frames, flow counts, flow size)."""
-    guard = guard or Unguarded()
     work_root = Path(args.output_dir) / "work"
     with clock("frames_s"):
-        frames = extract_frames(path, work_root, name, args.stride, args.max_frames, progress, guard)
+        frames = extract_frames(path, work_root, name, args.stride, args.max_frames, progress)
     images_dir, flows_dir = work_dirs(work_root, name)
     flow_hw = resolve_flow_size(args.flow_size, args.size, frames.size)
     with clock("flow_s"):
-        reset_stale_flows(work_root, name, flow_settings(args, flow_hw), guard)
-        flow = compute_flow(images_dir, flows_dir, args.flow, progress, flow_hw, flow_estimator(args), guard)
+        reset_stale_flows(work_root, name, flow_settings(args, flow_hw))
+        flow = compute_flow(images_dir, flows_dir, args.flow, progress, flow_hw, flow_estimator(args))
 
     masks_before = clock.seconds.get("masks_s", 0.0)
     if args.online:
-        timing = online_masks(args, work_root, name, writer, guard)
+        timing = tune_and_predict(args, work_root, name, writer)
         n = int(timing["frames"])
         clock.add("model_s", timing["model_s"])
         clock.add("tune_s", timing["tune_s"])
@@ -406,35 +322,8 @@ def _segment_with_files(args: argparse.Namespace, path: Path, name: str, device:
     return n, frames, flow, flow_hw
 
 
-def training_size(weights: str | Path | list) -> tuple[int, int]:
-    """The input size the (first) checkpoint was trained at, else the paper's 384 x 640."""
-    from utils.checkpoint import load_checkpoint
-
-    first = weights[0] if isinstance(weights, (list, tuple)) else weights
-    saved = load_checkpoint(first).get("args") or {}
-    saved = vars(saved) if not isinstance(saved, dict) else saved  # the authors' files hold a Namespace
-    size = saved.get("size", saved.get("img_size"))
-    if isinstance(size, int):
-        size = (size, size)
-    try:
-        return (int(size[0]), int(size[1])) if size is not None and len(size) == 2 else (384, 640)
-    except (TypeError, ValueError):
-        return (384, 640)
-
-
-def _check_weights(args: argparse.Namespace, device: torch.device) -> torch.nn.Module | None:
-    """Load the checkpoint(s) and build the network now, so that a bad ``--weights`` fails before any
-    slow stage. Returns the model for plain inference; None for ``--online`` (the tuner builds its own)."""
-    if not args.online:
-        return load_model(args, device)
-    from models import build_model_from_checkpoint
-
-    build_model_from_checkpoint(args.weights, args.model_scale, args.backbone, getattr(args, "arch", None))
-    return None
-
-
 def _run_options(args: argparse.Namespace, pipeline: str) -> dict:
-    """The options a run records in the manifest (for the user; nothing depends on them)."""
+    """The options a run records in the manifest (for the user; only input, name and weights decide)."""
     keys = ("input", "name", "stride", "max_frames", "size", "flow", "dis_preset", "flow_size", "threshold", "flip",
             "online", "online_epochs", "overlay", "save_prob")
     out = {k: getattr(args, k, None) for k in keys}
@@ -443,25 +332,24 @@ def _run_options(args: argparse.Namespace, pipeline: str) -> dict:
 
 
 def segment_video(args: argparse.Namespace, progress: bool = True) -> SegmentResult:
-    """Run the stages of the module docstring for ``args`` (see :func:`engine.video_args.add_video_args`).
+    """Run the stages of the module docstring for ``args`` (see :func:`segment_video.cli.add_video_args`).
 
-    Raises :class:`engine.video_ledger.OutputConflict` (a ``ValueError``) before writing
-    anything when the run would touch a file it may not (see the module docstring).
+    Raises :class:`segment_video.outputs.OutputConflict` (a ``ValueError``) before writing
+    anything when the output folder is not this run's (see :mod:`segment_video.outputs`).
     """
+    from engine.online_records import weights_identity
     from utils.misc import resolve_device, seed_everything
 
     t_start = time.perf_counter()
     if args.online and args.online_epochs < 0:
         raise ValueError("--online_epochs must be >= 0")
-    if not 0.0 <= args.overlay_alpha <= 1.0:
-        raise ValueError(f"--overlay_alpha must be in [0, 1], got {args.overlay_alpha}")
     pipeline = args.pipeline if args.pipeline != "auto" else ("files" if args.online else "memory")
     if pipeline == "memory" and args.online:
         raise ValueError("--online needs --pipeline files (or auto): the tuner reads the frames from the work folder")
     path = Path(args.input)
     check_input(path)  # fail on a bad input before loading anything heavy
     out_dir = Path(args.output_dir)
-    check_paths(path, out_dir)
+    outputs.check_input_placement(path, out_dir)
     if args.size is None:
         args.size = training_size(args.weights)
     work_root = out_dir / "work"
@@ -472,60 +360,53 @@ def segment_video(args: argparse.Namespace, progress: bool = True) -> SegmentRes
     with clock("model_s"):
         model = _check_weights(args, device)
 
-    ledger = Ledger(out_dir, Owner.of(name, args.weights), overwrite=getattr(args, "overwrite", False))
-    with ledger.locked():
-        kept = plan_outputs(ledger, args, out_dir, name, pipeline)
-        ledger.start_run(_run_options(args, pipeline))
-        result = _run_stages(args, path, name, pipeline, device, model, clock, ledger, progress)
-        ledger.finish_run(result.frames)
-        kept = [p for p in kept if p.exists() and ledger.status(p) == "user"]
-        if kept:
-            _log.warning("kept %d file(s) not written by segment_video next to the results: %s%s", len(kept),
-                         ", ".join(map(str, kept[:5])), " ..." if len(kept) > 5 else "")
-        if args.clean_work:
-            removed, left = clean_work(ledger, work_root)
-            _log.info("removed %d file(s) segment_video wrote in %s%s", removed, work_root,
-                      f"; kept {len(left)} other file(s) there, e.g. {left[0]}" if left else "")
-        elif pipeline == "files":
-            _log.info("frames and flows kept in %s (reused by a rerun; --clean_work deletes them)", work_root)
+    identity = {"input": str(path.resolve()), "video": name, "weights": weights_identity(args.weights)}
+    manifest = outputs.claim(out_dir, identity, _run_options(args, pipeline), getattr(args, "overwrite", False))
+    result = _run_stages(args, path, name, pipeline, device, model, clock, progress)
+    if args.clean_work:
+        left = outputs.clean_work(work_root, name)
+        _log.info("removed the frames, flows and records of %s in %s%s", name, work_root,
+                  f"; kept {len(left)} other file(s) there, e.g. {left[0]}" if left else "")
+    elif pipeline == "files":
+        _log.info("frames and flows kept in %s (reused by a rerun; --clean_work deletes them)", work_root)
+    outputs.finish(manifest, result.frames)
     timing = {k: clock.seconds.get(k, 0.0) for k in STAGES if k != "tune_s" or args.online}
     timing["total_s"] = time.perf_counter() - t_start
     n = result.frames
     _log.info("%d frames in %.2f s (%.1f frames/s): %s", n, timing["total_s"], n / max(timing["total_s"], 1e-9),
               ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in timing.items() if k != "total_s"))
-    result.timing, result.manifest, result.kept = timing, ledger.path, kept
+    result.timing, result.manifest = timing, manifest
     return result
 
 
 def _run_stages(args: argparse.Namespace, path: Path, name: str, pipeline: str, device: torch.device,
-                model: torch.nn.Module | None, clock: StageClock, guard: Guard, progress: bool) -> SegmentResult:
-    """Frames, flow, network, masks and overlay of one video, every file through ``guard``."""
+                model: torch.nn.Module | None, clock: StageClock, progress: bool) -> SegmentResult:
+    """Frames, flow, network, masks and overlay of one video."""
     out_dir = Path(args.output_dir)
     work_root = out_dir / "work"
     masks_root = out_dir / "masks"
     prob_root = out_dir / "probs" if args.save_prob else None
     # One user video from a single working dataset: no <dataset> folder level in the output.
-    writer = TimedMaskWriter(clock, masks_root, prob_root, args.threshold, per_dataset=False, guard=guard)
+    writer = TimedMaskWriter(clock, masks_root, prob_root, args.threshold, per_dataset=False)
     color = tuple(args.overlay_color)
     if pipeline == "memory":
         fps_in = input_fps(path)
         fps = args.fps or ((fps_in / args.stride) if fps_in else DEFAULT_FPS)
         sig = signature(path, args.stride, args.max_frames)
-        with OverlayWriter(out_dir, args.overlay, fps, color, args.overlay_alpha, guard) as overlay:
+        with OverlayWriter(out_dir, args.overlay, fps, color, args.overlay_alpha) as overlay:
             run = _MemoryPipeline(args, path, name, device, writer, overlay, clock, model)
             n = run.run(input_frame_count(path, args.stride, args.max_frames), progress)
         # The only file of the work folder here: which input frame each output frame came from.
-        write_source_record(work_root, name, sig, [frame_name(i) for i in range(n)], run.sources, run.size, fps_in,
-                            guard)
+        write_source_record(work_root, name, sig, [frame_name(i) for i in range(n)], run.sources, run.size, fps_in)
         overlay_path, n_frames, size, flow, flow_hw, reused = overlay.target, n, run.size, run.stats, run.flow_hw, False
     else:
-        n, frames, flow, flow_hw = _segment_with_files(args, path, name, device, writer, clock, progress, model, guard)
+        n, frames, flow, flow_hw = _segment_with_files(args, path, name, device, writer, clock, progress, model)
         n_frames, size, reused = len(frames.names), frames.size, frames.reused
         fps = args.fps or ((frames.fps / args.stride) if frames.fps else DEFAULT_FPS)
         images_dir, _ = work_dirs(work_root, name)
         with clock("overlay_s"):
             overlay_path = write_overlay(images_dir, masks_root / name, frames.names, out_dir, args.overlay, fps,
-                                         color, args.overlay_alpha, progress, guard)
+                                         color, args.overlay_alpha, progress)
     if n != n_frames:
         raise RuntimeError(f"wrote {n} masks for {n_frames} frames of {name}")
     _log.info("masks: %s (%d frames)%s", masks_root / name, n,

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from engine.tta import TTA_VIEWS
-from engine.video_io import DEFAULT_FPS, OVERLAY_MODES
+from segment_video.overlay import DEFAULT_FPS, OVERLAY_MODES
 from utils.optical_flow import DIS_PRESETS, METHODS
 
 PIPELINES = ("auto", "memory", "files")
@@ -25,6 +25,17 @@ def flow_size_arg(text: str) -> str | tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def unit_interval(text: str) -> float:
+    """A number in [0, 1] (``--overlay_alpha``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
 def add_video_args(p: argparse.ArgumentParser) -> None:
     """Options of ``scripts/segment_video.py``."""
     g = p.add_argument_group("input")
@@ -38,8 +49,8 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                    help="memory: frames and flow stay in memory and each batch goes decode -> flow -> network -> "
                         "mask -> overlay (fastest; the flow image is encoded at the network input size; nothing "
                         "to resume); files: frames and flow images are written as JPEGs under <output_dir>/work "
-                        "and read back (a rerun reuses them; the behaviour of earlier versions); auto: memory, or "
-                        "files with --online (the tuner reads the work folder)")
+                        "and read back (a rerun reuses them); auto: memory, or files with --online (the tuner "
+                        "reads the work folder)")
 
     g = p.add_argument_group("optical flow")
     g.add_argument("--flow", default="dis", choices=METHODS,
@@ -47,9 +58,8 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dis_preset", default="medium", choices=sorted(DIS_PRESETS), help="DIS speed/quality preset")
     g.add_argument("--flow_size", type=flow_size_arg, default="frame", metavar="{frame,network,HxW}",
                    help="size the frames are downscaled to before flow estimation: frame (none), network "
-                        "(--size), or HxW; never upscaled. Much cheaper, but less accurate: DIS flow at 224x416 "
-                        "instead of 480p cost about 4.6 J points on four DAVIS sequences (lite0 model). Files "
-                        "pipeline: the flow is scaled back to the frame size before encoding")
+                        "(--size), or HxW; never upscaled. Much cheaper, but less accurate (README, 'Speed'). "
+                        "Files pipeline: the flow is scaled back to the frame size before encoding")
     g.add_argument("--raft_weights", type=Path, default=None,
                    help="RAFT state dict file; omitted: torchvision's pretrained weights (needs internet)")
     g.add_argument("--raft_size", type=int, nargs=2, default=None, metavar=("H", "W"),
@@ -60,13 +70,13 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", "--weight", nargs="+", required=True,
                    help="trained checkpoint(s); several are averaged into one model")
     g.add_argument("--output_dir", type=Path, required=True,
-                   help="output root: masks/<video>/, overlay.mp4 or overlay/, work/ (frames, flows); "
-                        ".segment_video.json there lists the files the tool wrote, the only ones it ever deletes or "
-                        "replaces without --overwrite")
+                   help="output folder: masks/<video>/, overlay.mp4 or overlay/, work/ (frames, flows). The tool "
+                        "owns it, marked by .segment_video.json (input, weights, options); a folder that is not "
+                        "empty and holds no run of the same input and weights is refused")
     g.add_argument("--overwrite", action="store_true",
-                   help="let this run replace files in its output places that it did not write, or that an earlier "
-                        "run wrote with other weights or for another video (e.g. overlay.mp4); a file of yours it "
-                        "does not replace is kept, never deleted")
+                   help="take over an output folder that is not this run's (other files, or a run of another "
+                        "input or weights): its masks/<video>/, probs/<video>/, overlay and work files are "
+                        "replaced; other files there are kept")
     g.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="network input size (frames are resized to it; masks come back at the frame size); "
                         "default: the size the checkpoint was trained at, else 384 640")
@@ -99,7 +109,7 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                         "for folders")
     g.add_argument("--overlay_color", type=int, nargs=3, default=(255, 40, 40), metavar=("R", "G", "B"),
                    help="mask fill and contour colour")
-    g.add_argument("--overlay_alpha", type=float, default=0.45, help="opacity of the mask fill")
+    g.add_argument("--overlay_alpha", type=unit_interval, default=0.45, help="opacity of the mask fill, in [0, 1]")
     g.add_argument("--clean_work", action="store_true",
-                   help="delete the files segment_video wrote in <output_dir>/work (frames, flows, records) at the "
-                        "end, then the folders it created there; other files are kept. A rerun then starts over")
+                   help="delete the frames, flows and records of this video in <output_dir>/work at the end (other "
+                        "files there are kept); a rerun then starts over")

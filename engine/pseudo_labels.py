@@ -1,0 +1,163 @@
+"""Pseudo-labels for online self-tuning, built once per pass from the teacher.
+
+A frame's target is made in three steps, each optional:
+
+1. **Views**: the teacher's foreground probability at several input sizes, each resized from
+   the original frame (not from an already-resized tensor), with and without a horizontal
+   flip, mapped back to the test size and averaged.
+2. **Temporal fusion**: the neighbours' probabilities (``t +- k``) are warped into frame
+   ``t`` with pixel-scale DIS flow computed both ways between the two frames at the test
+   size; only pixels that pass a forward-backward consistency check take part.
+3. **Confidence**: hard labels where the fused probability is above ``hi`` (object) or below
+   ``lo`` (background); every other pixel is ``IGNORE`` and gives no loss.
+
+Ground truth is never read here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.inference import ViewSet, view_probs, view_size, view_sizes
+
+IGNORE = 255  # label value of pixels that give no loss
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """How the teacher's targets are built (see the module docstring)."""
+
+    scales: tuple[float, ...] = (1.0,)  # view sizes relative to the test size
+    flip: bool = True  # each size also seen mirrored
+    temporal: tuple[int, ...] = ()  # neighbour offsets k whose predictions are warped into t (t-k and t+k)
+    fb_alpha: float = 0.01  # forward-backward check: |f + b|^2 < alpha (|f|^2 + |b|^2) + beta
+    fb_beta: float = 0.5
+    lo: float = 0.1  # probability below which a pixel is a background label
+    hi: float = 0.9  # and above which it is an object label
+    dis_preset: str = "medium"  # DIS preset of the temporal-fusion flow
+
+
+def _grid(flow: torch.Tensor) -> torch.Tensor:
+    """Sampling grid (``1 x H x W x 2``, normalised) of ``x + flow(x)`` for ``grid_sample``."""
+    h, w = flow.shape[-2:]
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=flow.dtype), torch.arange(w, dtype=flow.dtype), indexing="ij")
+    gx = (xs + flow[0]) * (2 / max(w - 1, 1)) - 1
+    gy = (ys + flow[1]) * (2 / max(h - 1, 1)) - 1
+    return torch.stack([gx, gy], -1)[None]
+
+
+def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """``x`` (``C x H x W``, frame n) sampled at ``p + flow(p)``: frame n seen from frame t when
+    ``flow`` (``2 x H x W``, pixels) is the flow t -> n. Outside the frame: 0."""
+    return F.grid_sample(x[None], _grid(flow), mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+
+
+def consistent(fwd: torch.Tensor, bwd: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    """``H x W`` bool: where the flow t -> n (``fwd``) and back (``bwd``, warped to t) cancel
+    out, and the target pixel lies inside frame n (Sundaram et al.'s occlusion test)."""
+    h, w = fwd.shape[-2:]
+    b = warp(bwd, fwd)
+    err = ((fwd + b) ** 2).sum(0)
+    ok = err < alpha * ((fwd ** 2).sum(0) + (b ** 2).sum(0)) + beta
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=fwd.dtype), torch.arange(w, dtype=fwd.dtype), indexing="ij")
+    x, y = xs + fwd[0], ys + fwd[1]
+    return ok & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+
+
+def pair_flows(frames: Sequence[np.ndarray], offsets: Iterable[int],
+               preset: str = "medium") -> dict[tuple[int, int], torch.Tensor]:
+    """DIS flow ``2 x H x W`` (pixels) from frame i to frame j for every ``|i - j|`` in ``offsets``,
+    both ways; ``frames`` are ``H x W x 3`` uint8 RGB at the size the flow is wanted."""
+    from utils.optical_flow import DISFlow  # OpenCV, imported only where flow is computed
+
+    dis = DISFlow(preset)
+    out: dict[tuple[int, int], torch.Tensor] = {}
+    for k in offsets:
+        for i in range(len(frames) - k):
+            f, b = dis([frames[i], frames[i + k]], [frames[i + k], frames[i]])
+            out[(i, i + k)] = torch.from_numpy(f).permute(2, 0, 1)
+            out[(i + k, i)] = torch.from_numpy(b).permute(2, 0, 1)
+    return out
+
+
+def temporal_fuse(probs: torch.Tensor, flows: dict[tuple[int, int], torch.Tensor], offsets: Iterable[int],
+                  alpha: float = 0.01, beta: float = 0.5) -> torch.Tensor:
+    """Each frame's probability averaged with its neighbours' (``t +- k`` for k in ``offsets``),
+    warped into it where the forward-backward check passes; ``probs`` is ``T x 1 x H x W``."""
+    out = torch.empty_like(probs)
+    for t in range(len(probs)):
+        total, count = probs[t].clone(), torch.ones_like(probs[t])
+        for k in offsets:
+            for n in (t - k, t + k):
+                if (t, n) not in flows:
+                    continue
+                ok = consistent(flows[(t, n)], flows[(n, t)], alpha, beta)[None].to(probs.dtype)
+                total += ok * warp(probs[n], flows[(t, n)])
+                count += ok
+        out[t] = total / count
+    return out
+
+
+def hard_labels(prob: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """uint8 labels: 1 above ``hi``, 0 below ``lo``, ``IGNORE`` between."""
+    out = torch.full(prob.shape, IGNORE, dtype=torch.uint8)
+    out[prob > hi] = 1
+    out[prob < lo] = 0
+    return out
+
+
+def masked_seg_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """BCE + soft IoU over the labelled pixels only (``labels`` uint8 with ``IGNORE``)."""
+    valid = (labels != IGNORE).float()
+    target = (labels == 1).float()
+    logits = logits.float()
+    bce = F.binary_cross_entropy_with_logits(logits, target, weight=valid, reduction="sum") / valid.sum().clamp_min(1)
+    p = logits.sigmoid() * valid
+    inter = (p * target).flatten(1).sum(1)
+    union = (p + target - p * target).flatten(1).sum(1)
+    return bce + (1 - (inter + eps) / (union + eps)).mean()
+
+
+def video_view_probs(model: torch.nn.Module, data, indices: Sequence[int], test_hw: Sequence[int],
+                     view_sets: Sequence[tuple[tuple[float, ...], bool]], device: torch.device, batch_size: int = 4,
+                     workers: int = 0, amp: bool = False,
+                     amp_dtype: str = "bf16") -> tuple[list[torch.Tensor], list[np.ndarray]]:
+    """For one video (``indices`` of ``data`` in temporal order): for each ``(scales, flip)`` of
+    ``view_sets`` the ``T x 1 x H x W`` mean probability at ``test_hw``, and the frames as uint8
+    RGB at ``test_hw`` (for flow). Each frame is read once; each size is resized from it."""
+    scales = sorted({s for ss, _ in view_sets for s in ss} | {1.0})
+    sizes = view_sizes(test_hw, scales)
+    size_of = {s: (tuple(test_hw) if s == 1.0 else view_size(test_hw, s)) for s in scales}
+    loader = torch.utils.data.DataLoader(ViewSet(data, indices, sizes), batch_size=batch_size, num_workers=workers)
+    model.eval()
+    outs: list[list[torch.Tensor]] = [[] for _ in view_sets]
+    rgbs: list[np.ndarray] = []
+    for batch in loader:
+        views = {sz: (im.to(device), fl.to(device)) for sz, (im, fl) in zip(sizes, batch["views"])}
+        cache: dict[tuple[tuple[int, int], bool], torch.Tensor] = {}  # one pass per size and flip
+        for k, (ss, flip) in enumerate(view_sets):
+            parts = []
+            for s in ss:
+                key = (size_of[s], flip)
+                if key not in cache:
+                    cache[key] = view_probs(model, [views[size_of[s]]], test_hw, flip, amp, amp_dtype).cpu()
+                parts.append(cache[key])
+            outs[k].append(torch.stack(parts).mean(0))
+        rgbs += list(batch["rgb"].numpy())
+    return [torch.cat(o) for o in outs], rgbs
+
+
+def build_targets(model: torch.nn.Module, data, indices: Sequence[int], test_hw: Sequence[int], cfg: TargetConfig,
+                  device: torch.device, batch_size: int = 4, workers: int = 0, amp: bool = False,
+                  amp_dtype: str = "bf16") -> tuple[torch.Tensor, torch.Tensor]:
+    """One video's targets: (fused probability ``T x 1 x H x W``, hard labels uint8 with ``IGNORE``)."""
+    (prob,), rgbs = video_view_probs(model, data, indices, test_hw, [(cfg.scales, cfg.flip)], device, batch_size,
+                                     workers, amp, amp_dtype)
+    if cfg.temporal:
+        flows = pair_flows(rgbs, cfg.temporal, cfg.dis_preset)
+        prob = temporal_fuse(prob, flows, cfg.temporal, cfg.fb_alpha, cfg.fb_beta)
+    return prob, hard_labels(prob, cfg.lo, cfg.hi)

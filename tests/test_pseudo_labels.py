@@ -1,0 +1,178 @@
+"""Cached online targets: warping, the forward-backward check, temporal fusion, confidence
+labels, the masked loss, the student's view, and the tuner's cached mode."""
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import online_finetuning
+from engine.pseudo_labels import (IGNORE, consistent, hard_labels, masked_seg_loss, pair_flows, temporal_fuse,
+                                  view_size, warp)
+from engine.tta import strong_view
+from models import build_model, model_config
+from utils.checkpoint import save_checkpoint
+
+
+def _square(h=20, w=30, y=5, x=5, s=5):
+    m = torch.zeros(1, h, w)
+    m[0, y:y + s, x:x + s] = 1
+    return m
+
+
+def test_warp_integer_shift_is_exact():
+    t = _square()
+    n = torch.roll(t, 3, dims=2)  # frame n: the square 3 px to the right
+    f = torch.zeros(2, 20, 30)
+    f[0] = 3  # flow t -> n
+    assert torch.allclose(warp(n, f), t, atol=1e-5)
+
+
+def test_forward_backward_check():
+    f, b = torch.zeros(2, 20, 30), torch.zeros(2, 20, 30)
+    f[0], b[0] = 3, -3
+    ok = consistent(f, b, 0.01, 0.5)
+    assert ok[:, :27].all() and not ok[:, 27:].any()  # the last 3 columns leave the frame
+    assert not consistent(f, torch.zeros_like(b), 0.01, 0.5).any()  # |3 + 0|^2 = 9 > 0.01 * 9 + 0.5
+
+
+def test_dis_pair_flows_recover_a_shift():
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur((rng.random((64, 96, 3)) * 255).astype(np.uint8), (0, 0), 2)
+    flows = pair_flows([img, np.roll(img, 2, axis=1)], [1])
+    assert set(flows) == {(0, 1), (1, 0)}
+    assert abs(flows[(0, 1)][0, 10:-10, 10:-10].mean().item() - 2) < 0.1
+    assert abs(flows[(1, 0)][0, 10:-10, 10:-10].mean().item() + 2) < 0.1
+
+
+def test_temporal_fuse_hand_computed():
+    probs = torch.tensor([1.0, 0.0, 1.0]).view(3, 1, 1, 1).expand(3, 1, 4, 4).clone()
+    zero = torch.zeros(2, 4, 4)
+    flows = {(0, 1): zero, (1, 0): zero, (1, 2): zero, (2, 1): zero}
+    out = temporal_fuse(probs, flows, [1])
+    assert torch.allclose(out[1], torch.full((1, 4, 4), 2 / 3))  # (0 + 1 + 1) / 3
+    assert torch.allclose(out[0], torch.full((1, 4, 4), 0.5))  # (1 + 0) / 2: no t-1
+    # an inconsistent neighbour does not take part
+    bad = torch.zeros(2, 4, 4)
+    bad[0] = 2
+    flows[(1, 2)] = bad  # 1 -> 2 says +2 px, 2 -> 1 says 0: fails the check
+    out = temporal_fuse(probs, flows, [1])
+    assert torch.allclose(out[1], torch.full((1, 4, 4), 0.5))  # (0 + 1) / 2
+
+
+def test_hard_labels_and_view_size():
+    lab = hard_labels(torch.tensor([0.05, 0.1, 0.5, 0.9, 0.95]), 0.1, 0.9)
+    assert lab.tolist() == [0, IGNORE, IGNORE, IGNORE, 1]
+    assert view_size((320, 576), 1.25) == (384, 704) and view_size((320, 576), 1.0) == (320, 576)
+
+
+def test_masked_loss_ignores_unlabelled_pixels():
+    labels = torch.tensor([[1, 0, IGNORE, IGNORE]], dtype=torch.uint8).view(1, 1, 1, 4)
+    a = torch.tensor([2.0, -1.0, 5.0, -5.0]).view(1, 1, 1, 4)
+    b = a.clone()
+    b[..., 2:] = torch.tensor([-7.0, 3.0])
+    assert torch.allclose(masked_seg_loss(a, labels), masked_seg_loss(b, labels))
+    # by hand: BCE over the two labelled pixels, soft IoU with eps 1
+    p1, p0 = torch.sigmoid(torch.tensor(2.0)), torch.sigmoid(torch.tensor(-1.0))
+    bce = (-torch.log(p1) - torch.log(1 - p0)) / 2
+    iou = 1 - (p1 + 1) / (1 + p0 + 1)  # inter = p1, union = p1 + p0 + 1 - p1
+    assert torch.allclose(masked_seg_loss(a, labels), bce + iou, atol=1e-6)
+    # nothing labelled: zero loss, no NaN
+    none = torch.full((1, 1, 1, 4), IGNORE, dtype=torch.uint8)
+    assert masked_seg_loss(a, none).item() == 0
+
+
+@pytest.mark.parametrize("scale", [(1.3, 1.3), (0.7, 0.7)])
+def test_strong_view_keeps_labels_aligned(scale):
+    labels = _square(64, 96, 16, 20, 30).to(torch.uint8)[None]
+    prob = labels.float()
+    image, flow = torch.rand(1, 3, 64, 96), torch.rand(1, 3, 64, 96)
+    g = torch.Generator().manual_seed(1)
+    im2, fl2, lab2, pr2 = strong_view(image, flow, labels, prob, g, scale)
+    assert im2.shape == image.shape and fl2.shape == flow.shape and lab2.shape == labels.shape
+    known = lab2 != IGNORE
+    agree = ((pr2 > 0.5) == (lab2 == 1))[known].float().mean()
+    assert agree > 0.98
+    if scale[0] < 1:  # padded border is ignored
+        assert (lab2 == IGNORE).any()
+    else:
+        assert known.all()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("pl_ckpt") / "xxs.pth"
+    save_checkpoint(path, {"model": build_model("xxs").state_dict(), "model_config": model_config("xxs")})
+    return path
+
+
+CACHED = ["--targets", "cached", "--temporal", "1", "--target_scales", "1", "1.25", "--student_aug", "1",
+          "--aug_scale", "0.8", "1.2", "--tune", "decoder", "--confidence", "0.5", "0.5"]
+
+
+def test_cached_targets_tune_without_ground_truth(ckpt, synthetic_dir, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dir / "DAVIS-2016" / "val", data / "DAVIS-2016" / "val",
+                    ignore=shutil.ignore_patterns("flows_exact"))
+    shutil.rmtree(data / "DAVIS-2016/val/labels")
+
+    def forbidden(path):
+        raise AssertionError(f"ground truth opened during online tuning: {path}")
+
+    monkeypatch.setattr("datasets.frames.read_mask", forbidden)
+    base = ["--weights", str(ckpt), "--data_dir", str(data), "--test_datasets", "DAVIS-2016", "--size", "64", "96",
+            "--workers", "0", "--no_tensorboard", "--batch_size", "2", "--lr", "1e-3", "--epochs", "1",
+            "--videos", "davis000", "--output_dir", str(tmp_path / "run")]
+    online_finetuning.main([*base, *CACHED, "--save_dir", str(tmp_path / "m"), "--predict_with", "student"])
+    assert len(list((tmp_path / "m").rglob("*.png"))) == 20
+    with pytest.raises(ValueError, match="causal"):
+        online_finetuning.main([*base, *CACHED, "--mode", "causal", "--save_dir", str(tmp_path / "c"),
+                                "--output_dir", str(tmp_path / "run_c")])
+
+
+def test_decoder_only_tuning_leaves_encoders(ckpt, synthetic_dir, tmp_path):
+    from engine.online import OnlineTuner
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dir / "DAVIS-2016" / "val", data / "DAVIS-2016" / "val",
+                    ignore=shutil.ignore_patterns("flows_exact"))
+    args = online_finetuning.get_parser().parse_args(
+        ["--weights", str(ckpt), "--data_dir", str(data), "--test_datasets", "DAVIS-2016", "--size", "64", "96",
+         "--workers", "0", "--no_tensorboard", "--batch_size", "2", "--lr", "1e-2", "--epochs", "1",
+         "--videos", "davis001", "--output_dir", str(tmp_path / "run"), "--save_dir", str(tmp_path / "m"),
+         "--lambda_adv", "0", *CACHED])
+    tuner = OnlineTuner(args)
+    key, idx = next(iter(tuner.data.video_items().items()))
+    tuner.tune_video(key, idx, seed=0)
+    assert len(tuner.targets) == len(idx)
+    labels = torch.stack([lab for _, lab in tuner.targets.values()])
+    assert (labels != IGNORE).any()  # thresholds 0.5/0.5 label every pixel
+    off, stu = tuner.offline.state_dict(), tuner.student.state_dict()
+    enc = [k for k in off if k.startswith("rgb_encoder.") and off[k].is_floating_point()]
+    assert enc and all(torch.equal(off[k], stu[k]) for k in enc)
+    assert not torch.equal(off["decoder.head.1.weight"], stu["decoder.head.1.weight"])
+
+
+def test_video_without_object_labels_is_not_tuned(ckpt, synthetic_dir, tmp_path):
+    """A teacher that is never above --confidence HI gives background labels only; tuning on them
+    would teach the student to predict nothing, so the video keeps the teacher's masks."""
+    import test as test_script
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dir / "DAVIS-2016" / "val", data / "DAVIS-2016" / "val",
+                    ignore=shutil.ignore_patterns("flows_exact"))
+    common = ["--weights", str(ckpt), "--data_dir", str(data), "--test_datasets", "DAVIS-2016", "--size", "64", "96",
+              "--workers", "0", "--videos", "davis000"]
+    test_script.main([*common, "--save_dir", str(tmp_path / "test")])
+    online_finetuning.main([*common, "--no_tensorboard", "--batch_size", "2", "--lr", "1e-2", "--epochs", "1",
+                            "--output_dir", str(tmp_path / "run"), "--save_dir", str(tmp_path / "online"),
+                            "--targets", "cached", "--confidence", "0.0", "1.0", "--predict_with", "student"])
+    assert "davis000: no pixel above --confidence HI" in (tmp_path / "run" / "log.txt").read_text()
+    a = sorted((tmp_path / "test").rglob("*.png"))
+    b = sorted((tmp_path / "online").rglob("*.png"))
+    assert len(a) == len(b) == 20
+    assert all(np.array_equal(np.asarray(Image.open(x)), np.asarray(Image.open(y))) for x, y in zip(a, b))
