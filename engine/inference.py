@@ -39,9 +39,9 @@ def predict_probs(model: torch.nn.Module, image: torch.Tensor, flow: torch.Tenso
     return prob
 
 
-def view_size(test_hw: Sequence[int], scale: float, multiple: int = 32) -> tuple[int, int]:
-    """``test_hw * scale`` rounded to the nearest multiple the network takes without padding."""
-    return tuple(max(multiple, int(round(s * scale / multiple)) * multiple) for s in test_hw)
+def rescaled_size(hw: Sequence[int], factor: float, multiple: int = 32) -> tuple[int, int]:
+    """``hw * factor`` rounded to the nearest multiple the network takes without padding."""
+    return tuple(max(multiple, int(round(s * factor / multiple)) * multiple) for s in hw)
 
 
 @torch.no_grad()
@@ -79,7 +79,7 @@ class ViewSet(torch.utils.data.Dataset):
 
 def view_sizes(size: Sequence[int], scales: Sequence[float]) -> list[tuple[int, int]]:
     """The input size of each scale, the test size itself first."""
-    return [tuple(size)] + [view_size(size, s) for s in scales if s != 1.0]
+    return [tuple(size)] + [rescaled_size(size, s) for s in scales if s != 1.0]
 
 
 def write_view_predictions(model: torch.nn.Module, data: FrameDataset, indices: Sequence[int], writer: "MaskWriter",

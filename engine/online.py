@@ -37,13 +37,13 @@ from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs
                                    mask_options, resume_messages, save_roots, weights_identity, write_record)
 from engine.presets import add_variant_args
 from engine.pseudo_labels import TargetConfig, build_targets, masked_seg_loss
-from engine.tta import TTA_CHOICES, TTA_VIEWS, sharpen, strong_view, student_view, tta_probs
+from engine.tta import TTA_CHOICES, TTA_VIEWS, sharpen, strong_view, tta_probs
 from models import build_mask_discriminator, build_model_from_checkpoint
 from models.discriminators import build_authors_mask_discriminator
 from models.losses import seg_loss
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import DEFAULT_TEST_DATASETS
-from utils.distributed import DistInfo, all_gather_objects, barrier
+from utils.distributed import DistInfo, all_gather_objects, barrier, shard_indices
 from utils.io import atomic_write, in_progress
 from utils.log import TensorBoard, begin_run, open_run
 from utils.misc import autocast, seed_everything
@@ -200,7 +200,7 @@ class OnlineTuner:
             if a.student_aug:
                 # A perturbed view for the student: learning to agree with the teacher's clean
                 # ensemble across views is what gives self-training a signal.
-                image, flow, pseudo = student_view(image, flow, pseudo, self.gen)
+                image, flow, _, pseudo = strong_view(image, flow, None, pseudo, self.gen)
             logits = self.student(image, flow)["logits"]
         seg = seg_loss(logits, pseudo)
         return self._update(seg, logits, pseudo, image)
@@ -480,7 +480,7 @@ class OnlineTuner:
             barrier()
         t_tune = time.perf_counter() - t0
         t1 = time.perf_counter()
-        n = self._write([i for i in range(len(self.data))][info.rank::info.world_size])
+        n = self._write(shard_indices(len(self.data), info))
         parts = all_gather_objects({"frames": n, "tune_s": t_tune, "predict_s": time.perf_counter() - t1})
         return {"frames": sum(p["frames"] for p in parts), "tune_s": max(p["tune_s"] for p in parts),
                 "predict_s": max(p["predict_s"] for p in parts)}

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.inference import ViewSet, view_probs, view_size, view_sizes
+from engine.inference import ViewSet, rescaled_size, view_probs, view_sizes
 
 IGNORE = 255  # label value of pixels that give no loss
 
@@ -50,17 +50,23 @@ def _grid(flow: torch.Tensor) -> torch.Tensor:
     return torch.stack([gx, gy], -1)[None]
 
 
+def _sample(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    return F.grid_sample(x[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+
+
 def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """``x`` (``C x H x W``, frame n) sampled at ``p + flow(p)``: frame n seen from frame t when
     ``flow`` (``2 x H x W``, pixels) is the flow t -> n. Outside the frame: 0."""
-    return F.grid_sample(x[None], _grid(flow), mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+    return _sample(x, _grid(flow))
 
 
-def consistent(fwd: torch.Tensor, bwd: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+def consistent(fwd: torch.Tensor, bwd: torch.Tensor, alpha: float, beta: float,
+               grid: torch.Tensor | None = None) -> torch.Tensor:
     """``H x W`` bool: where the flow t -> n (``fwd``) and back (``bwd``, warped to t) cancel
-    out, and the target pixel lies inside frame n (Sundaram et al.'s occlusion test)."""
+    out, and the target pixel lies inside frame n (Sundaram et al.'s occlusion test).
+    ``grid``: ``fwd``'s sampling grid, when the caller has it already."""
     h, w = fwd.shape[-2:]
-    b = warp(bwd, fwd)
+    b = _sample(bwd, _grid(fwd) if grid is None else grid)
     err = ((fwd + b) ** 2).sum(0)
     ok = err < alpha * ((fwd ** 2).sum(0) + (b ** 2).sum(0)) + beta
     ys, xs = torch.meshgrid(torch.arange(h, dtype=fwd.dtype), torch.arange(w, dtype=fwd.dtype), indexing="ij")
@@ -95,8 +101,9 @@ def temporal_fuse(probs: torch.Tensor, flows: dict[tuple[int, int], torch.Tensor
             for n in (t - k, t + k):
                 if (t, n) not in flows:
                     continue
-                ok = consistent(flows[(t, n)], flows[(n, t)], alpha, beta)[None].to(probs.dtype)
-                total += ok * warp(probs[n], flows[(t, n)])
+                grid = _grid(flows[(t, n)])  # one grid for the check and the warp
+                ok = consistent(flows[(t, n)], flows[(n, t)], alpha, beta, grid)[None].to(probs.dtype)
+                total += ok * _sample(probs[n], grid)
                 count += ok
         out[t] = total / count
     return out
@@ -131,7 +138,7 @@ def video_view_probs(model: torch.nn.Module, data, indices: Sequence[int], test_
     RGB at ``test_hw`` (for flow). Each frame is read once; each size is resized from it."""
     scales = sorted({s for ss, _ in view_sets for s in ss} | {1.0})
     sizes = view_sizes(test_hw, scales)
-    size_of = {s: (tuple(test_hw) if s == 1.0 else view_size(test_hw, s)) for s in scales}
+    size_of = {s: (tuple(test_hw) if s == 1.0 else rescaled_size(test_hw, s)) for s in scales}
     loader = torch.utils.data.DataLoader(ViewSet(data, indices, sizes), batch_size=batch_size, num_workers=workers)
     model.eval()
     outs: list[list[torch.Tensor]] = [[] for _ in view_sets]

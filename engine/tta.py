@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from engine.inference import hflip_logits
+from engine.inference import hflip_logits, rescaled_size
 from utils.flow import hflip_flow_image
 
 TTA_VIEWS = ("identity", "flip", "jitter", "scale")  # the default --tta: keep as is
@@ -35,11 +35,6 @@ def color_jitter(image: torch.Tensor, gen: torch.Generator, strength: float = 0.
     grey = x.mean(dim=1, keepdim=True)
     x = (x - grey) * factor() + grey
     return x.clamp(0, 1)
-
-
-def rescaled_size(hw: tuple[int, int], factor: float, multiple: int = 32) -> tuple[int, int]:
-    """``hw * factor`` rounded to the nearest multiple the network takes without padding."""
-    return tuple(max(multiple, int(round(s * factor / multiple)) * multiple) for s in hw)
 
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, PIL's RGB -> L conversion
@@ -146,22 +141,15 @@ def sharpen(prob: torch.Tensor, temperature: float) -> torch.Tensor:
     return p / (p + q)
 
 
-def student_view(image: torch.Tensor, flow: torch.Tensor, pseudo: torch.Tensor,
-                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random horizontal flip (image, flow vectors and pseudo-mask) and colour jitter (image)."""
-    if torch.rand(1, generator=gen).item() < 0.5:
-        image, flow, pseudo = image.flip(-1), hflip_flow_image(flow), pseudo.flip(-1)
-    return color_jitter(image, gen), flow, pseudo
-
-
-def strong_view(image: torch.Tensor, flow: torch.Tensor, labels: torch.Tensor, prob: torch.Tensor,
+def strong_view(image: torch.Tensor, flow: torch.Tensor, labels: torch.Tensor | None, prob: torch.Tensor,
                 gen: torch.Generator, scale_range: tuple[float, float] = (1.0, 1.0)) -> tuple[torch.Tensor, ...]:
-    """The student's view against cached targets: a random flip (flow vectors mirrored too), a
-    random zoom in ``scale_range`` cropped or padded back to the size (padding: edge pixels,
-    ignored labels), and colour jitter of the image. ``labels`` (uint8, ``IGNORE`` = 255) are
-    resampled nearest, ``prob`` bilinear."""
+    """The student's view of a frame and its target: a random flip (flow vectors mirrored too),
+    a random zoom in ``scale_range`` cropped or padded back to the size (padding: edge pixels,
+    ignored labels), and colour jitter of the image. ``labels`` (uint8, ``IGNORE`` = 255; None
+    for soft targets only) are resampled nearest, ``prob`` bilinear."""
     if torch.rand(1, generator=gen).item() < 0.5:
-        image, flow, labels, prob = image.flip(-1), hflip_flow_image(flow), labels.flip(-1), prob.flip(-1)
+        image, flow, prob = image.flip(-1), hflip_flow_image(flow), prob.flip(-1)
+        labels = labels.flip(-1) if labels is not None else None
     lo, hi = scale_range
     s = float(torch.empty(1).uniform_(lo, hi, generator=gen)) if hi > lo else lo
     if s != 1.0:
@@ -173,15 +161,16 @@ def strong_view(image: torch.Tensor, flow: torch.Tensor, labels: torch.Tensor, p
             return F.interpolate(x, size=(nh, nw), mode=mode, **kw)
 
         image, flow, prob = zoom(image, "bilinear"), zoom(flow, "bilinear"), zoom(prob, "bilinear")
-        labels = zoom(labels.float(), "nearest").to(torch.uint8)
+        labels = zoom(labels.float(), "nearest").to(torch.uint8) if labels is not None else None
         # where the zoomed frame lands: a random window (crop) or a random offset (pad)
         dy = int(torch.randint(abs(nh - h) + 1, (1,), generator=gen))
         dx = int(torch.randint(abs(nw - w) + 1, (1,), generator=gen))
         if s > 1:
             sl = (..., slice(dy, dy + h), slice(dx, dx + w))
-            image, flow, labels, prob = image[sl], flow[sl], labels[sl], prob[sl]
+            image, flow, prob = image[sl], flow[sl], prob[sl]
+            labels = labels[sl] if labels is not None else None
         else:
             pad = (dx, w - nw - dx, dy, h - nh - dy)
             image, flow, prob = (F.pad(x, pad, mode="replicate") for x in (image, flow, prob))
-            labels = F.pad(labels, pad, value=255)
+            labels = F.pad(labels, pad, value=255) if labels is not None else None
     return color_jitter(image, gen), flow, labels, prob

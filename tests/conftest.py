@@ -1,4 +1,5 @@
-"""Shared fixtures: the synthetic data set (made once per session) and the shared DAVIS copy."""
+"""Shared fixtures: the synthetic data set (made once per session), a seeded random xxs
+checkpoint, and the shared DAVIS copy."""
 from __future__ import annotations
 
 import os
@@ -35,3 +36,15 @@ def synthetic_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthetic")
     make_synthetic_dataset(out, seed=0, size=(96, 160), save_exact_flow=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def ckpt(tmp_path_factory) -> Path:
+    """An xxs two_stream checkpoint with seeded random weights (for tests of the machinery)."""
+    from models import build_model, model_config
+    from utils.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("xxs_ckpt") / "xxs.pth"
+    save_checkpoint(path, {"model": build_model("xxs").state_dict(), "model_config": model_config("xxs")})
+    return path

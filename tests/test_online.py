@@ -19,14 +19,6 @@ from utils.checkpoint import save_checkpoint
 BASE = ["--size", "64", "96", "--workers", "0", "--no_tensorboard", "--batch_size", "2", "--lr", "1e-4"]
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("online_ckpt") / "xxs.pth"
-    save_checkpoint(path, {"model": build_model("xxs").state_dict(), "model_config": model_config("xxs")})
-    return path
-
-
 @pytest.fixture
 def davis_copy(synthetic_dir, tmp_path):
     dst = tmp_path / "data"

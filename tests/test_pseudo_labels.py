@@ -11,10 +11,9 @@ import torch
 
 import online_finetuning
 from engine.pseudo_labels import (IGNORE, consistent, hard_labels, masked_seg_loss, pair_flows, temporal_fuse,
-                                  view_size, warp)
+                                  warp)
+from engine.inference import rescaled_size
 from engine.tta import strong_view
-from models import build_model, model_config
-from utils.checkpoint import save_checkpoint
 
 
 def _square(h=20, w=30, y=5, x=5, s=5):
@@ -66,7 +65,7 @@ def test_temporal_fuse_hand_computed():
 def test_hard_labels_and_view_size():
     lab = hard_labels(torch.tensor([0.05, 0.1, 0.5, 0.9, 0.95]), 0.1, 0.9)
     assert lab.tolist() == [0, IGNORE, IGNORE, IGNORE, 1]
-    assert view_size((320, 576), 1.25) == (384, 704) and view_size((320, 576), 1.0) == (320, 576)
+    assert rescaled_size((320, 576), 1.25) == (384, 704) and rescaled_size((320, 576), 1.0) == (320, 576)
 
 
 def test_masked_loss_ignores_unlabelled_pixels():
@@ -100,14 +99,6 @@ def test_strong_view_keeps_labels_aligned(scale):
         assert (lab2 == IGNORE).any()
     else:
         assert known.all()
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("pl_ckpt") / "xxs.pth"
-    save_checkpoint(path, {"model": build_model("xxs").state_dict(), "model_config": model_config("xxs")})
-    return path
 
 
 CACHED = ["--targets", "cached", "--temporal", "1", "--target_scales", "1", "1.25", "--student_aug", "1",

@@ -62,14 +62,6 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("video_ckpt") / "xxs.pth"
-    save_checkpoint(path, {"model": build_model("xxs").state_dict(), "model_config": model_config("xxs")})
-    return path
-
-
-@pytest.fixture(scope="module")
 def video_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("video") / "my clip.mp4"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (W, H))
