@@ -162,7 +162,7 @@ class OfflineTrainer:
         self._replaced = check_run_folder(self.run_dir, args.resume, args.overwrite, args.finetune)
         seed_everything(args.seed, self.info.rank)
         dev = self.info.device
-        model = build_model(args.model_scale, args.backbone, args.pretrained, arch=args.arch)
+        model = build_model(args.model_scale, args.backbone, args.pretrained, arch=args.arch, head=args.decoder_head)
         self.cfg = model.config
         disc = (build_authors_feature_discriminator(model) if args.feature_disc == "authors"
                 else build_feature_discriminator(model, args.d_width))

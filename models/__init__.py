@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.backbone import MODEL_SCALES, backbone_name
+from models.decoder import HEADS
 from models.discriminators import FeatureDiscriminator, MaskDiscriminator
 from models.oast3d import OAST3D, pretrained_blocks
 from models.pretrained import IMAGENET_MEAN, IMAGENET_STD, input_normalisation, pip_weights, resolve_pretrained
@@ -14,18 +15,23 @@ __all__ = ["build_model", "build_model_from_checkpoint", "build_feature_discrimi
 
 
 ARCHS = ("two_stream", "oast3d")
+DEFAULT_HEAD = "relu"  # decoder head of new two_stream models (``--decoder_head``)
 
 
 def model_config(model_scale: str = "xxs", backbone: str | None = None,
-                 pretrained: str | Path | None = None, arch: str = "two_stream", blocks: str | None = None) -> dict:
+                 pretrained: str | Path | None = None, arch: str = "two_stream", blocks: str | None = None,
+                 head: str | None = None) -> dict:
     """The architecture description stored in every checkpoint.
 
     A weight package named by ``pretrained`` implies its backbone; ``mean``/``std`` are the
     input normalisation of the encoders' weights (timm's ``pretrained_cfg`` otherwise).
     ``arch="oast3d"`` (the authors' network, always on ``mobilevit_<model_scale>``) also
-    records ``blocks`` (see :func:`oast3d_config`).
+    records ``blocks`` (see :func:`oast3d_config`). ``head``: the two-stream decoder's head
+    (:data:`models.decoder.HEADS`; default ``DEFAULT_HEAD``).
     """
     if arch == "oast3d":
+        if head is not None:
+            raise ValueError("--decoder_head is an option of --arch two_stream; oast3d has the authors' head")
         return oast3d_config(model_scale, backbone, pretrained, blocks)
     entry = pip_weights(pretrained)
     if entry is not None:
@@ -36,7 +42,11 @@ def model_config(model_scale: str = "xxs", backbone: str | None = None,
     mean, std = input_normalisation(name, pretrained)
     if arch not in ARCHS:
         raise ValueError(f"unknown --arch {arch!r}; choose from {ARCHS}")
-    return {"arch": arch, "model_scale": model_scale, "backbone": name, "mean": list(mean), "std": list(std)}
+    head = DEFAULT_HEAD if head is None else head
+    if head not in HEADS:
+        raise ValueError(f"unknown --decoder_head {head!r}; choose from {HEADS}")
+    return {"arch": arch, "model_scale": model_scale, "backbone": name, "mean": list(mean), "std": list(std),
+            "head": head}
 
 
 def oast3d_config(model_scale: str = "xxs", backbone: str | None = None, pretrained: str | Path | None = None,
@@ -70,7 +80,7 @@ def oast3d_config(model_scale: str = "xxs", backbone: str | None = None, pretrai
 
 def build_model(model_scale: str = "xxs", backbone: str | None = None,
                 pretrained: str | Path | None = None, config: dict | None = None,
-                arch: str = "two_stream") -> TwoStreamNet | OAST3D:
+                arch: str = "two_stream", head: str | None = None) -> TwoStreamNet | OAST3D:
     """Two-stream network on ``mobilevit_<model_scale>`` (or any timm ``backbone``), or with
     ``arch="oast3d"`` the authors' 3D MobileViT (:class:`models.oast3d.OAST3D`, whose encoder
     ``pretrained`` initialises by inflation).
@@ -81,15 +91,17 @@ def build_model(model_scale: str = "xxs", backbone: str | None = None,
     ``model_config``) replaces the other arguments. The result's ``config`` attribute is the
     ``model_config`` to store with its weights.
     """
-    cfg = dict(config) if config is not None else model_config(model_scale, backbone, pretrained, arch)
+    cfg = dict(config) if config is not None else model_config(model_scale, backbone, pretrained, arch, head=head)
     if cfg.get("arch", "two_stream") == "oast3d":
         return _build_oast3d(cfg, pretrained)
     if cfg.get("arch", "two_stream") != "two_stream":
         raise ValueError(f"unknown arch {cfg['arch']!r} in the model config; choose from {ARCHS}")
     # Checkpoints written before the normalisation was recorded used ImageNet's.
+    # Checkpoints written before the head was an option have the ReLU head.
     mean, std = tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
-    net = TwoStreamNet(cfg["backbone"], mean=mean, std=std)
-    net.config = {**cfg, "mean": list(mean), "std": list(std)}
+    head = cfg.get("head", "relu")
+    net = TwoStreamNet(cfg["backbone"], mean=mean, std=std, head=head)
+    net.config = {**cfg, "mean": list(mean), "std": list(std), "head": head}
     if pretrained:
         net.load_backbone_weights(str(resolve_pretrained(pretrained)))
     return net

@@ -18,17 +18,19 @@ class TwoStreamNet(nn.Module):
     (``B x 3 x H x W``, any H, W) and returns ``{"logits": B x 1 x H x W, "features":
     B x C x H/32 x W/32}``; the features (fused deepest level) feed the offline
     feature discriminator. ``mean``/``std`` normalise both inputs as the encoders' ImageNet
-    weights expect (flow images are images too).
+    weights expect (flow images are images too). ``head``: the decoder's last layers
+    (:class:`models.decoder.Decoder`).
     """
 
-    def __init__(self, backbone: str, max_width: int = 128, mean: tuple = IMAGENET_MEAN, std: tuple = IMAGENET_STD):
+    def __init__(self, backbone: str, max_width: int = 128, mean: tuple = IMAGENET_MEAN, std: tuple = IMAGENET_STD,
+                 head: str = "relu"):
         super().__init__()
         self.rgb_encoder = Encoder(backbone)
         self.flow_encoder = Encoder(backbone)
         in_ch = self.rgb_encoder.channels
         widths = [min(c, max_width) for c in in_ch]
         self.fusions = nn.ModuleList(MotionAppearanceFusion(c, w) for c, w in zip(in_ch, widths))
-        self.decoder = Decoder(widths)
+        self.decoder = Decoder(widths, head)
         self.stride = self.rgb_encoder.reductions[-1]
         self.feature_channels = widths[-1]
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)

@@ -138,3 +138,46 @@ def test_atomic_save_keeps_old_file_on_failure(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.load(path, weights_only=False)["epoch"] == 1
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def _cap_head(net: torch.nn.Module, bias: float = 0.5) -> None:
+    """The trained failure: every weight of the last 1x1 conv negative."""
+    last = net.decoder.head[-1]
+    with torch.no_grad():
+        last.weight.copy_(-last.weight.abs() - 0.01)
+        last.bias.fill_(bias)
+
+
+def test_relu_head_caps_the_logit_at_its_bias_and_linear_head_does_not():
+    torch.manual_seed(0)
+    relu = build_model("xxs", head="relu").eval()
+    linear = build_model("xxs", head="linear").eval()
+    linear.load_state_dict(relu.state_dict(), strict=True)  # same parameters, either way
+    _cap_head(relu)
+    _cap_head(linear)
+    x = torch.rand(2, 3, 64, 96)
+    for _ in range(3):  # different inputs, same verdict
+        assert relu(x, x.flip(0))["logits"].max() <= 0.5 + 1e-5
+    assert linear(x, x.flip(0))["logits"].max() > 0.5 + 1e-3
+
+
+def test_head_in_config_and_old_checkpoints_keep_the_relu_head(tmp_path):
+    assert model_config("xxs")["head"] == "relu"
+    assert model_config("xxs", head="linear")["head"] == "linear"
+    with pytest.raises(ValueError, match="decoder_head"):
+        model_config("xxs", head="sigmoid")
+    with pytest.raises(ValueError, match="two_stream"):
+        model_config("xxs", arch="oast3d", head="linear")
+    net = build_model("xxs", head="linear")
+    assert not any(isinstance(m, torch.nn.ReLU) for m in net.decoder.head.modules())
+    old = {k: v for k, v in net.config.items() if k != "head"}  # written before the option existed
+    rebuilt = build_model(config=old)
+    assert rebuilt.config["head"] == "relu"
+    assert any(isinstance(m, torch.nn.ReLU) for m in rebuilt.decoder.head.modules())
+    from models import build_model_from_checkpoint
+    path = tmp_path / "lin.pth"
+    save_checkpoint(path, {"model": net.state_dict(), "model_config": net.config})
+    back = build_model_from_checkpoint(path)
+    assert back.config["head"] == "linear"
+    x = torch.rand(1, 3, 64, 96)
+    assert torch.equal(back.eval()(x, x)["logits"], net.eval()(x, x)["logits"])

@@ -35,6 +35,9 @@ def model_parser(from_checkpoint: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--backbone", default=None,
                    help="any timm model with features_only support, instead of mobilevit_<scale>")
     if not from_checkpoint:  # inference and online tuning take every weight from the checkpoint
+        g.add_argument("--decoder_head", default=None, choices=["relu", "linear"],
+                       help="two_stream's last decoder layers: relu (a ReLU before the 1x1 logit conv) or linear "
+                            "(none; the logit is not capped by the conv's bias); default: relu")
         g.add_argument("--pretrained", default=None,
                        help="local timm ImageNet state dict (.pth/.safetensors) for the encoders; "
                             "nothing is downloaded")
