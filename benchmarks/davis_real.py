@@ -38,7 +38,9 @@ TRAIN_SPLIT = "train20"  # the other 20 train sequences
 # The recipe (chosen on HOLDOUT, see README "Real video"): lite0 ImageNet encoders.
 RECIPE = {"pretrained": "efficientnet_lite0_pip", "size": (256, 448), "test_size": (320, 576), "epochs": 8,
           "steps_per_epoch": 150, "batch_size": 4, "lr": 1e-3, "lr_schedule": "cosine",
-          "online_epochs": 1, "online_lr": 1e-4}
+          "online_epochs": 1, "online_lr": 1e-4,
+          "online_args": "--targets cached --temporal 1 --confidence 0.1 0.9 --student_aug 1 --aug_scale 0.8 1.25 "
+                         "--predict_with student"}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -69,7 +71,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--online", default="per_video", help="online modes to run, comma separated ('' for none)")
     p.add_argument("--online_epochs", type=int, default=r["online_epochs"], help="online passes per video")
     p.add_argument("--online_lr", type=float, default=r["online_lr"], help="online student learning rate")
-    p.add_argument("--online_args", default="", help="extra online_finetuning.py options")
+    p.add_argument("--online_args", default=r["online_args"],
+                   help="online_finetuning.py options ('' for the entry script's defaults)")
     p.add_argument("--tag", default="", help="suffix of the mask folders and result file: test-time and online "
                                              "variants of one trained model")
     p.add_argument("--workers", type=int, default=1, help="loader / flow worker processes")

@@ -1,21 +1,27 @@
 """Model factory: every script builds networks through these functions."""
 from __future__ import annotations
 
+import argparse
+import logging
 from pathlib import Path
 
 from models.backbone import MODEL_SCALES, backbone_name
 from models.decoder import HEADS
 from models.discriminators import FeatureDiscriminator, MaskDiscriminator
 from models.oast3d import OAST3D, pretrained_blocks
+from models.oast3d_layers import BLOCKS
 from models.pretrained import IMAGENET_MEAN, IMAGENET_STD, input_normalisation, pip_weights, resolve_pretrained
 from models.two_stream import TwoStreamNet
 
 __all__ = ["build_model", "build_model_from_checkpoint", "build_feature_discriminator", "build_mask_discriminator",
-           "model_config", "TwoStreamNet", "OAST3D", "FeatureDiscriminator", "MaskDiscriminator", "MODEL_SCALES"]
+           "model_config", "add_blocks_arg", "TwoStreamNet", "OAST3D", "FeatureDiscriminator", "MaskDiscriminator",
+           "MODEL_SCALES"]
+
+_log = logging.getLogger(__name__)
 
 
 ARCHS = ("two_stream", "oast3d")
-DEFAULT_HEAD = "relu"  # decoder head of new two_stream models (``--decoder_head``)
+DEFAULT_HEAD = "linear"  # decoder head of new two_stream models (``--decoder_head``); README: Real video
 
 
 def model_config(model_scale: str = "xxs", backbone: str | None = None,
@@ -26,13 +32,17 @@ def model_config(model_scale: str = "xxs", backbone: str | None = None,
     A weight package named by ``pretrained`` implies its backbone; ``mean``/``std`` are the
     input normalisation of the encoders' weights (timm's ``pretrained_cfg`` otherwise).
     ``arch="oast3d"`` (the authors' network, always on ``mobilevit_<model_scale>``) also
-    records ``blocks`` (see :func:`oast3d_config`). ``head``: the two-stream decoder's head
+    records ``blocks`` (see :func:`oast3d_config`); the two-stream network has no such choice
+    and ignores it with a warning (``--preset authors`` sets it, and ``--arch two_stream``
+    may override the preset's ``oast3d``). ``head``: the two-stream decoder's head
     (:data:`models.decoder.HEADS`; default ``DEFAULT_HEAD``).
     """
     if arch == "oast3d":
         if head is not None:
             raise ValueError("--decoder_head is an option of --arch two_stream; oast3d has the authors' head")
         return oast3d_config(model_scale, backbone, pretrained, blocks)
+    if blocks is not None:
+        _log.warning("--blocks %s is an option of --arch oast3d; ignored for --arch %s", blocks, arch)
     entry = pip_weights(pretrained)
     if entry is not None:
         if backbone not in (None, entry.backbone):
@@ -71,7 +81,8 @@ def oast3d_config(model_scale: str = "xxs", backbone: str | None = None, pretrai
     if blocks is None:
         blocks = found or "timm"
     elif found not in (None, blocks):
-        raise ValueError(f"--pretrained {pretrained} is for {found!r} blocks, not {blocks!r}")
+        raise ValueError(f"--pretrained {pretrained} is for {found!r} blocks, not --blocks {blocks}; pass --blocks "
+                         f"{found} to build that network, or the other flavour's file")
     mean, std = input_normalisation(name) if blocks == "timm" else (IMAGENET_MEAN, IMAGENET_STD)
     return {"arch": "oast3d", "model_scale": model_scale, "backbone": name, "blocks": blocks,
             "mean": list(mean), "std": list(std), "flow_mean": [0.0, 0.0, 0.0], "flow_std": [1.0, 1.0, 1.0],
@@ -80,18 +91,19 @@ def oast3d_config(model_scale: str = "xxs", backbone: str | None = None, pretrai
 
 def build_model(model_scale: str = "xxs", backbone: str | None = None,
                 pretrained: str | Path | None = None, config: dict | None = None,
-                arch: str = "two_stream", head: str | None = None) -> TwoStreamNet | OAST3D:
+                arch: str = "two_stream", head: str | None = None, blocks: str | None = None) -> TwoStreamNet | OAST3D:
     """Two-stream network on ``mobilevit_<model_scale>`` (or any timm ``backbone``), or with
     ``arch="oast3d"`` the authors' 3D MobileViT (:class:`models.oast3d.OAST3D`, whose encoder
     ``pretrained`` initialises by inflation).
 
     ``pretrained`` is a local ImageNet state dict for the backbone, or the short name of an
     installed weight package (``models.pretrained.PIP_WEIGHTS``); nothing is downloaded.
-    Without it the network is randomly initialised. ``config`` (a checkpoint's
-    ``model_config``) replaces the other arguments. The result's ``config`` attribute is the
-    ``model_config`` to store with its weights.
+    Without it the network is randomly initialised. ``blocks``: oast3d's block flavour
+    (:func:`oast3d_config`). ``config`` (a checkpoint's ``model_config``) replaces the other
+    arguments. The result's ``config`` attribute is the ``model_config`` to store with its weights.
     """
-    cfg = dict(config) if config is not None else model_config(model_scale, backbone, pretrained, arch, head=head)
+    cfg = (dict(config) if config is not None
+           else model_config(model_scale, backbone, pretrained, arch, blocks=blocks, head=head))
     if cfg.get("arch", "two_stream") == "oast3d":
         return _build_oast3d(cfg, pretrained)
     if cfg.get("arch", "two_stream") != "two_stream":
@@ -116,6 +128,16 @@ def _build_oast3d(cfg: dict, pretrained: str | Path | None) -> OAST3D:
     if pretrained:
         net.load_backbone_weights(resolve_pretrained(pretrained))
     return net
+
+
+def add_blocks_arg(group: argparse._ActionsContainer) -> None:
+    """``--blocks`` (``args.blocks``): the MobileViT block flavour of ``--arch oast3d``, for
+    :func:`build_model`; ``None`` (the default) lets :func:`oast3d_config` choose."""
+    group.add_argument("--blocks", default=None, choices=BLOCKS,
+                       help="--arch oast3d's block internals: timm (timm's MobileViT; initialised from timm's "
+                            "mobilevit_<scale> file) or authors (the MobileViT of the authors' code and files: "
+                            "their parameter counts; initialised from their backbone file); default: the "
+                            "--pretrained file's flavour, else timm")
 
 
 def build_feature_discriminator(model: TwoStreamNet | OAST3D, width: int = 64) -> FeatureDiscriminator:

@@ -162,8 +162,8 @@ def test_relu_head_caps_the_logit_at_its_bias_and_linear_head_does_not():
 
 
 def test_head_in_config_and_old_checkpoints_keep_the_relu_head(tmp_path):
-    assert model_config("xxs")["head"] == "relu"
-    assert model_config("xxs", head="linear")["head"] == "linear"
+    assert model_config("xxs")["head"] == "linear"
+    assert model_config("xxs", head="relu")["head"] == "relu"
     with pytest.raises(ValueError, match="decoder_head"):
         model_config("xxs", head="sigmoid")
     with pytest.raises(ValueError, match="two_stream"):
