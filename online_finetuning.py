@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 
 from engine.online import OnlineTuner, add_online_args
+from engine.online_config import OnlineConfig
 from utils.config import (HelpFormatter, data_parser, ignored_options_parser, model_parser, parse_with_config,
                           report_ignored_options, runtime_parser)
-from engine.presets import apply_preset
-from utils.distributed import cleanup
+from utils.distributed import cleanup, init_distributed
+from utils.log import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -30,10 +31,14 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = apply_preset(get_parser(), argv, "online")
+    args = parse_with_config(get_parser(), argv)
+    config = OnlineConfig.from_args(args)
     try:
-        tuner = OnlineTuner(args)
-        if tuner.info.is_main:
+        info = init_distributed(config.device, args.local_rank)
+        # Records before the tuner has checked the weights and data are kept for its log.txt.
+        setup_logging(None, info.rank, buffer=True)
+        tuner = OnlineTuner(config, info)
+        if info.is_main:
             report_ignored_options(args, "online_finetuning.py")
         return tuner.run()
     finally:

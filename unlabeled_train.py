@@ -19,7 +19,6 @@ import argparse
 
 from engine.offline import OfflineTrainer, add_offline_args
 from utils.config import HelpFormatter, data_parser, model_parser, parse_with_config, runtime_parser
-from engine.presets import apply_preset
 from utils.distributed import cleanup
 
 
@@ -31,7 +30,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    args = apply_preset(get_parser(), argv, "offline")
+    args = parse_with_config(get_parser(), argv)
     try:
         return OfflineTrainer(args).fit()
     finally:

@@ -181,6 +181,7 @@ def measure(a: argparse.Namespace, tmp: Path) -> Speeds:
     import unlabeled_train
     from engine.offline import OfflineTrainer
     from engine.online import OnlineTuner
+    from engine.online_config import OnlineConfig
     from utils.config import parse_with_config
 
     data, unl, unl_split = timing_data(a, tmp)
@@ -207,7 +208,7 @@ def measure(a: argparse.Namespace, tmp: Path) -> Speeds:
     oargs = parse_with_config(online_finetuning.get_parser(), [
         *common, "--weights", weights, "--test_datasets", "DAVIS-2016", "--videos", video, "--epochs", "1",
         "--save_dir", str(tmp / "masks"), "--output_dir", str(tmp / "online")])
-    tuner = OnlineTuner(oargs)
+    tuner = OnlineTuner(OnlineConfig.from_args(oargs))
     oclock = _StepClock(tuner.step, cuda)
     tuner.step = oclock
     timing = tuner.run()

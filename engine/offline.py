@@ -29,7 +29,6 @@ from datasets import FrameDataset, TrainAugment, collate_frames
 from engine.loop import (build_optimizer, encoder_param_groups, freeze_batchnorm, grad_scaler, optimizer_step,
                          run_epoch, unwrap)
 from engine.adversarial import discriminator_step, generator_loss
-from engine.presets import add_variant_args
 from engine.validate import validate
 from models import build_feature_discriminator, build_model
 from models.discriminators import build_authors_feature_discriminator
@@ -38,6 +37,7 @@ from utils.checkpoint import load_checkpoint, load_model_weights, remove_orphan_
 from utils.distributed import DistInfo, all_gather_objects, barrier, convert_sync_bn
 from utils.log import TensorBoard, begin_run, check_run_folder, delete_run_files, open_run
 from utils.misc import autocast, seed_everything, worker_init_fn
+from utils.presets import add_variant_args
 
 _log = logging.getLogger(__name__)
 

@@ -35,18 +35,19 @@ from engine.inference import MaskWriter, write_predictions, write_view_predictio
 from engine.loop import ENCODER_PREFIXES, build_optimizer, grad_scaler, optimizer_step, run_epoch, unwrap
 from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs_digest, key_mismatches,
                                    mask_options, resume_messages, save_roots, weights_identity, write_record)
-from engine.presets import add_variant_args
+from engine.online_config import OnlineConfig
 from engine.pseudo_labels import TargetConfig, build_targets, masked_seg_loss
 from engine.tta import TTA_CHOICES, TTA_VIEWS, sharpen, strong_view, tta_probs
 from models import build_mask_discriminator, build_model_from_checkpoint
 from models.discriminators import build_authors_mask_discriminator
 from models.losses import seg_loss
 from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.config import DEFAULT_TEST_DATASETS
-from utils.distributed import DistInfo, all_gather_objects, barrier, shard_indices
+from utils.config import DEFAULT_TEST_DATASETS, save_args
+from utils.distributed import DistInfo, all_gather_objects, barrier, init_distributed, shard_indices
 from utils.io import atomic_write, in_progress
-from utils.log import TensorBoard, begin_run, open_run
+from utils.log import TensorBoard, keep_records, log_to_file
 from utils.misc import autocast, seed_everything
+from utils.presets import add_variant_args
 
 _log = logging.getLogger(__name__)
 
@@ -141,63 +142,73 @@ def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, momentum: flo
 
 
 class OnlineTuner:
-    """Holds the offline weights and the test set; tunes and writes masks per the mode."""
+    """Holds the offline weights and the test set; tunes and writes masks per the mode.
 
-    def __init__(self, args: argparse.Namespace, info: DistInfo | None = None, writer: MaskWriter | None = None):
-        self.args = args
-        # Nothing is written to the run folder until the weights and the data have been checked.
-        self.info, self.run_dir = begin_run(args, info)
-        if args.epochs < 0 or args.batch_size < 1:
-            raise ValueError("--epochs must be >= 0 and --batch_size >= 1")
-        if args.targets == "cached" and args.mode == "causal":
-            raise ValueError("--targets cached needs whole videos (--mode per_video or transductive); "
-                             "causal mode learns from each frame as it arrives (--targets per_step)")
-        self.offline = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone, args.arch)
-        # with_labels=False: the label folders are never listed or opened in this stage.
-        self.data = FrameDataset(args.data_dir, args.test_datasets, "test", args.split, args.size,
-                                 with_labels=False, videos=args.videos)
-        self.writer = writer or MaskWriter.for_options(args.save_dir, args.save_prob, args.prob_dir)
-        # What made the masks, for the resume records (sha1 of the checkpoints: ~10 ms per 20 MB).
-        self.weights_id = weights_identity(args.weights)
-        open_run(args, self.info, self.run_dir)
-        self.tb = TensorBoard(self.run_dir / "tb", enabled=self.info.is_main and not args.no_tensorboard)
+    Built from an :class:`~engine.online_config.OnlineConfig`; ``online_finetuning.py`` makes
+    one from its command line and sets up logging, the video tool makes one directly.
+    """
+
+    def __init__(self, config: OnlineConfig, info: DistInfo | None = None, writer: MaskWriter | None = None):
+        """``info``: the process group (default: set up from ``config.device`` and the launcher's
+        environment); ``writer``: where masks go (default: ``config.save_dir``/``prob_dir``).
+
+        Logging is the caller's to configure: the tuner adds handlers of its own only while it
+        works (keeping the records of its start; appending to ``<output_dir>/log.txt`` on rank 0
+        during :meth:`run`) and removes them before returning or raising.
+        """
+        self.config = c = config
+        self.info = info or init_distributed(c.device)
+        self.run_dir = Path(c.output_dir)
+        self._startup: list[logging.LogRecord] = []  # for log.txt, which run() opens
+        with keep_records(self._startup):
+            # Nothing is written to the run folder until the weights and the data have been checked.
+            self.offline = build_model_from_checkpoint(list(c.weights), c.model_scale, c.backbone, c.arch)
+            # with_labels=False: the label folders are never listed or opened in this stage.
+            self.data = FrameDataset(c.data_dir, list(c.test_datasets), "test", c.split, c.size, with_labels=False,
+                                     videos=list(c.videos) if c.videos is not None else None)
+            self.writer = writer or MaskWriter.for_options(c.save_dir, c.save_prob, c.prob_dir)
+            # What made the masks, for the resume records (sha1 of the checkpoints: ~10 ms per 20 MB).
+            self.weights_id = weights_identity(c.weights)
+            if self.info.is_main:
+                save_args(c.to_dict(), self.run_dir)
+            self.tb = TensorBoard(self.run_dir / "tb", enabled=self.info.is_main and not c.no_tensorboard)
         self.global_step = 0
 
     # networks --------------------------------------------------------------------------------
     def _fresh(self, seed: int) -> None:
         """Student/teacher from the offline weights, a new discriminator, new optimizers."""
-        a, dev = self.args, self.info.device
+        c, dev = self.config, self.info.device
         torch.manual_seed(seed)
         self.student = copy.deepcopy(self.offline).to(dev).eval()  # eval: BN statistics stay frozen
         self.teacher = copy.deepcopy(self.student).requires_grad_(False)
-        self.disc = (build_authors_mask_discriminator() if a.mask_disc == "authors"
-                     else build_mask_discriminator(a.d_width, tuple(a.d_size))).to(dev)
-        if a.mode == "transductive" and self.info.distributed:
+        self.disc = (build_authors_mask_discriminator() if c.mask_disc == "authors"
+                     else build_mask_discriminator(c.d_width, tuple(c.d_size))).to(dev)
+        if c.mode == "transductive" and self.info.distributed:
             ids = [dev.index] if dev.type == "cuda" else None
             self.student, self.disc = DDP(self.student, device_ids=ids), DDP(self.disc, device_ids=ids)
-        if a.tune == "decoder":  # encoders fixed: cheaper backward, and less to drift
+        if c.tune == "decoder":  # encoders fixed: cheaper backward, and less to drift
             for name, prm in unwrap(self.student).named_parameters():
                 if name.startswith(ENCODER_PREFIXES):
                     prm.requires_grad_(False)
-        self.opt_s = build_optimizer(self.student.parameters(), a.lr, a.weight_decay)
-        self.opt_d = build_optimizer(self.disc.parameters(), a.lr_d, a.weight_decay)
-        self.scaler_s = grad_scaler(dev, a.amp, a.amp_dtype)
-        self.scaler_d = grad_scaler(dev, a.amp, a.amp_dtype)
+        self.opt_s = build_optimizer(self.student.parameters(), c.lr, c.weight_decay)
+        self.opt_d = build_optimizer(self.disc.parameters(), c.lr_d, c.weight_decay)
+        self.scaler_s = grad_scaler(dev, c.amp, c.amp_dtype)
+        self.scaler_d = grad_scaler(dev, c.amp, c.amp_dtype)
         self.gen = torch.Generator().manual_seed(seed)
         self.targets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # index -> (probability, labels)
 
     def predictor(self) -> torch.nn.Module:
-        return self.teacher if self.args.predict_with == "teacher" else unwrap(self.student)
+        return self.teacher if self.config.predict_with == "teacher" else unwrap(self.student)
 
     # one tuning step -----------------------------------------------------------------------
     def step(self, batch: dict) -> dict[str, torch.Tensor]:
-        a, dev = self.args, self.info.device
+        c, dev = self.config, self.info.device
         image, flow = batch["image"].to(dev), batch["flow"].to(dev)
-        with autocast(dev, a.amp, a.amp_dtype):
-            pseudo = tta_probs(self.teacher, image, flow, tuple(a.tta), self.gen, tuple(a.tta_scale),
-                               a.tta_average)
-            pseudo = sharpen(pseudo, a.sharpen)
-            if a.student_aug:
+        with autocast(dev, c.amp, c.amp_dtype):
+            pseudo = tta_probs(self.teacher, image, flow, tuple(c.tta), self.gen, tuple(c.tta_scale),
+                               c.tta_average)
+            pseudo = sharpen(pseudo, c.sharpen)
+            if c.student_aug:
                 # A perturbed view for the student: learning to agree with the teacher's clean
                 # ensemble across views is what gives self-training a signal.
                 image, flow, _, pseudo = strong_view(image, flow, None, pseudo, self.gen)
@@ -209,37 +220,37 @@ class OnlineTuner:
                 image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Student step on ``seg`` (+ the adversarial term), discriminator step (teacher masks
         ``real`` vs the student's), EMA update of the teacher."""
-        a, dev = self.args, self.info.device
+        c, dev = self.config, self.info.device
         loss, logs = seg, {}
         prob = logits.float().sigmoid()
-        if a.lambda_adv > 0:
-            adv = generator_loss(self.disc, prob, image, dev, a.amp, a.amp_dtype)
-            loss = seg + a.lambda_adv * adv
+        if c.lambda_adv > 0:
+            adv = generator_loss(self.disc, prob, image, dev, c.amp, c.amp_dtype)
+            loss = seg + c.lambda_adv * adv
             logs["adv"] = adv.detach()
         optimizer_step(loss, self.opt_s, self.scaler_s, [p for p in self.student.parameters() if p.requires_grad],
-                       a.clip_grad)
-        if a.lambda_adv > 0:
-            logs["d"] = discriminator_step(self.disc, self.opt_d, self.scaler_d, real, prob, image, a.d_loss_weight,
-                                           a.clip_grad, dev, a.amp, a.amp_dtype)
-        ema_update(self.teacher, unwrap(self.student), a.ema)
+                       c.clip_grad)
+        if c.lambda_adv > 0:
+            logs["d"] = discriminator_step(self.disc, self.opt_d, self.scaler_d, real, prob, image, c.d_loss_weight,
+                                           c.clip_grad, dev, c.amp, c.amp_dtype)
+        ema_update(self.teacher, unwrap(self.student), c.ema)
         return {"loss": loss.detach(), "seg": seg.detach(), **logs}
 
     def target_config(self) -> TargetConfig:
-        a = self.args
-        return TargetConfig(scales=tuple(a.target_scales), flip=bool(a.target_flip), temporal=tuple(a.temporal),
-                            lo=a.confidence[0], hi=a.confidence[1])
+        c = self.config
+        return TargetConfig(scales=tuple(c.target_scales), flip=bool(c.target_flip), temporal=tuple(c.temporal),
+                            lo=c.confidence[0], hi=c.confidence[1])
 
     def make_targets(self, indices: list[int]) -> bool:
         """The teacher's targets for these frames (one video), kept for the pass. Returns False,
         with a warning, when no pixel is an object label: learning from background labels
         alone teaches the student to predict nothing, so such a video is not tuned."""
-        a = self.args
-        prob, labels = build_targets(self.teacher, self.data, indices, a.size, self.target_config(), self.info.device,
-                                     a.batch_size, a.workers, a.amp, a.amp_dtype)
+        c = self.config
+        prob, labels = build_targets(self.teacher, self.data, indices, c.size, self.target_config(), self.info.device,
+                                     c.batch_size, c.workers, c.amp, c.amp_dtype)
         if not (labels == 1).any():
             vid = self.data.videos[self.data.items[indices[0]][0]]
             _log.warning("%s/%s: no pixel above --confidence HI %.2f (the teacher's highest probability is %.3f); "
-                         "not tuned, its masks are the teacher's", vid.dataset, vid.name, a.confidence[1],
+                         "not tuned, its masks are the teacher's", vid.dataset, vid.name, c.confidence[1],
                          float(prob.max()))
             return False
         self.targets.update({i: (p.half(), lab) for i, p, lab in zip(indices, prob, labels)})
@@ -247,16 +258,16 @@ class OnlineTuner:
 
     def step_cached(self, batch: dict) -> dict[str, torch.Tensor]:
         """One tuning step against the cached hard labels (ignored pixels give no loss)."""
-        a, dev = self.args, self.info.device
+        c, dev = self.config, self.info.device
         keep = [k for k, i in enumerate(batch["index"]) if i in self.targets]  # transductive: videos not tuned
         if not keep:
             return {"loss": torch.zeros(())}
         image, flow = batch["image"][keep].to(dev), batch["flow"][keep].to(dev)
         prob_t = torch.stack([self.targets[batch["index"][k]][0] for k in keep]).float().to(dev)
         labels = torch.stack([self.targets[batch["index"][k]][1] for k in keep]).to(dev)
-        if a.student_aug:
-            image, flow, labels, prob_t = strong_view(image, flow, labels, prob_t, self.gen, tuple(a.aug_scale))
-        with autocast(dev, a.amp, a.amp_dtype):
+        if c.student_aug:
+            image, flow, labels, prob_t = strong_view(image, flow, labels, prob_t, self.gen, tuple(c.aug_scale))
+        with autocast(dev, c.amp, c.amp_dtype):
             logits = self.student(image, flow)["logits"]
         seg = masked_seg_loss(logits, labels)
         return self._update(seg, logits, prob_t, image)
@@ -266,8 +277,8 @@ class OnlineTuner:
         if shuffle_seed is not None:
             perm = torch.randperm(len(indices), generator=torch.Generator().manual_seed(shuffle_seed)).tolist()
             indices = [indices[i] for i in perm]
-        return DataLoader(Indexed(self.data, indices), self.args.batch_size, shuffle=False,
-                          num_workers=self.args.workers, collate_fn=collate_frames)
+        return DataLoader(Indexed(self.data, indices), self.config.batch_size, shuffle=False,
+                          num_workers=self.config.workers, collate_fn=collate_frames)
 
     def _marker(self, dataset: str, video: str) -> Path:
         return self.run_dir / "done" / dataset / f"{video}.json"
@@ -288,7 +299,7 @@ class OnlineTuner:
     def _video_key(self, key: tuple[str, str], video_seed: int) -> dict:
         """Everything that made this video's masks (see engine/online_records.py)."""
         return {"video": "/".join(key), "weights": self.weights_id,
-                "options": mask_options(self.args, video_seed=video_seed), "inputs": self._inputs([key]),
+                "options": mask_options(self.config, video_seed=video_seed), "inputs": self._inputs([key]),
                 "save_dirs": self._roots()}
 
     def _written(self, key: tuple[str, str], indices: list[int]) -> dict[str, list[list]]:
@@ -299,17 +310,17 @@ class OnlineTuner:
 
     def _plan(self, mine: list) -> tuple[list, list[dict]]:
         """Split this rank's videos into (to tune, timing of reused records); logs each reason once."""
-        a, todo, reused, stale = self.args, [], [], []
+        c, todo, reused, stale = self.config, [], [], []
         for v_idx, (key, indices) in mine:
-            vkey = self._video_key(key, a.seed + v_idx)
-            if a.resume:
+            vkey = self._video_key(key, c.seed + v_idx)
+            if c.resume:
                 rec, reasons = check_record(self._marker(*key), vkey)
                 if rec is not None:
                     reused.append(rec.get("timing") or {})
                     continue
                 stale += [(r, d, str(self._marker(*key)), "/".join(key)) for r, d in reasons]
             todo.append((v_idx, key, indices, vkey))
-        if a.resume:
+        if c.resume:
             parts = all_gather_objects(stale)
             if self.info.is_main:
                 for line in resume_messages([s for p in parts for s in p]):
@@ -318,14 +329,14 @@ class OnlineTuner:
 
     def tune_video(self, key: tuple[str, str], indices: list[int], seed: int) -> dict:
         """Tune on one video (per_video / causal) and write its masks; returns timing."""
-        a = self.args
+        c = self.config
         self._fresh(seed)
         t0 = time.perf_counter()
         desc = f"{key[1]}"
-        if a.mode == "per_video":
-            for epoch in range(a.epochs):
+        if c.mode == "per_video":
+            for epoch in range(c.epochs):
                 step = self.step
-                if a.targets == "cached":  # this pass's targets, from the teacher as it is now
+                if c.targets == "cached":  # this pass's targets, from the teacher as it is now
                     self.targets = {}
                     if not self.make_targets(indices):
                         break
@@ -345,7 +356,7 @@ class OnlineTuner:
                 self._write(batch["index"], batch)
                 t_pred += time.perf_counter() - t1
                 out = {}
-                for _ in range(a.causal_steps if a.epochs > 0 else 0):
+                for _ in range(c.causal_steps if c.epochs > 0 else 0):
                     out = self.step(batch)
                 return out or {"loss": torch.zeros(())}
 
@@ -356,12 +367,12 @@ class OnlineTuner:
 
     def _write(self, indices: list[int], batch: dict | None = None) -> int:
         """Masks of these frames from the predicting network (``batch``: already loaded)."""
-        a, dev = self.args, self.info.device
-        if tuple(a.scales) == (1.0,):  # test.py's path, so that 0 epochs give test.py's masks bit for bit
+        c, dev = self.config, self.info.device
+        if tuple(c.scales) == (1.0,):  # test.py's path, so that 0 epochs give test.py's masks bit for bit
             loader = [batch] if batch is not None else self._loader(indices, None)
-            return write_predictions(self.predictor(), loader, self.writer, dev, a.flip, a.amp, a.amp_dtype)
-        return write_view_predictions(self.predictor(), self.data, indices, self.writer, dev, a.size, a.scales, a.flip,
-                                      a.batch_size, a.workers, a.amp, a.amp_dtype)
+            return write_predictions(self.predictor(), loader, self.writer, dev, c.flip, c.amp, c.amp_dtype)
+        return write_view_predictions(self.predictor(), self.data, indices, self.writer, dev, c.size, c.scales, c.flip,
+                                      c.batch_size, c.workers, c.amp, c.amp_dtype)
 
     @property
     def _local(self) -> DistInfo:
@@ -370,9 +381,17 @@ class OnlineTuner:
         return DistInfo(self.info.rank, 1, self.info.local_rank, self.info.device)
 
     def run(self) -> dict:
-        """Tune and write masks for the whole test set; returns timing totals."""
-        a, info = self.args, self.info
-        seed_everything(a.seed, info.rank)
+        """Tune and write masks for the whole test set; returns timing totals. Rank 0 appends this
+        run's log to ``<output_dir>/log.txt`` meanwhile (with any records the caller buffered)."""
+        with log_to_file(self.run_dir, enabled=self.info.is_main, records=self._startup):
+            try:
+                return self._run()
+            finally:
+                self.tb.close()
+
+    def _run(self) -> dict:
+        c, info = self.config, self.info
+        seed_everything(c.seed, info.rank)
         names = ["/".join(k) for k in sorted(self.data.video_items())]
         with in_progress([self.writer.save_dir, self.writer.prob_dir], "online_finetuning.py", names, info.is_main):
             timing = self._tune_all()
@@ -380,18 +399,17 @@ class OnlineTuner:
         timing |= {"tune_s_per_frame": timing["tune_s"] / n, "predict_s_per_frame": timing["predict_s"] / n}
         if info.is_main:
             atomic_write(self.run_dir / "timing.json", lambda tmp: tmp.write_text(json.dumps(timing, indent=1)))
-            _log.info("online %s: %d frames, tuning %.3f s/frame, inference %.3f s/frame; masks in %s", a.mode,
+            _log.info("online %s: %d frames, tuning %.3f s/frame, inference %.3f s/frame; masks in %s", c.mode,
                       timing["frames"], timing["tune_s_per_frame"], timing["predict_s_per_frame"],
                       self.writer.save_dir)
-            if a.mode != "transductive":
+            if c.mode != "transductive":
                 _log.info(self._summary(timing))
-        self.tb.close()
         return timing
 
     def _tune_all(self) -> dict:
         """Tune and write every video of this run (per the mode); returns timing totals."""
-        a, info = self.args, self.info
-        if a.mode == "transductive":
+        c, info = self.config, self.info
+        if c.mode == "transductive":
             timing = self._run_transductive()
         else:
             # Whole videos per rank (no cross-rank sync needed); each video's seed is its global
@@ -403,9 +421,9 @@ class OnlineTuner:
             for vt in reused:  # the totals cover the whole set, reused videos included
                 for k in timing:
                     timing[k] += vt.get(k, 0)
-            bar = tqdm(todo, desc=f"online {a.mode}", disable=not info.is_main, dynamic_ncols=True)
+            bar = tqdm(todo, desc=f"online {c.mode}", disable=not info.is_main, dynamic_ncols=True)
             for v_idx, key, indices, vkey in bar:
-                vt = self.tune_video(key, indices, a.seed + v_idx)
+                vt = self.tune_video(key, indices, c.seed + v_idx)
                 write_record(self._marker(*key), vkey, self._written(key, indices), vt)
                 for k in timing:
                     timing[k] += vt[k]
@@ -421,22 +439,22 @@ class OnlineTuner:
         if tuned == 0 and reused:
             return (f"online --resume: all {reused} video(s) were already done with these weights, options, inputs "
                     f"and save folder; nothing re-tuned ({where})")
-        return f"online {self.args.mode}: tuned {tuned} video(s), reused {reused} finished earlier ({where})"
+        return f"online {self.config.mode}: tuned {tuned} video(s), reused {reused} finished earlier ({where})"
 
     def _transductive_key(self) -> dict:
         """What the transductive state depends on: as a video's key, for the whole set, minus
         the save folders and output-only options (its masks are always written afresh)."""
         keys = sorted(self.data.video_items())
-        opts = {k: v for k, v in mask_options(self.args).items() if k not in OUTPUT_ONLY}
+        opts = {k: v for k, v in mask_options(self.config).items() if k not in OUTPUT_ONLY}
         return {"weights": self.weights_id, "options": opts, "inputs": self._inputs(keys),
                 "videos": ["/".join(k) for k in keys], "world_size": self.info.world_size}
 
     def _run_transductive(self) -> dict:
-        a, info = self.args, self.info
-        self._fresh(a.seed)
+        c, info = self.config, self.info
+        self._fresh(c.seed)
         state_path = self.run_dir / "transductive_last.pth"
         start, key = 0, self._transductive_key()
-        if a.resume and state_path.is_file():
+        if c.resume and state_path.is_file():
             ck = load_checkpoint(state_path)
             if "resume_key" in ck:
                 reasons = key_mismatches(ck["resume_key"], key)
@@ -453,17 +471,17 @@ class OnlineTuner:
                 self.opt_d.load_state_dict(ck["opt_d"])
                 start = ck["epoch"] + 1
                 _log.info("online --resume: %s matches the weights, options and inputs; %s", state_path,
-                          f"continuing at epoch {start + 1} of {a.epochs}" if start < a.epochs else
+                          f"continuing at epoch {start + 1} of {c.epochs}" if start < c.epochs else
                           "tuning was finished: nothing to tune, writing the masks from it")
-        sampler = DistributedSampler(self.data, info.world_size, info.rank, shuffle=a.transductive_order == "shuffled",
-                                     seed=a.seed, drop_last=True)
-        loader = DataLoader(Indexed(self.data, range(len(self.data))), a.batch_size, sampler=sampler,
-                            num_workers=a.workers, collate_fn=collate_frames)
+        sampler = DistributedSampler(self.data, info.world_size, info.rank, shuffle=c.transductive_order == "shuffled",
+                                     seed=c.seed, drop_last=True)
+        loader = DataLoader(Indexed(self.data, range(len(self.data))), c.batch_size, sampler=sampler,
+                            num_workers=c.workers, collate_fn=collate_frames)
         t0 = time.perf_counter()
-        for epoch in range(start, a.epochs):
+        for epoch in range(start, c.epochs):
             sampler.set_epoch(epoch)
             step = self.step
-            if a.targets == "cached":  # every video's targets from the teacher as it is at this pass's start
+            if c.targets == "cached":  # every video's targets from the teacher as it is at this pass's start
                 self.targets = {}
                 for indices in self.data.video_items().values():
                     self.make_targets(indices)

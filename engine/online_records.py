@@ -16,14 +16,16 @@ always written afresh from it).
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from utils.io import atomic_write
+
+if TYPE_CHECKING:
+    from engine.online_config import OnlineConfig
 
 FORMAT = 1
 
@@ -59,9 +61,9 @@ def weights_identity(paths: Iterable[str | Path]) -> list[dict[str, str]]:
     return out
 
 
-def mask_options(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
-    """The mask-affecting options of ``args`` (plus ``extra``), as they read back from JSON."""
-    opts = {k: getattr(args, k, None) for k in MASK_OPTIONS}
+def mask_options(config: OnlineConfig, **extra: Any) -> dict[str, Any]:
+    """The mask-affecting options of ``config`` (plus ``extra``), as they read back from JSON."""
+    opts = {k: getattr(config, k) for k in MASK_OPTIONS}
     if not opts["amp"]:
         opts["amp_dtype"] = None  # unused without --amp: changing it must not re-tune anything
     opts.update(extra)

@@ -1,7 +1,12 @@
-"""Online self-tuning: no ground truth read, epochs 0 == test.py, EMA, TTA, modes, resume."""
+"""Online self-tuning: no ground truth read, epochs 0 == test.py, EMA, TTA, modes, resume; its typed
+config, and a tuner that leaves the caller's logging as it found it."""
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +17,11 @@ import online_finetuning
 import test as test_script
 from engine.inference import predict_probs
 from engine.online import OnlineTuner, ema_update
+from engine.online_config import ENTRY_ONLY_OPTIONS, OnlineConfig
 from engine.tta import rescaled_size, tta_probs
 from models import build_model, model_config
 from utils.checkpoint import save_checkpoint
+from utils.config import parse_with_config
 
 BASE = ["--size", "64", "96", "--workers", "0", "--no_tensorboard", "--batch_size", "2", "--lr", "1e-4"]
 
@@ -68,7 +75,7 @@ def test_tuning_changes_student_and_teacher_follows(ckpt, davis_copy, tmp_path):
         ["--weights", str(ckpt), "--data_dir", str(davis_copy), "--test_datasets", "DAVIS-2016", *BASE,
          "--epochs", "1", "--videos", "davis001", "--output_dir", str(tmp_path / "run"),
          "--save_dir", str(tmp_path / "m"), "--ema", "0.5"])
-    tuner = OnlineTuner(args)
+    tuner = OnlineTuner(OnlineConfig.from_args(args))
     key, idx = next(iter(tuner.data.video_items().items()))
     tuner.tune_video(key, idx, seed=0)
     off = tuner.offline.state_dict()
@@ -277,3 +284,66 @@ def test_transductive_resume_keyed_by_weights(ckpt, davis_copy, tmp_path, monkey
     # Same everything: the finished state is reused, nothing is tuned again.
     _, log = _run_logged([*args, "--resume"], tmp_path, monkeypatch)
     assert "tuning was finished: nothing to tune" in log
+
+
+# The typed config ----------------------------------------------------------------------------
+def test_config_defaults_are_the_command_line_defaults():
+    parser = online_finetuning.get_parser()
+    assert OnlineConfig.from_args(parser.parse_args(["--weights", "w.pth"])) == OnlineConfig(weights=("w.pth",))
+    # Every option of the script is a field, but for those the entry point keeps for itself.
+    dests = {a.dest for a in parser._actions} - {"help"}
+    fields = {f.name for f in dataclasses.fields(OnlineConfig)}
+    assert fields <= dests and dests - fields == set(ENTRY_ONLY_OPTIONS)
+
+
+def test_config_normalises_and_refuses():
+    c = OnlineConfig(weights="w.pth", size=[64, 96], data_dir=Path("d"), tta=["identity"], videos=["v"])
+    assert (c.weights, c.size, c.data_dir, c.tta, c.videos) == (("w.pth",), (64, 96), "d", ("identity",), ("v",))
+    assert c.to_dict()["size"] == [64, 96] and c.to_dict()["weights"] == ["w.pth"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.lr = 1.0
+    with pytest.raises(ValueError, match="--epochs must be >= 0"):
+        OnlineConfig(weights=("w",), epochs=-1)
+    with pytest.raises(ValueError, match="causal mode"):
+        OnlineConfig(weights=("w",), targets="cached", mode="causal")
+    with pytest.raises(ValueError, match="lack .*'lr'"):
+        OnlineConfig.from_args(argparse.Namespace(weights=["w"]))
+
+
+def test_args_yaml_reads_back_as_the_same_config(ckpt, davis_copy, tmp_path):
+    argv = ["--weights", str(ckpt), "--data_dir", str(davis_copy), *BASE, "--preset", "authors", "--test_datasets",
+            "DAVIS-2016", "--videos", "davis000", "--epochs", "1", "--output_dir", str(tmp_path / "run"),
+            "--save_dir", str(tmp_path / "m")]
+    config = OnlineConfig.from_args(parse_with_config(online_finetuning.get_parser(), argv))
+    OnlineTuner(config)  # writes args.yaml once the weights and data are checked
+    saved = tmp_path / "run/args.yaml"
+    again = parse_with_config(online_finetuning.get_parser(), ["--weights", str(ckpt), "--config", str(saved)])
+    assert OnlineConfig.from_args(again) == config and config.preset == "authors" and config.mode == "transductive"
+
+
+def test_tuner_leaves_logging_as_it_found_it(ckpt, davis_copy, tmp_path, caplog, monkeypatch):
+    caplog.set_level(logging.INFO)
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    config = OnlineConfig(weights=(str(ckpt),), data_dir=str(davis_copy), test_datasets=("DAVIS-2016",),
+                          videos=("davis000",), size=(64, 96), workers=0, epochs=1, lr=1e-4, tta=("identity",),
+                          no_tensorboard=True, save_dir=str(tmp_path / "m"), output_dir=str(tmp_path / "run"))
+    tuner = OnlineTuner(config)
+    assert (list(root.handlers), root.level) == before
+    tuner.run()
+    assert (list(root.handlers), root.level) == before
+    log = (tmp_path / "run/log.txt").read_text()
+    # The run's records, those of its start (before run() opened the file) included, reach its log.
+    assert "test set: 20 frames from 1 videos" in log and "tuned 1 video(s)" in log
+    assert "test set: 20 frames" in caplog.text  # and the caller's handlers saw them too
+    # A failing run takes its handler off as well, and closes the file.
+
+    def fail(self):
+        logging.getLogger("engine.online").info("about to fail")
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(OnlineTuner, "_tune_all", fail)
+    with pytest.raises(RuntimeError, match="simulated"):
+        OnlineTuner(dataclasses.replace(config, output_dir=str(tmp_path / "run2"))).run()
+    assert (list(root.handlers), root.level) == before
+    assert "about to fail" in (tmp_path / "run2/log.txt").read_text()

@@ -11,15 +11,15 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image, ImageEnhance
 
-from engine import presets
-from engine.presets import PRESETS, add_variant_args, apply_preset, check_preset
 from engine.tta import AUTHORS_SCALES, TTA_CHOICES, TTA_VIEWS, pil_enhance, rescaled_size, tta_probs
 from models.discriminators import (AuthorsFeatureDiscriminator, AuthorsMaskDiscriminator, FeatureDiscriminator,
                                    MaskDiscriminator, build_authors_feature_discriminator,
                                    build_authors_mask_discriminator, real_fake_logits)
 from models.losses import adversarial_loss
-from utils.config import HelpFormatter, save_args
+from utils import presets
+from utils.config import HelpFormatter, parse_with_config, save_args
 from utils.flow import decode_flow, encode_flow
+from utils.presets import PRESETS, add_variant_args, check_preset
 
 # --- discriminators ---------------------------------------------------------------------------
 
@@ -232,59 +232,56 @@ def _yaml(path, data):
     return str(path)
 
 
-def test_apply_preset_order_preset_config_command_line(toy_presets, tmp_path):
+def test_preset_order_preset_config_command_line(toy_presets, tmp_path):
     w = ["--weights", "x.pth"]
-    a = apply_preset(_toy_parser(), w, "online")
+    a = parse_with_config(_toy_parser(), w)
     assert (a.preset, a.lr, a.epochs, a.mode) == ("ours", 1e-4, 2, "per_video")
-    a = apply_preset(_toy_parser(), [*w, "--preset", "authors"], "online")
+    a = parse_with_config(_toy_parser(), [*w, "--preset", "authors"])
     assert (a.preset, a.lr, a.epochs, a.tta, a.mode) == ("authors", 1e-5, 10, ["identity", "flip"], "transductive")
     a.tta.append("jitter")  # a run's lists are its own
-    assert apply_preset(_toy_parser(), [*w, "--preset", "authors"], "online").tta == ["identity", "flip"]
+    assert parse_with_config(_toy_parser(), [*w, "--preset", "authors"]).tta == ["identity", "flip"]
     cfg = _yaml(tmp_path / "c.yaml", {"epochs": 3})
-    a = apply_preset(_toy_parser(), [*w, "--preset", "authors", "--config", cfg], "online")
+    a = parse_with_config(_toy_parser(), [*w, "--preset", "authors", "--config", cfg])
     assert (a.lr, a.epochs) == (1e-5, 3)  # config over preset
-    a = apply_preset(_toy_parser(), [*w, "--preset", "authors", "--config", cfg, "--epochs", "4", "--lr", "2e-3"],
-                     "online")
+    a = parse_with_config(_toy_parser(), [*w, "--preset", "authors", "--config", cfg, "--epochs", "4", "--lr", "2e-3"])
     assert (a.preset, a.lr, a.epochs, a.mode) == ("authors", 2e-3, 4, "transductive")  # command line over both
     # The config file may pick the preset; the command line's choice still wins.
     cfg2 = _yaml(tmp_path / "c2.yaml", {"preset": "authors", "epochs": 5})
-    a = apply_preset(_toy_parser(), [*w, "--config", cfg2], "online")
+    a = parse_with_config(_toy_parser(), [*w, "--config", cfg2])
     assert (a.preset, a.lr, a.epochs) == ("authors", 1e-5, 5)
-    a = apply_preset(_toy_parser(), [*w, "--config", cfg2, "--preset", "ours"], "online")
+    a = parse_with_config(_toy_parser(), [*w, "--config", cfg2, "--preset", "ours"])
     assert (a.preset, a.lr, a.epochs) == ("ours", 1e-4, 5)
     # The name is recorded in args.yaml, and that file reproduces the run.
-    a = apply_preset(_toy_parser(), [*w, "--preset", "authors", "--epochs", "7"], "online")
+    a = parse_with_config(_toy_parser(), [*w, "--preset", "authors", "--epochs", "7"])
     save_args(a, tmp_path / "run")
     saved = yaml.safe_load((tmp_path / "run" / "args.yaml").read_text())
     assert saved["preset"] == "authors" and saved["epochs"] == 7
-    b = apply_preset(_toy_parser(), [*w, "--config", str(tmp_path / "run" / "args.yaml")], "online")
+    b = parse_with_config(_toy_parser(), [*w, "--config", str(tmp_path / "run" / "args.yaml")])
     assert vars(b) == {**vars(a), "config": str(tmp_path / "run" / "args.yaml")}
 
 
-def test_apply_preset_help_and_errors(toy_presets, tmp_path, capsys):
+def test_preset_help_and_errors(toy_presets, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        apply_preset(_toy_parser(), ["--preset", "authors", "--help"], "online")  # no --weights needed for help
+        parse_with_config(_toy_parser(), ["--preset", "authors", "--help"])  # no --weights needed for help
     assert e.value.code == 0
     assert "1e-05" in capsys.readouterr().out  # help shows the preset's values
     bad = _yaml(tmp_path / "bad.yaml", {"preset": "nonsense"})
     with pytest.raises(SystemExit):
-        apply_preset(_toy_parser(), ["--weights", "x", "--config", bad], "online")
+        parse_with_config(_toy_parser(), ["--weights", "x", "--config", bad])
     assert "bad.yaml" in capsys.readouterr().err
     for text in ("- preset: authors\n", "epochs: [1\n"):  # not a mapping; not YAML
         broken = tmp_path / "broken.yaml"
         broken.write_text(text)
         with pytest.raises(SystemExit):
-            apply_preset(_toy_parser(), ["--weights", "x", "--preset", "authors", "--config", str(broken)], "online")
+            parse_with_config(_toy_parser(), ["--weights", "x", "--preset", "authors", "--config", str(broken)])
         assert "broken.yaml" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse rejects it on the command line
-        apply_preset(_toy_parser(), ["--weights", "x", "--preset", "nonsense"], "online")
+        parse_with_config(_toy_parser(), ["--weights", "x", "--preset", "nonsense"])
     # argparse never checks defaults against choices: the preset check does, naming the preset.
     with pytest.raises(ValueError, match=r"online preset 'authors'.*tta.*scale_set"):
         check_preset(_toy_parser(), {"tta": ["identity", "scale_set"]}, "online preset 'authors'")
     with pytest.raises(ValueError, match="no options"):
         check_preset(_toy_parser(), {"not_an_option": 1}, "x")
-    with pytest.raises(ValueError, match="stage"):
-        apply_preset(_toy_parser(), ["--weights", "x"], "nonsense")
 
 
 def test_authors_presets_are_the_documented_settings():
@@ -319,7 +316,7 @@ def test_real_parsers_take_every_preset(stage):
     for name, values in PRESETS[stage].items():
         check_preset(_real_parser(stage), values, f"{stage} preset {name!r}")
     argv = ["--weights", "x.pth"] if stage == "online" else []
-    a = apply_preset(_real_parser(stage), [*argv, "--preset", "authors"], stage)
+    a = parse_with_config(_real_parser(stage), [*argv, "--preset", "authors"])
     for k, v in PRESETS[stage]["authors"].items():
         assert getattr(a, k) == v, k
     assert a.preset == "authors"

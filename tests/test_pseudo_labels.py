@@ -127,6 +127,7 @@ def test_cached_targets_tune_without_ground_truth(ckpt, synthetic_dir, tmp_path,
 
 def test_decoder_only_tuning_leaves_encoders(ckpt, synthetic_dir, tmp_path):
     from engine.online import OnlineTuner
+    from engine.online_config import OnlineConfig
     data = tmp_path / "data"
     shutil.copytree(synthetic_dir / "DAVIS-2016" / "val", data / "DAVIS-2016" / "val",
                     ignore=shutil.ignore_patterns("flows_exact"))
@@ -135,7 +136,7 @@ def test_decoder_only_tuning_leaves_encoders(ckpt, synthetic_dir, tmp_path):
          "--workers", "0", "--no_tensorboard", "--batch_size", "2", "--lr", "1e-2", "--epochs", "1",
          "--videos", "davis001", "--output_dir", str(tmp_path / "run"), "--save_dir", str(tmp_path / "m"),
          "--lambda_adv", "0", *CACHED])
-    tuner = OnlineTuner(args)
+    tuner = OnlineTuner(OnlineConfig.from_args(args))
     key, idx = next(iter(tuner.data.video_items().items()))
     tuner.tune_video(key, idx, seed=0)
     assert len(tuner.targets) == len(idx)

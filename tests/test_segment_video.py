@@ -3,8 +3,10 @@ overlays, errors, and the output folder contract."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -17,7 +19,7 @@ import segment_video.pipeline as video_method
 from segment_video import segment_video
 from segment_video.flow import FlowAtSize, compute_flow, network_flow_image
 from segment_video.frames import VideoInputError, extract_frames, iter_input_frames, video_name
-from segment_video.online import online_args, online_parser
+from segment_video.online import online_config
 from segment_video.overlay import open_video_writer, overlay_frame
 from utils.flow import flow_to_image
 from models import build_model, model_config
@@ -155,6 +157,7 @@ def test_online_path(ckpt, video_file, tmp_path):
     assert len(masks) == 4 and all(m.shape == (H, W) for m in masks)
     assert not (out / "masks/custom").exists() and not (out / "overlay.mp4").exists()
     assert (out / "work/online/timing.json").is_file()
+    assert "tuned 1 video(s)" in (out / "work/online/log.txt").read_text()
 
 
 def test_missing_and_unreadable_inputs(ckpt, tmp_path, capsys):
@@ -240,9 +243,12 @@ def test_files_pipeline_stage_timings_and_online_tuning_time(ckpt, video_file, t
                                                           "--pipeline", "files"]), progress=False)
     assert files.pipeline == "files" and set(files.timing) == STAGE_KEYS
     assert all(files.timing[k] > 0 for k in ("frames_s", "flow_s", "model_s", "network_s", "masks_s"))
+    root = logging.getLogger()
+    handlers = list(root.handlers)
     online = segment_video(script.get_parser().parse_args([*base, "--output_dir", str(tmp_path / "o"), "--online",
                                                            "--online_epochs", "1", "--tta", "identity"]),
                            progress=False)
+    assert list(root.handlers) == handlers  # the tuner's log file handler is gone again
     assert online.pipeline == "files"  # auto: the tuner reads the work folder
     assert set(online.timing) == STAGE_KEYS | {"tune_s"} and online.timing["tune_s"] > 0
     assert sum(v for k, v in online.timing.items() if k != "total_s") <= online.timing["total_s"]
@@ -399,16 +405,20 @@ def test_bad_options(ckpt, video_file, tmp_path, capsys):
             script.get_parser().parse_args([*base, *bad])
 
 
-def test_online_options_come_from_the_online_parser_pieces(ckpt, tmp_path):
+def test_online_config_is_the_online_stage_defaults_but_the_tools_options(ckpt, tmp_path):
     import online_finetuning
+    from engine.online_config import OnlineConfig
+    from segment_video.frames import WORK_DATASET, WORK_SPLIT
 
-    argv = ["--weights", str(ckpt), "--data_dir", "d", "--epochs", "3", "--tta", "identity", "flip"]
-    assert vars(online_parser().parse_args(argv)) == vars(online_finetuning.get_parser().parse_args(argv))
     args = script.get_parser().parse_args(["--input", "x.mp4", "--weights", str(ckpt), "--output_dir",
-                                           str(tmp_path), *FAST, "--online", "--online_epochs", "3", "--flip"])
-    ns = online_args(args, tmp_path / "work", "clip")
-    assert (ns.epochs, ns.videos, ns.data_dir, ns.predict_with, ns.flip, ns.size) == (
-        3, ["clip"], str(tmp_path / "work"), "teacher", True, [H, W])
+                                           str(tmp_path), *FAST, "--online", "--online_epochs", "3", "--flip",
+                                           "--online_lr", "3e-4", "--tta", "identity", "flip"])
+    config = online_config(args, tmp_path / "work", "clip")
+    defaults = OnlineConfig.from_args(online_finetuning.get_parser().parse_args(["--weights", str(ckpt)]))
+    assert config == dataclasses.replace(
+        defaults, data_dir=str(tmp_path / "work"), test_datasets=(WORK_DATASET,), split=WORK_SPLIT, videos=("clip",),
+        size=(H, W), workers=0, device="cpu", epochs=3, lr=3e-4, tta=("identity", "flip"), flip=True,
+        save_dir=str(tmp_path / "masks"), output_dir=str(tmp_path / "work" / "online"), no_tensorboard=True)
 
 
 def _imported_modules(path: Path) -> set[str]:

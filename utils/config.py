@@ -1,17 +1,23 @@
-"""Command-line options shared by every entry script, and run-folder config files.
+"""Command-line options shared by every entry script, and the one reader of their options.
 
 Each script builds its parser from these parent parsers (``parents=[...]``) and adds only
-its own flags. Defaults are the paper's settings; ``--config FILE.yaml`` overrides the
-defaults and the command line overrides the file. The resolved options are written to
-``<run_dir>/args.yaml``.
+its own flags, then calls :func:`parse_with_config`. Defaults are the paper's settings;
+``--preset`` (trainers and the online stage, :mod:`utils.presets`) replaces some of them,
+``--config FILE.yaml`` overrides both and the command line overrides everything. The
+resolved options are written to ``<run_dir>/args.yaml``, which ``--config`` reads back.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
+import sys
 from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import yaml
+
+from utils.presets import PRESETS, check_preset, preset_option
 
 _log = logging.getLogger(__name__)
 
@@ -37,7 +43,7 @@ def model_parser(from_checkpoint: bool = False) -> argparse.ArgumentParser:
     if not from_checkpoint:  # inference and online tuning take every weight from the checkpoint
         g.add_argument("--decoder_head", default=None, choices=["relu", "linear"],
                        help="two_stream's last decoder layers: relu (a ReLU before the 1x1 logit conv) or linear "
-                            "(none; the logit is not capped by the conv's bias); default: relu")
+                            "(none; the logit is not capped by the conv's bias); default: linear")
         g.add_argument("--pretrained", default=None,
                        help="local timm ImageNet state dict (.pth/.safetensors) for the encoders; "
                             "nothing is downloaded")
@@ -67,25 +73,144 @@ def runtime_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_with_config(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse, letting ``--config`` YAML replace the defaults first (timm-style)."""
-    pre, _ = parser.parse_known_args(argv)
-    if getattr(pre, "config", None):
-        with open(pre.config) as f:
-            cfg = yaml.safe_load(f) or {}
-        known = {a.dest for a in parser._actions}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            parser.error(f"{pre.config}: unknown options {unknown}")
-        parser.set_defaults(**cfg)
+def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` (default ``sys.argv[1:]``) on top of the preset and the ``--config`` file.
+
+    Precedence, lowest first: parser defaults < ``--preset`` (parsers with
+    :func:`utils.presets.add_variant_args`) < ``--config FILE.yaml`` < command line. The file may
+    name the preset (``preset: authors``) when the command line does not. Every key of the file is
+    checked, also those the command line overrides; a file that is missing, not YAML or not a
+    mapping, an unknown option, or a value that the option would refuse on the command line
+    stops the script with a usage error naming the file. Sets the parser's defaults, so pass a
+    freshly built parser.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    preset = preset_option(parser)
+    pre = _pre_parse(parser, argv, preset is not None)
+    path = getattr(pre, "config", None)
+    try:
+        cfg = config_values(parser, read_config(path), path) if path else {}
+    except ValueError as e:
+        parser.error(str(e))
+    if preset is not None:
+        name = pre.preset
+        if name is _UNSET:
+            name = cfg.get("preset") or parser.get_default(preset.dest)
+        values = PRESETS[preset.stage][name]
+        check_preset(parser, values, f"{preset.stage} preset {name!r}")
+        parser.set_defaults(**copy.deepcopy(values), preset=name)  # runs must not share (or edit) its lists
+    parser.set_defaults(**cfg)
     return parser.parse_args(argv)
 
 
-def save_args(args: argparse.Namespace, run_dir: str | Path) -> Path:
-    """Write the resolved options to ``<run_dir>/args.yaml`` atomically; returns its path."""
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The mapping of a ``--config`` YAML file (an empty file is ``{}``); errors name the file."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ValueError(f"--config {path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"--config {path}: cannot read it ({e})") from e
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"--config {path}: not valid YAML ({e})") from e
+    if cfg is None:
+        return {}
+    if not isinstance(cfg, dict):
+        raise ValueError(f"--config {path}: expected a mapping of option names to values, got {type(cfg).__name__}")
+    return cfg
+
+
+def config_values(parser: argparse.ArgumentParser, cfg: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """``cfg`` checked against the parser's options: each value as the option would take it from
+    the command line (strings through its ``type``, including list items, which argparse leaves
+    alone in defaults). One ``ValueError`` names the file and every unknown option or bad value.
+
+    ``null`` is accepted for any option that takes values: ``args.yaml`` records unset options so.
+    """
+    actions = {a.dest: a for a in parser._actions if a.default != argparse.SUPPRESS}
+    unknown = sorted(str(k) for k in cfg if k not in actions)
+    if unknown:
+        raise ValueError(f"--config {path}: unknown options {unknown} (not options of {parser.prog})")
+    out, problems = {}, []
+    for dest, value in cfg.items():
+        action = actions[dest]
+        try:
+            out[dest] = _option_value(action, value)
+        except ValueError as e:
+            flag = action.option_strings[0] if action.option_strings else dest
+            problems.append(f"{dest}: {e} (as {flag} would refuse it)")
+    if problems:
+        raise ValueError(f"--config {path}: " + "; ".join(problems))
+    return out
+
+
+def _option_value(action: argparse.Action, value: Any) -> Any:
+    if action.nargs == 0:  # flags: store_true / store_false / store_const
+        if isinstance(action.const, bool) and not isinstance(value, bool):
+            raise ValueError(f"expects true or false, got {value!r}")
+        return value
+    if value is None:
+        return None
+    if action.nargs in (None, "?"):
+        if isinstance(value, (list, dict)):
+            raise ValueError(f"expects one value, got {value!r}")
+        return _item_value(action, value)
+    if not isinstance(value, list):
+        raise ValueError(f"expects a list, got {value!r}")
+    if isinstance(action.nargs, int) and len(value) != action.nargs:
+        raise ValueError(f"expects {action.nargs} values, got {len(value)}: {value!r}")
+    if action.nargs == "+" and not value:
+        raise ValueError("expects at least one value, got an empty list")
+    return [_item_value(action, v) for v in value]
+
+
+def _item_value(action: argparse.Action, value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        raise ValueError(f"expects single values, got {value!r}")
+    if action.type is not None:
+        try:
+            converted = action.type(value if isinstance(value, str) else str(value))
+        except (TypeError, ValueError, argparse.ArgumentTypeError):
+            kind = getattr(action.type, "__name__", repr(action.type))
+            raise ValueError(f"invalid {kind} value {value!r}") from None
+        # Strings become what the command line gives; other YAML scalars (1e-4 as a float) stay.
+        value = converted if isinstance(value, str) else value
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"{value!r} is not one of {list(action.choices)}")
+    return value
+
+
+_UNSET = object()
+_HELP = ("-h", "--help")
+
+
+def _pre_parse(parser: argparse.ArgumentParser, argv: list[str], has_preset: bool) -> argparse.Namespace:
+    """The command line's ``--config`` and ``--preset`` (``_UNSET`` when absent).
+
+    Help flags are left to the final parse, so ``--help`` shows the preset's and the file's
+    values, and required options are relaxed meanwhile, so ``--help`` alone still works.
+    """
+    required = [a for a in parser._actions if a.required]
+    for a in required:
+        a.required = False
+    try:
+        pre, _ = parser.parse_known_args([a for a in argv if a not in _HELP],
+                                         namespace=argparse.Namespace(**({"preset": _UNSET} if has_preset else {})))
+    finally:
+        for a in required:
+            a.required = True
+    return pre
+
+
+def save_args(args: argparse.Namespace | Mapping[str, Any], run_dir: str | Path) -> Path:
+    """Write the resolved options (a namespace or a mapping of option names) to ``<run_dir>/args.yaml``
+    atomically; returns its path."""
     from utils.io import atomic_write
 
-    clean = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
+    values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    clean = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
     text = yaml.safe_dump(clean, sort_keys=True)
     path = Path(run_dir) / "args.yaml"
     atomic_write(path, lambda tmp: tmp.write_text(text))

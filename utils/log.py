@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
@@ -55,6 +56,53 @@ def setup_logging(run_dir: str | Path | None, rank: int = 0, name: str = "log.tx
 
 def attach_log_file(run_dir: str | Path, name: str = "log.txt") -> Path:
     """Append the log (from now on, plus any records buffered since start-up) to ``<run_dir>/<name>``."""
+    logging.getLogger().addHandler(_file_handler(run_dir, name))
+    return Path(run_dir) / name
+
+
+@contextmanager
+def keep_records(records: list[logging.LogRecord]) -> Iterator[None]:
+    """Add the root logger's records of the block to ``records``, for :func:`log_to_file` to write
+    later; nothing stays attached. Skipped when a start-up buffer (:func:`setup_logging` with
+    ``buffer``) already keeps them for the log file."""
+    root = logging.getLogger()
+    if any(isinstance(h, _StartupBuffer) for h in root.handlers):
+        yield
+        return
+    buf = _StartupBuffer()
+    root.addHandler(buf)
+    try:
+        yield
+    finally:
+        root.removeHandler(buf)
+        records.extend(buf.records)
+
+
+@contextmanager
+def log_to_file(run_dir: str | Path, name: str = "log.txt", enabled: bool = True,
+                records: Iterable[logging.LogRecord] = ()) -> Iterator[Path | None]:
+    """Inside the block, append the root logger's records to ``<run_dir>/<name>``, after ``records``
+    (see :func:`keep_records`) and any buffered since start-up. The handler is removed and closed on
+    leaving, so a library call leaves the caller's logging as it was; what reaches the file is what
+    the caller's levels let through. With ``enabled`` False (other ranks) nothing happens."""
+    if not enabled:
+        yield None
+        return
+    root = logging.getLogger()
+    handler = _file_handler(run_dir, name)
+    for record in records:
+        handler.handle(record)
+    root.addHandler(handler)
+    try:
+        yield Path(run_dir) / name
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _file_handler(run_dir: str | Path, name: str) -> logging.FileHandler:
+    """A handler appending to ``<run_dir>/<name>`` that has written the start-up buffer's records
+    (and taken the buffer off the root logger: they are in the file now)."""
     root = logging.getLogger()
     path = Path(run_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,8 +113,7 @@ def attach_log_file(run_dir: str | Path, name: str = "log.txt") -> Path:
             root.removeHandler(h)
             for record in h.records:
                 fh.handle(record)
-    root.addHandler(fh)
-    return path
+    return fh
 
 
 class TensorBoard:

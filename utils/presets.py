@@ -5,16 +5,14 @@
 ``datasets/dataset.py``), with their bugs fixed (README, "Differences from the authors'
 code"). ``--preset ours`` (the default) changes nothing.
 
-Precedence, lowest first::
+:func:`utils.config.parse_with_config` applies them; precedence, lowest first::
 
     parser defaults  <  --preset  <  --config FILE.yaml  <  command line
 
 A config file may name the preset itself (``preset: authors``) when the command line does
 not. The preset's name is stored in ``args.preset``, so ``args.yaml`` records it.
-
-Use ``apply_preset(parser, argv, stage)`` in place of ``utils.config.parse_with_config``;
-``add_variant_args(parser, stage)`` adds ``--preset`` and the options that select the
-authors' components.
+``add_variant_args(parser, stage)`` adds ``--preset`` (which knows its stage's table) and the
+options that select the authors' components.
 
 Stage 1 of the authors' offline training is the ``offline`` preset; their stage 2 is the
 same with ``--epochs 25 --labeled_datasets DAVIS-2016 --finetune <stage 1 checkpoint>``.
@@ -28,13 +26,7 @@ augmentation (crop, aspect-changing resize, PIL enhancement; ours is ``TrainAugm
 from __future__ import annotations
 
 import argparse
-import copy
-import sys
-from typing import Any, Sequence
-
-import yaml
-
-from utils.config import parse_with_config
+from typing import Any
 
 STAGES = ("online", "offline")
 
@@ -102,11 +94,25 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+class PresetOption(argparse.Action):
+    """``--preset NAME``: stores the name, and carries the stage whose table it names, so that
+    :func:`utils.config.parse_with_config` finds the values without being told the stage."""
+
+    def __init__(self, option_strings: list[str], dest: str, stage: str, **kwargs: Any):
+        _check_stage(stage)
+        super().__init__(option_strings, dest, **kwargs)
+        self.stage = stage
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+
+
 def add_variant_args(p: argparse.ArgumentParser, stage: str) -> None:
     """``--preset`` and the options that swap in the authors' components for ``stage``."""
     _check_stage(stage)
     g = p.add_argument_group("presets and the authors' variants")
-    g.add_argument("--preset", default="ours", choices=sorted(PRESETS[stage]),
+    g.add_argument("--preset", action=PresetOption, stage=stage, default="ours", choices=sorted(PRESETS[stage]),
                    help="option defaults: ours, or the authors' published settings (bugs fixed); "
                         "--config and the command line still override them")
     g.add_argument("--d_loss_weight", type=float, default=1.0,
@@ -123,31 +129,9 @@ def add_variant_args(p: argparse.ArgumentParser, stage: str) -> None:
                             "features' channel mean upsampled to the frame, BatchNorm, one global logit")
 
 
-def apply_preset(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None,
-                 stage: str = "online") -> argparse.Namespace:
-    """Parse ``argv`` with the chosen preset's values as defaults, then ``--config``, then the
-    command line on top; sets the parser's defaults, so pass a freshly built parser."""
-    _check_stage(stage)
-    argv = sys.argv[1:] if argv is None else list(argv)
-    pre = _pre_parse(parser, argv)
-    config = getattr(pre, "config", None)
-    # Read (and so checked, errors naming the file) whether or not it picks the preset.
-    try:
-        cfg = _read_config(config) if config else {}
-    except ValueError as e:
-        parser.error(str(e))
-    name, source = pre.preset, "--preset"
-    if name is _UNSET:
-        name = _default_of(parser, "preset")
-        if cfg.get("preset") is not None:
-            name, source = cfg["preset"], f"{config}: preset"
-    table = PRESETS[stage]
-    if name not in table:
-        parser.error(f"{source} {name!r}: unknown {stage} preset; choose from {sorted(table)}")
-    values = table[name]
-    check_preset(parser, values, f"{stage} preset {name!r}")
-    parser.set_defaults(**copy.deepcopy(values), preset=name)  # runs must not share (or edit) its lists
-    return parse_with_config(parser, argv)
+def preset_option(parser: argparse.ArgumentParser) -> PresetOption | None:
+    """The parser's ``--preset`` option (added by :func:`add_variant_args`), or None."""
+    return next((a for a in parser._actions if isinstance(a, PresetOption)), None)
 
 
 def check_preset(parser: argparse.ArgumentParser, values: dict[str, Any], what: str) -> None:
@@ -156,7 +140,7 @@ def check_preset(parser: argparse.ArgumentParser, values: dict[str, Any], what: 
     actions = {a.dest: a for a in parser._actions}
     unknown = sorted(set(values) - set(actions))
     if unknown:
-        raise ValueError(f"{what}: this parser has no options {unknown} (wire engine.presets.add_variant_args?)")
+        raise ValueError(f"{what}: this parser has no options {unknown} (wire utils.presets.add_variant_args?)")
     for dest, value in values.items():
         choices = actions[dest].choices
         if choices is None or value is None:
@@ -167,47 +151,6 @@ def check_preset(parser: argparse.ArgumentParser, values: dict[str, Any], what: 
             raise ValueError(f"{what}: {dest}={value!r} has {bad} outside the option's choices {list(choices)}")
 
 
-_UNSET = object()
-_HELP = ("-h", "--help")
-
-
-def _pre_parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """The command line's ``--preset`` (``_UNSET`` when absent) and ``--config``.
-
-    Help flags are left to the final parse, so ``--preset authors --help`` shows the preset's
-    values, and required options are relaxed meanwhile, so ``--help`` alone still works.
-    """
-    required = [a for a in parser._actions if a.required]
-    for a in required:
-        a.required = False
-    try:
-        pre, _ = parser.parse_known_args([a for a in argv if a not in _HELP],
-                                         namespace=argparse.Namespace(preset=_UNSET))
-    finally:
-        for a in required:
-            a.required = True
-    return pre
-
-
 def _check_stage(stage: str) -> None:
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-
-
-def _default_of(parser: argparse.ArgumentParser, dest: str) -> Any:
-    for a in parser._actions:
-        if a.dest == dest:
-            return parser.get_default(dest)
-    raise ValueError(f"the parser has no --{dest} option (call engine.presets.add_variant_args first)")
-
-
-def _read_config(path: str) -> dict:
-    """The YAML mapping of a ``--config`` file; errors name the file."""
-    try:
-        with open(path) as f:
-            cfg = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"--config {path}: cannot read it as YAML ({e})") from e
-    if not isinstance(cfg, dict):
-        raise ValueError(f"--config {path}: expected a mapping of option names to values, got {type(cfg).__name__}")
-    return cfg

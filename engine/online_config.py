@@ -1,0 +1,118 @@
+"""The online stage's options as one typed value: what :class:`engine.online.OnlineTuner` runs with.
+
+``online_finetuning.py`` builds it from its command line (:meth:`OnlineConfig.from_args`);
+the video tool (``segment_video/online.py``) builds it directly. Field names are the
+command line's option names (``--lr`` -> ``lr``), and the defaults are the command line's,
+so the resolved config, written to ``<output_dir>/args.yaml``, reads back with ``--config``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.tta import TTA_VIEWS
+from utils.config import DEFAULT_TEST_DATASETS
+
+# Options of online_finetuning.py that are not the tuner's: the config file they came from,
+# the legacy launcher's rank, and the authors' options that are accepted and reported unused.
+ENTRY_ONLY_OPTIONS = ("config", "local_rank", "pretrained", "sync_bn")
+_PATHS = ("data_dir", "save_dir", "prob_dir", "output_dir")
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    """Every option of the online stage (``python online_finetuning.py --help`` describes each).
+
+    Sequences are stored as tuples and paths as strings, whatever the caller passes.
+    """
+
+    weights: tuple[str, ...]  # offline checkpoint(s); several are averaged
+    # model: the checkpoint's unless given
+    arch: str | None = None
+    model_scale: str | None = None
+    backbone: str | None = None
+    # data
+    data_dir: str = "data"
+    test_datasets: tuple[str, ...] = tuple(DEFAULT_TEST_DATASETS)
+    split: str = "val"
+    videos: tuple[str, ...] | None = None
+    size: tuple[int, int] = (384, 640)
+    workers: int = 4
+    # runtime
+    device: str = "auto"
+    amp: bool = False
+    amp_dtype: str = "bf16"
+    seed: int = 0
+    # tuning
+    mode: str = "per_video"
+    epochs: int = 2
+    causal_steps: int = 1
+    batch_size: int = 2
+    lr: float = 1e-5
+    lr_d: float = 1e-5
+    weight_decay: float = 1e-2
+    ema: float = 0.99
+    lambda_adv: float = 1e-4
+    d_loss_weight: float = 1.0
+    tta: tuple[str, ...] = TTA_VIEWS
+    tta_average: str = "probs"
+    tta_scale: tuple[float, float] = (0.5, 1.5)
+    sharpen: float = 0.5
+    student_aug: int = 0
+    targets: str = "per_step"
+    target_scales: tuple[float, ...] = (1.0,)
+    target_flip: int = 1
+    temporal: tuple[int, ...] = ()
+    confidence: tuple[float, float] = (0.1, 0.9)
+    tune: str = "all"
+    aug_scale: tuple[float, float] = (1.0, 1.0)
+    mask_disc: str = "ours"
+    d_width: int = 32
+    d_size: tuple[int, int] = (128, 224)
+    clip_grad: float | None = None
+    transductive_order: str = "shuffled"
+    # masks
+    predict_with: str = "teacher"
+    flip: bool = False
+    scales: tuple[float, ...] = (1.0,)
+    save_dir: str = "outputs/online_masks"
+    save_prob: bool = False
+    prob_dir: str | None = None
+    # run folder
+    output_dir: str = "runs/online"
+    resume: bool = False
+    no_tensorboard: bool = False
+    preset: str = "ours"  # the preset the options started from; recorded in args.yaml only
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+            elif isinstance(value, Path) and f.name in _PATHS:
+                object.__setattr__(self, f.name, str(value))
+        if isinstance(self.weights, (str, Path)):
+            object.__setattr__(self, "weights", (self.weights,))
+        object.__setattr__(self, "weights", tuple(str(w) for w in self.weights))
+        # Refused here, before any file is read or written.
+        if self.epochs < 0 or self.batch_size < 1:
+            raise ValueError("--epochs must be >= 0 and --batch_size >= 1")
+        if self.targets == "cached" and self.mode == "causal":
+            raise ValueError("--targets cached needs whole videos (--mode per_video or transductive); "
+                             "causal mode learns from each frame as it arrives (--targets per_step)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> OnlineConfig:
+        """The config of ``online_finetuning.py``'s parsed options (each field from the option of its name)."""
+        missing = [f.name for f in dataclasses.fields(cls) if not hasattr(args, f.name)]
+        if missing:
+            raise ValueError(f"the options lack {missing}: parse them with online_finetuning.get_parser()")
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options by name, sequences as lists (as ``args.yaml`` holds them)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+                for f in dataclasses.fields(self)}
