@@ -130,7 +130,7 @@ def test_normalisation_per_backbone_and_weights():
     assert input_normalisation("efficientnet_lite0", LITE0) == ((0.5,) * 3, (0.5,) * 3)
     cfg = model_config("s", None, LITE0)
     assert cfg == {"arch": "two_stream", "model_scale": "s", "backbone": "efficientnet_lite0",
-                   "mean": [0.5] * 3, "std": [0.5] * 3}
+                   "mean": [0.5] * 3, "std": [0.5] * 3, "head": "linear"}
     with pytest.raises(ValueError, match="holds efficientnet_lite0 weights, not --backbone mobilevit_s"):
         model_config("s", "mobilevit_s", LITE0)
     for n in (1, 2):
