@@ -4,8 +4,8 @@
 Two parts, each runnable alone:
 
 * ``cost``: parameters, GFLOPs, CPU time per 384x640 frame and one training step, for both
-  networks at each scale (``benchmarks/speed.py --archs two_stream oast3d``, fresh process per
-  measurement).
+  networks at each scale (``benchmarks/speed.py --archs two_stream oast3d --blocks authors``,
+  fresh process per measurement).
 * ``accuracy``: both networks through the same real-data run (``benchmarks/davis_real.py``:
   same DAVIS-2016 train sequences, flow, input size, steps, batch and learning rate), scored
   on the shared DAVIS-2016 val sequences; then the online stage on each with our settings
@@ -14,6 +14,10 @@ Two parts, each runnable alone:
 
     python benchmarks/compare_arch.py --part cost
     python benchmarks/compare_arch.py --part accuracy --out_dir /tmp/compare_arch
+
+``oast3d`` is built with ``--blocks`` (default ``authors``: the MobileViT of the authors' code,
+whose parameter counts equal their network's; ``timm``: timm's MobileViT blocks, which
+``--arch oast3d`` builds by default and timm's ImageNet files initialise).
 
 No ImageNet MobileViT weights install here (only EfficientNet-Lite0, which oast3d cannot
 use), so the accuracy part starts both networks from random initialisation by default; the
@@ -41,6 +45,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--part", nargs="+", default=["cost", "accuracy"], choices=["cost", "accuracy"])
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     p.add_argument("--scales", nargs="+", default=["xxs", "s"], help="cost part: MobileViT scales")
+    p.add_argument("--blocks", default="authors", choices=["authors", "timm"],
+                   help="oast3d's block flavour, both parts: authors (their network) or timm (timm's MobileViT "
+                        "blocks; needed for --pretrained with a timm file)")
     p.add_argument("--repeats", type=int, default=3, help="cost part: timed runs (median reported)")
     p.add_argument("--scale", default="xxs", help="accuracy part: MobileViT scale of both networks")
     p.add_argument("--davis", default=davis_real.DEFAULT_DAVIS, help="official DAVIS-2016 layout")
@@ -62,8 +69,8 @@ def get_parser() -> argparse.ArgumentParser:
 def cost(a: argparse.Namespace) -> int:
     from benchmarks import speed
 
-    return speed.main(["--archs", *a.archs, "--scales", *a.scales, "--device", "cpu", "--repeats", str(a.repeats),
-                       "--json", str(Path(a.out_dir) / "cost.json")])
+    return speed.main(["--archs", *a.archs, "--blocks", a.blocks, "--scales", *a.scales, "--device", "cpu",
+                       "--repeats", str(a.repeats), "--json", str(Path(a.out_dir) / "cost.json")])
 
 
 def accuracy(a: argparse.Namespace) -> dict:
@@ -84,7 +91,8 @@ def accuracy(a: argparse.Namespace) -> dict:
                 "--test_size", *map(str, a.size), "--epochs", str(a.epochs),
                 "--steps_per_epoch", str(a.steps_per_epoch), "--batch_size", str(a.batch_size), "--lr", str(a.lr),
                 "--online", "per_video", "--online_epochs", str(a.online_epochs), "--online_lr", str(a.online_lr),
-                "--train_args", f"--arch {arch}", "--workers", str(a.workers), "--no_flip"]
+                "--train_args", f"--arch {arch}" + (f" --blocks {a.blocks}" if arch == "oast3d" else ""),
+                "--workers", str(a.workers), "--no_flip"]
         t = time.time()
         res = davis_real.run(davis_real.get_parser().parse_args(argv))
         row = {"offline": res["offline"]["DAVIS-2016 J&F"], "train_s": res["times"]["train"],
@@ -105,8 +113,9 @@ def accuracy(a: argparse.Namespace) -> dict:
         row["authors_online_s"] = time.time() - t1
         row["total_s"] = time.time() - t
         results[name] = row
-    print(f"\nDAVIS-2016 {test_split} J&F, {a.scale}, init {a.pretrained}, {a.epochs}x{a.steps_per_epoch} steps of "
-          f"{a.batch_size} at {a.size[0]}x{a.size[1]}, online {a.online_epochs} pass(es)")
+    print(f"\nDAVIS-2016 {test_split} J&F, {a.scale}, oast3d with {a.blocks} blocks, init {a.pretrained}, "
+          f"{a.epochs}x{a.steps_per_epoch} steps of {a.batch_size} at {a.size[0]}x{a.size[1]}, "
+          f"online {a.online_epochs} pass(es)")
     print("| network | offline | online, ours (per video) | online, --preset authors | training s |")
     print("| --- | --- | --- | --- | --- |")
     for name, r in results.items():

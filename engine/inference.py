@@ -77,9 +77,14 @@ class ViewSet(torch.utils.data.Dataset):
         return self.data.views(self.indices[i], self.sizes)
 
 
+def scale_sizes(size: Sequence[int], scales: Sequence[float]) -> dict[float, tuple[int, int]]:
+    """The input size of each scale, the test size itself (scale 1) first."""
+    return {1.0: tuple(size), **{s: rescaled_size(size, s) for s in scales if s != 1.0}}
+
+
 def view_sizes(size: Sequence[int], scales: Sequence[float]) -> list[tuple[int, int]]:
     """The input size of each scale, the test size itself first."""
-    return [tuple(size)] + [rescaled_size(size, s) for s in scales if s != 1.0]
+    return list(scale_sizes(size, scales).values())
 
 
 def write_view_predictions(model: torch.nn.Module, data: FrameDataset, indices: Sequence[int], writer: "MaskWriter",

@@ -162,7 +162,8 @@ class OfflineTrainer:
         self._replaced = check_run_folder(self.run_dir, args.resume, args.overwrite, args.finetune)
         seed_everything(args.seed, self.info.rank)
         dev = self.info.device
-        model = build_model(args.model_scale, args.backbone, args.pretrained, arch=args.arch, head=args.decoder_head)
+        model = build_model(args.model_scale, args.backbone, args.pretrained, arch=args.arch, head=args.decoder_head,
+                            blocks=args.blocks)
         self.cfg = model.config
         disc = (build_authors_feature_discriminator(model) if args.feature_disc == "authors"
                 else build_feature_discriminator(model, args.d_width))
@@ -294,7 +295,7 @@ class OfflineTrainer:
         with autocast(dev, a.amp, a.amp_dtype):
             out, u_out = self.model(image, flow, u_image, u_flow)
         logits = out["logits"]
-        seg = seg_loss(logits, mask)
+        seg = seg_loss(logits, mask, a.iou_smooth)
         loss, logs = seg, {}
         if unlabeled is not None:
             adv = generator_loss(self.disc, u_out["features"], None, dev, a.amp, a.amp_dtype)

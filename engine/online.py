@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -37,12 +39,12 @@ from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs
                                    mask_options, resume_messages, save_roots, weights_identity, write_record)
 from engine.online_config import OnlineConfig
 from engine.pseudo_labels import TargetConfig, build_targets, masked_seg_loss
-from engine.tta import TTA_CHOICES, TTA_VIEWS, sharpen, strong_view, tta_probs
+from engine.tta import TTA_CHOICES, sharpen, strong_view, tta_probs
 from models import build_mask_discriminator, build_model_from_checkpoint
 from models.discriminators import build_authors_mask_discriminator
 from models.losses import seg_loss
 from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.config import DEFAULT_TEST_DATASETS, save_args
+from utils.config import save_args
 from utils.distributed import DistInfo, all_gather_objects, barrier, init_distributed, shard_indices
 from utils.io import atomic_write, in_progress
 from utils.log import TensorBoard, keep_records, log_to_file
@@ -52,65 +54,76 @@ from utils.presets import add_variant_args
 _log = logging.getLogger(__name__)
 
 
+def _default(name: str) -> Any:
+    """The command line's default of an online option: the :class:`OnlineConfig` field's (the
+    one place defaults are written), as argparse holds it (lists for sequences)."""
+    value = _ONLINE_DEFAULTS[name]
+    return list(value) if isinstance(value, tuple) else value
+
+
+_ONLINE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(OnlineConfig)}
+
+
 def add_online_args(p: argparse.ArgumentParser) -> None:
-    """Online options. The learning rates (1e-5, both networks) and ``lambda_adv`` (1e-4) are
-    the authors' published settings; passes, EMA, TTA views and sharpening are ours (README)."""
+    """Online options; their defaults are :class:`OnlineConfig`'s. The learning rates (1e-5,
+    both networks) and ``lambda_adv`` (1e-4) are the authors' published settings; passes, EMA,
+    TTA views and sharpening are ours (README)."""
     g = p.add_argument_group("online self-tuning")
     g.add_argument("--weights", "--weight", nargs="+", required=True,
                    help="offline checkpoint(s) (several are averaged) to start student and teacher from")
-    g.add_argument("--test_datasets", nargs="+", default=DEFAULT_TEST_DATASETS, help="datasets to tune on and segment")
-    g.add_argument("--split", default="val", help="split folder of the test sets")
-    g.add_argument("--videos", nargs="+", default=None, help="only these videos")
-    g.add_argument("--mode", default="per_video", choices=["per_video", "causal", "transductive"],
+    g.add_argument("--test_datasets", nargs="+", default=_default("test_datasets"), help="datasets to tune on and segment")
+    g.add_argument("--split", default=_default("split"), help="split folder of the test sets")
+    g.add_argument("--videos", nargs="+", default=_default("videos"), help="only these videos")
+    g.add_argument("--mode", default=_default("mode"), choices=["per_video", "causal", "transductive"],
                    help="per_video: restart per video; causal: predict each frame before learning from it; "
                         "transductive: one model for the whole test set")
-    g.add_argument("--epochs", type=int, default=2, help="passes over each video's frames (whole set if transductive)")
-    g.add_argument("--causal_steps", type=int, default=1, help="causal mode: tuning steps per incoming batch")
-    g.add_argument("--batch_size", type=int, default=2, help="frames per tuning step")
-    g.add_argument("--lr", type=float, default=1e-5, help="student AdamW learning rate")
-    g.add_argument("--lr_d", type=float, default=1e-5, help="mask discriminator AdamW learning rate")
-    g.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW weight decay")
-    g.add_argument("--ema", type=float, default=0.99, help="teacher = ema * teacher + (1 - ema) * student")
-    g.add_argument("--lambda_adv", type=float, default=1e-4, help="weight of the student's adversarial loss (0: off)")
-    g.add_argument("--tta", nargs="+", default=list(TTA_VIEWS), choices=TTA_CHOICES,
+    g.add_argument("--epochs", type=int, default=_default("epochs"), help="passes over each video's frames (whole set if transductive)")
+    g.add_argument("--causal_steps", type=int, default=_default("causal_steps"), help="causal mode: tuning steps per incoming batch")
+    g.add_argument("--batch_size", type=int, default=_default("batch_size"), help="frames per tuning step")
+    g.add_argument("--lr", type=float, default=_default("lr"), help="student AdamW learning rate")
+    g.add_argument("--lr_d", type=float, default=_default("lr_d"), help="mask discriminator AdamW learning rate")
+    g.add_argument("--weight_decay", type=float, default=_default("weight_decay"), help="AdamW weight decay")
+    g.add_argument("--ema", type=float, default=_default("ema"), help="teacher = ema * teacher + (1 - ema) * student")
+    g.add_argument("--lambda_adv", type=float, default=_default("lambda_adv"), help="weight of the student's adversarial loss (0: off)")
+    g.add_argument("--tta", nargs="+", default=_default("tta"), choices=TTA_CHOICES,
                    help="teacher views averaged into pseudo-masks ('--tta identity': no TTA)")
-    g.add_argument("--tta_average", default="probs", choices=["probs", "logits"],
+    g.add_argument("--tta_average", default=_default("tta_average"), choices=["probs", "logits"],
                    help="how the teacher's views are combined: mean probability, or mean logit then sigmoid")
-    g.add_argument("--tta_scale", type=float, nargs=2, default=(0.5, 1.5), help="rescale-view factor range")
-    g.add_argument("--sharpen", type=float, default=0.5,
+    g.add_argument("--tta_scale", type=float, nargs=2, default=_default("tta_scale"), help="rescale-view factor range")
+    g.add_argument("--sharpen", type=float, default=_default("sharpen"),
                    help="temperature T applied to the averaged pseudo-mask, p^(1/T) / (p^(1/T) + (1-p)^(1/T)); 1 = off")
-    g.add_argument("--student_aug", type=int, default=0, choices=[0, 1],
+    g.add_argument("--student_aug", type=int, default=_default("student_aug"), choices=[0, 1],
                    help="1: the student sees a flipped/colour-jittered view of the frame "
                         "(pseudo-mask flipped to match)")
-    g.add_argument("--targets", default="per_step", choices=["per_step", "cached"],
+    g.add_argument("--targets", default=_default("targets"), choices=["per_step", "cached"],
                    help="per_step: the teacher's TTA views averaged anew at every step (soft targets on every "
                         "pixel); cached: built once per pass from views at --target_scales, fused over time "
                         "(--temporal) and cut at --confidence into hard labels, other pixels ignored")
-    g.add_argument("--target_scales", type=float, nargs="+", default=[1.0],
+    g.add_argument("--target_scales", type=float, nargs="+", default=_default("target_scales"),
                    help="cached targets: view sizes relative to --size, each resized from the original frame "
                         "(each also mirrored unless --target_flip 0)")
-    g.add_argument("--target_flip", type=int, default=1, choices=[0, 1], help="cached targets: mirrored views too")
-    g.add_argument("--temporal", type=int, nargs="*", default=[],
+    g.add_argument("--target_flip", type=int, default=_default("target_flip"), choices=[0, 1], help="cached targets: mirrored views too")
+    g.add_argument("--temporal", type=int, nargs="*", default=_default("temporal"),
                    help="cached targets: neighbour offsets k whose predictions (t-k, t+k) are warped into frame t "
                         "with DIS flow and a forward-backward check ('' for none)")
-    g.add_argument("--confidence", type=float, nargs=2, default=(0.1, 0.9), metavar=("LO", "HI"),
+    g.add_argument("--confidence", type=float, nargs=2, default=_default("confidence"), metavar=("LO", "HI"),
                    help="cached targets: background label below LO, object label above HI, ignored between")
-    g.add_argument("--tune", default="all", choices=["all", "decoder"],
+    g.add_argument("--tune", default=_default("tune"), choices=["all", "decoder"],
                    help="parameters the student learns: all, or fusion and decoder only (encoders fixed)")
-    g.add_argument("--aug_scale", type=float, nargs=2, default=(1.0, 1.0),
+    g.add_argument("--aug_scale", type=float, nargs=2, default=_default("aug_scale"),
                    help="cached targets with --student_aug 1: zoom range of the student's view (crop or pad)")
-    g.add_argument("--d_width", type=int, default=32, help="mask discriminator width")
-    g.add_argument("--d_size", type=int, nargs=2, default=(128, 224), help="mask discriminator input size")
-    g.add_argument("--clip_grad", type=float, default=None, help="clip gradient norm (off if unset)")
-    g.add_argument("--predict_with", default="teacher", choices=["teacher", "student"],
+    g.add_argument("--d_width", type=int, default=_default("d_width"), help="mask discriminator width")
+    g.add_argument("--d_size", type=int, nargs=2, default=_default("d_size"), help="mask discriminator input size")
+    g.add_argument("--clip_grad", type=float, default=_default("clip_grad"), help="clip gradient norm (off if unset)")
+    g.add_argument("--predict_with", default=_default("predict_with"), choices=["teacher", "student"],
                    help="network that writes masks")
     g.add_argument("--flip", action="store_true", help="flip TTA when writing masks (as test.py --flip)")
-    g.add_argument("--scales", type=float, nargs="+", default=[1.0],
+    g.add_argument("--scales", type=float, nargs="+", default=_default("scales"),
                    help="input sizes (multiples of --size) averaged when writing masks (as test.py --scales)")
-    g.add_argument("--save_dir", default="outputs/online_masks", help="output root for binary masks")
+    g.add_argument("--save_dir", default=_default("save_dir"), help="output root for binary masks")
     g.add_argument("--save_prob", action="store_true", help="also write probability maps")
-    g.add_argument("--prob_dir", default=None, help="probability maps root; default <save_dir>_prob")
-    g.add_argument("--output_dir", default="runs/online", help="run folder: args, log, timing, resume state")
+    g.add_argument("--prob_dir", default=_default("prob_dir"), help="probability maps root; default <save_dir>_prob")
+    g.add_argument("--output_dir", default=_default("output_dir"), help="run folder: args, log, timing, resume state")
     g.add_argument("--resume", action="store_true",
                    help="reuse videos finished in <output_dir> by the same weights (sha1), mask-affecting "
                         "options, input frames and save folder whose masks are still there; re-tune the rest "
@@ -213,7 +226,7 @@ class OnlineTuner:
                 # ensemble across views is what gives self-training a signal.
                 image, flow, _, pseudo = strong_view(image, flow, None, pseudo, self.gen)
             logits = self.student(image, flow)["logits"]
-        seg = seg_loss(logits, pseudo)
+        seg = seg_loss(logits, pseudo, c.iou_smooth)
         return self._update(seg, logits, pseudo, image)
 
     def _update(self, seg: torch.Tensor, logits: torch.Tensor, real: torch.Tensor,

@@ -2,8 +2,9 @@
 
 ``online_finetuning.py`` builds it from its command line (:meth:`OnlineConfig.from_args`);
 the video tool (``segment_video/online.py``) builds it directly. Field names are the
-command line's option names (``--lr`` -> ``lr``), and the defaults are the command line's,
-so the resolved config, written to ``<output_dir>/args.yaml``, reads back with ``--config``.
+command line's option names (``--lr`` -> ``lr``), and the field defaults are the command
+line's (``engine.online.add_online_args`` reads them from here; the options shared with the
+other stages, data and runtime, are checked equal by a test), so the resolved config, written to ``<output_dir>/args.yaml``, reads back with ``--config``.
 """
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ class OnlineConfig:
     ema: float = 0.99
     lambda_adv: float = 1e-4
     d_loss_weight: float = 1.0
+    iou_smooth: float = 1.0
     tta: tuple[str, ...] = TTA_VIEWS
     tta_average: str = "probs"
     tta_scale: tuple[float, float] = (0.5, 1.5)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.inference import ViewSet, rescaled_size, view_probs, view_sizes
+from engine.inference import ViewSet, scale_sizes, view_probs
 
 IGNORE = 255  # label value of pixels that give no loss
 
@@ -137,8 +137,8 @@ def video_view_probs(model: torch.nn.Module, data, indices: Sequence[int], test_
     ``view_sets`` the ``T x 1 x H x W`` mean probability at ``test_hw``, and the frames as uint8
     RGB at ``test_hw`` (for flow). Each frame is read once; each size is resized from it."""
     scales = sorted({s for ss, _ in view_sets for s in ss} | {1.0})
-    sizes = view_sizes(test_hw, scales)
-    size_of = {s: (tuple(test_hw) if s == 1.0 else rescaled_size(test_hw, s)) for s in scales}
+    size_of = scale_sizes(test_hw, scales)
+    sizes = list(size_of.values())
     loader = torch.utils.data.DataLoader(ViewSet(data, indices, sizes), batch_size=batch_size, num_workers=workers)
     model.eval()
     outs: list[list[torch.Tensor]] = [[] for _ in view_sets]

@@ -47,6 +47,9 @@ def model_parser(from_checkpoint: bool = False) -> argparse.ArgumentParser:
         g.add_argument("--pretrained", default=None,
                        help="local timm ImageNet state dict (.pth/.safetensors) for the encoders; "
                             "nothing is downloaded")
+        from models import add_blocks_arg
+
+        add_blocks_arg(g)
     return p
 
 

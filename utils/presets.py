@@ -57,6 +57,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "tta_average": "logits",
             "sharpen": 1.0,
             "student_aug": 0,  # their student sees the unaltered frame
+            "iou_smooth": 0.0,  # their IoU loss has no smoothing term
             "flip": False,  # their test.py writes masks without flip TTA
         },
     },
@@ -64,7 +65,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "ours": {},
         "authors": {
             "arch": "oast3d",
+            "blocks": "authors",  # their MobileViT's block internals, not timm's
             "model_scale": "s",
+            # GradScaler + fp16 autocast in every step of their offline training.
+            "amp": True,
+            "amp_dtype": "fp16",
+            "iou_smooth": 0.0,  # their IoU loss has no smoothing term
             "size": [384, 640],
             "epochs": 30,
             "batch_size": 2,
@@ -117,6 +123,9 @@ def add_variant_args(p: argparse.ArgumentParser, stage: str) -> None:
                         "--config and the command line still override them")
     g.add_argument("--d_loss_weight", type=float, default=1.0,
                    help="weight of the discriminator's own loss (the authors use lambda_adv)")
+    from models.losses import add_loss_args
+
+    add_loss_args(g)
     if stage == "online":
         g.add_argument("--mask_disc", default="ours", choices=["ours", "authors"],
                        help="ours: patch discriminator on the resized mask and frame; authors: full-resolution "
