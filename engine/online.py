@@ -71,20 +71,24 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("online self-tuning")
     g.add_argument("--weights", "--weight", nargs="+", required=True,
                    help="offline checkpoint(s) (several are averaged) to start student and teacher from")
-    g.add_argument("--test_datasets", nargs="+", default=_default("test_datasets"), help="datasets to tune on and segment")
+    g.add_argument("--test_datasets", nargs="+", default=_default("test_datasets"),
+                   help="datasets to tune on and segment")
     g.add_argument("--split", default=_default("split"), help="split folder of the test sets")
     g.add_argument("--videos", nargs="+", default=_default("videos"), help="only these videos")
     g.add_argument("--mode", default=_default("mode"), choices=["per_video", "causal", "transductive"],
                    help="per_video: restart per video; causal: predict each frame before learning from it; "
                         "transductive: one model for the whole test set")
-    g.add_argument("--epochs", type=int, default=_default("epochs"), help="passes over each video's frames (whole set if transductive)")
-    g.add_argument("--causal_steps", type=int, default=_default("causal_steps"), help="causal mode: tuning steps per incoming batch")
+    g.add_argument("--epochs", type=int, default=_default("epochs"),
+                   help="passes over each video's frames (whole set if transductive)")
+    g.add_argument("--causal_steps", type=int, default=_default("causal_steps"),
+                   help="causal mode: tuning steps per incoming batch")
     g.add_argument("--batch_size", type=int, default=_default("batch_size"), help="frames per tuning step")
     g.add_argument("--lr", type=float, default=_default("lr"), help="student AdamW learning rate")
     g.add_argument("--lr_d", type=float, default=_default("lr_d"), help="mask discriminator AdamW learning rate")
     g.add_argument("--weight_decay", type=float, default=_default("weight_decay"), help="AdamW weight decay")
     g.add_argument("--ema", type=float, default=_default("ema"), help="teacher = ema * teacher + (1 - ema) * student")
-    g.add_argument("--lambda_adv", type=float, default=_default("lambda_adv"), help="weight of the student's adversarial loss (0: off)")
+    g.add_argument("--lambda_adv", type=float, default=_default("lambda_adv"),
+                   help="weight of the student's adversarial loss (0: off)")
     g.add_argument("--tta", nargs="+", default=_default("tta"), choices=TTA_CHOICES,
                    help="teacher views averaged into pseudo-masks ('--tta identity': no TTA)")
     g.add_argument("--tta_average", default=_default("tta_average"), choices=["probs", "logits"],
@@ -102,7 +106,8 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target_scales", type=float, nargs="+", default=_default("target_scales"),
                    help="cached targets: view sizes relative to --size, each resized from the original frame "
                         "(each also mirrored unless --target_flip 0)")
-    g.add_argument("--target_flip", type=int, default=_default("target_flip"), choices=[0, 1], help="cached targets: mirrored views too")
+    g.add_argument("--target_flip", type=int, default=_default("target_flip"),
+                   choices=[0, 1], help="cached targets: mirrored views too")
     g.add_argument("--temporal", type=int, nargs="*", default=_default("temporal"),
                    help="cached targets: neighbour offsets k whose predictions (t-k, t+k) are warped into frame t "
                         "with DIS flow and a forward-backward check ('' for none)")
