@@ -40,7 +40,7 @@ RECIPE = {"pretrained": "efficientnet_lite0_pip", "size": (256, 448), "test_size
           "steps_per_epoch": 150, "batch_size": 4, "lr": 1e-3, "lr_schedule": "cosine",
           "online_epochs": 1, "online_lr": 1e-4,
           "online_args": "--targets cached --temporal 1 --confidence 0.1 0.9 --student_aug 1 --aug_scale 0.8 1.25 "
-                         "--predict_with student"}
+                         "--predict_with student --lambda_adv 0 --tune decoder"}
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -65,9 +65,8 @@ _ONLINE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(OnlineConfig)}
 
 
 def add_online_args(p: argparse.ArgumentParser) -> None:
-    """Online options; their defaults are :class:`OnlineConfig`'s. The learning rates (1e-5,
-    both networks) and ``lambda_adv`` (1e-4) are the authors' published settings; passes, EMA,
-    TTA views and sharpening are ours (README)."""
+    """Online options; their defaults are :class:`OnlineConfig`'s: the setting chosen on held-out
+    DAVIS train sequences (README, Real video); ``--preset authors`` gives the authors' one."""
     g = p.add_argument_group("online self-tuning")
     g.add_argument("--weights", "--weight", nargs="+", required=True,
                    help="offline checkpoint(s) (several are averaged) to start student and teacher from")
@@ -99,10 +98,11 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--student_aug", type=int, default=_default("student_aug"), choices=[0, 1],
                    help="1: the student sees a flipped/colour-jittered view of the frame "
                         "(pseudo-mask flipped to match)")
-    g.add_argument("--targets", default=_default("targets"), choices=["per_step", "cached"],
+    g.add_argument("--targets", default=_default("targets"), choices=["auto", "per_step", "cached"],
                    help="per_step: the teacher's TTA views averaged anew at every step (soft targets on every "
                         "pixel); cached: built once per pass from views at --target_scales, fused over time "
-                        "(--temporal) and cut at --confidence into hard labels, other pixels ignored")
+                        "(--temporal) and cut at --confidence into hard labels, other pixels ignored; auto: "
+                        "cached, but per_step in causal mode")
     g.add_argument("--target_scales", type=float, nargs="+", default=_default("target_scales"),
                    help="cached targets: view sizes relative to --size, each resized from the original frame "
                         "(each also mirrored unless --target_flip 0)")

@@ -33,11 +33,11 @@ class DemoConfig:
     flow: str = "dis"  # "dis": estimate flow like on real data; "exact": keep the rendered flow
     stage1_epochs: int = 5
     stage2_epochs: int = 3
-    online_epochs: int = 3
+    online_epochs: int = 1  # the online stage's defaults (one pass at lr 1e-4)
     batch_size: int = 4
     lr: float = 5e-4  # higher than the paper's 1e-4: no ImageNet weights and a few hundred steps
     lambda_adv: float = 1e-4  # the paper's
-    online_lr: float = 3e-4
+    online_lr: float = 1e-4
     workers: int = 1
 
     @property

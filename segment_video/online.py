@@ -22,7 +22,10 @@ def online_config(args: argparse.Namespace, work_root: Path, name: str) -> Onlin
         data_dir=str(work_root), test_datasets=(WORK_DATASET,), split=WORK_SPLIT, videos=(name,),
         size=tuple(args.size), workers=args.workers, device=args.device, amp=args.amp, amp_dtype=args.amp_dtype,
         seed=args.seed, mode=args.online_mode, epochs=args.online_epochs, batch_size=args.online_batch_size,
-        lr=args.online_lr, tta=tuple(args.tta), predict_with="teacher", flip=args.flip,
+        lr=args.online_lr, tta=tuple(args.tta), flip=args.flip,
+        # The tool keeps the per-step setting its figures were measured with (the online
+        # stage's defaults moved to cached targets and a student that writes the masks).
+        targets="per_step", temporal=(), student_aug=0, predict_with="teacher", lambda_adv=1e-4, tune="all",
         # The tuner writes through the caller's MaskWriter; save_dir only fills the records.
         save_dir=str(Path(args.output_dir) / "masks"), output_dir=str(work_root / "online"), no_tensorboard=True)
 

@@ -23,7 +23,10 @@ from models import build_model, model_config
 from utils.checkpoint import save_checkpoint
 from utils.config import parse_with_config
 
-BASE = ["--size", "64", "96", "--workers", "0", "--no_tensorboard", "--batch_size", "2", "--lr", "1e-4"]
+# These tests exercise the per-step path (the defaults' cached targets: tests/test_pseudo_labels.py).
+PER_STEP = ["--targets", "per_step", "--temporal", "--student_aug", "0", "--predict_with", "teacher", "--epochs", "2",
+            "--lambda_adv", "1e-4", "--tune", "all"]
+BASE = ["--size", "64", "96", "--workers", "0", "--no_tensorboard", "--batch_size", "2", "--lr", "1e-4", *PER_STEP]
 
 
 @pytest.fixture
@@ -294,6 +297,24 @@ def test_config_defaults_are_the_command_line_defaults():
     dests = {a.dest for a in parser._actions} - {"help"}
     fields = {f.name for f in dataclasses.fields(OnlineConfig)}
     assert fields <= dests and dests - fields == set(ENTRY_ONLY_OPTIONS)
+
+
+def test_defaults_are_the_held_out_recipe_and_causal_mode_builds_targets_per_step():
+    parser = online_finetuning.get_parser()
+    c = OnlineConfig.from_args(parser.parse_args(["--weights", "w.pth"]))
+    # The setting chosen on held-out DAVIS train sequences (README, Real video).
+    assert (c.mode, c.epochs, c.lr, c.targets, c.temporal, c.confidence) == ("per_video", 1, 1e-4, "cached", (1,),
+                                                                              (0.1, 0.9))
+    assert (c.student_aug, c.aug_scale, c.predict_with, c.lambda_adv, c.tune) == (1, (0.8, 1.25), "student", 0.0,
+                                                                                  "decoder")
+    # Causal mode sees each frame once, as it comes: cached targets cannot be built there.
+    assert OnlineConfig.from_args(parser.parse_args(["--weights", "w", "--mode", "causal"])).targets == "per_step"
+    with pytest.raises(ValueError, match="causal mode"):
+        OnlineConfig.from_args(parser.parse_args(["--weights", "w", "--mode", "causal", "--targets", "cached"]))
+    # The authors' preset keeps their per-step targets and the teacher writing the masks.
+    a = OnlineConfig.from_args(parse_with_config(parser, ["--weights", "w", "--preset", "authors"]))
+    assert (a.targets, a.predict_with, a.student_aug, a.lr, a.epochs, a.lambda_adv, a.tune) == (
+        "per_step", "teacher", 0, 1e-5, 10, 1e-4, "all")
 
 
 def test_config_normalises_and_refuses():

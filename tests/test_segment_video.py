@@ -405,7 +405,7 @@ def test_bad_options(ckpt, video_file, tmp_path, capsys):
             script.get_parser().parse_args([*base, *bad])
 
 
-def test_online_config_is_the_online_stage_defaults_but_the_tools_options(ckpt, tmp_path):
+def test_online_config_is_the_online_stage_defaults_but_the_tools_options_and_per_step_targets(ckpt, tmp_path):
     import online_finetuning
     from engine.online_config import OnlineConfig
     from segment_video.frames import WORK_DATASET, WORK_SPLIT
@@ -418,7 +418,8 @@ def test_online_config_is_the_online_stage_defaults_but_the_tools_options(ckpt, 
     assert config == dataclasses.replace(
         defaults, data_dir=str(tmp_path / "work"), test_datasets=(WORK_DATASET,), split=WORK_SPLIT, videos=("clip",),
         size=(H, W), workers=0, device="cpu", epochs=3, lr=3e-4, tta=("identity", "flip"), flip=True,
-        save_dir=str(tmp_path / "masks"), output_dir=str(tmp_path / "work" / "online"), no_tensorboard=True)
+        save_dir=str(tmp_path / "masks"), output_dir=str(tmp_path / "work" / "online"), no_tensorboard=True,
+        targets="per_step", temporal=(), student_aug=0, predict_with="teacher", lambda_adv=1e-4, tune="all")
 
 
 def _imported_modules(path: Path) -> set[str]:

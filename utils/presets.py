@@ -57,6 +57,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "tta_average": "logits",
             "sharpen": 1.0,
             "student_aug": 0,  # their student sees the unaltered frame
+            # Their pseudo-mask is built anew at every step, soft, on every pixel; the teacher
+            # writes the masks.
+            "targets": "per_step",
+            "temporal": [],
+            "predict_with": "teacher",
+            "tune": "all",  # every parameter of the student learns
             "iou_smooth": 0.0,  # their IoU loss has no smoothing term
             "flip": False,  # their test.py writes masks without flip TTA
         },
