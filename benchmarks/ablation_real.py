@@ -81,6 +81,8 @@ ONLINE_ROWS.update({
     "cached_decoder_only": _cached("--tune decoder"),
     "cached_lr_3e-4": _cached(lr="3e-4"),
     "cached_2_passes": _cached(passes=2),
+    "cached_decoder_only_no_aug": _cached("--tune decoder --student_aug 0"),
+    "cached_decoder_only_no_aug_no_adv": _cached("--tune decoder --student_aug 0 --lambda_adv 0"),
 })
 
 
