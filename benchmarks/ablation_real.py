@@ -62,7 +62,8 @@ ONLINE_ROWS = {
                "--sharpen 1'",
 }
 # Cached targets (engine/pseudo_labels.py): one setting, then one component changed at a time (a
-# later option overrides the earlier). The recipe's online setting is the row cached_decoder_only.
+# later option overrides the earlier). The recipe's online setting is the row cached_no_aug with the
+# mask discriminator off (cached_no_adv: no effect).
 CACHED = ("--targets cached --temporal 1 --confidence 0.1 0.9 --student_aug 1 --aug_scale 0.8 1.25 "
           "--predict_with student --lambda_adv 1e-4 --tune all")
 

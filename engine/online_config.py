@@ -63,13 +63,13 @@ class OnlineConfig:
     tta_average: str = "probs"
     tta_scale: tuple[float, float] = (0.5, 1.5)
     sharpen: float = 0.5
-    student_aug: int = 1
+    student_aug: int = 0
     targets: str = "auto"  # cached; per_step in causal mode (resolved in __post_init__)
     target_scales: tuple[float, ...] = (1.0,)
     target_flip: int = 1
     temporal: tuple[int, ...] = (1,)
     confidence: tuple[float, float] = (0.1, 0.9)
-    tune: str = "decoder"
+    tune: str = "all"
     aug_scale: tuple[float, float] = (0.8, 1.25)
     mask_disc: str = "ours"
     d_width: int = 32
