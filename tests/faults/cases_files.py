@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 from tests.faults.common import Case, Outcome, error_names, last_error, run_script, synthetic_data, unreadable_outputs
+from utils.io import IN_PROGRESS
 
 DATASET = "DAVIS-2016"  # synthetic DAVIS-2016/val: 4 videos x 20 frames, every frame labelled
 TINY = ["--size", "64", "96", "--workers", "0", "--batch_size", "4", "--device", "cpu"]
@@ -53,8 +54,9 @@ def _named_failure(r: subprocess.CompletedProcess, *paths: Path) -> bool:
 
 def kill_test_then_evaluate(tmp: Path) -> Outcome:
     """SIGKILL test.py --save_prob while it writes masks (5 kill points); each time count masks and
-    probability maps under their final names that do not decode, and run evaluate.py (it must either
-    succeed or name the missing file); then a full re-run and evaluate.py must succeed."""
+    probability maps under their final names that do not decode, and run evaluate.py (it must
+    succeed, name the missing file, or refuse the unfinished folder naming its in-progress marker);
+    then a full re-run and evaluate.py must succeed."""
     data = synthetic_data(tmp)
     weights = _checkpoint(tmp)
     lost = unnamed = kills = parts = 0
@@ -68,7 +70,7 @@ def kill_test_then_evaluate(tmp: Path) -> Outcome:
         lost += len(unreadable_outputs(save_dir)) + len(unreadable_outputs(tmp / "masks_prob"))
         parts += sum(1 for d in (save_dir, tmp / "masks_prob") if d.exists() for _ in d.rglob(".*.part"))
         ev = _evaluate(data, save_dir)
-        if ev.returncode != 0 and not _named_failure(ev, *_expected_preds(data, save_dir)):
+        if ev.returncode != 0 and not _named_failure(ev, *_expected_preds(data, save_dir), save_dir / IN_PROGRESS):
             unnamed += 1
     r = _test(data, weights, save_dir)  # the user re-runs into the same folder
     ev = _evaluate(data, save_dir) if r.returncode == 0 else None
