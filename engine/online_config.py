@@ -4,7 +4,8 @@
 the video tool (``segment_video/online.py``) builds it directly. Field names are the
 command line's option names (``--lr`` -> ``lr``), and the field defaults are the command
 line's (``engine.online.add_online_args`` reads them from here; the options shared with the
-other stages, data and runtime, are checked equal by a test), so the resolved config, written to ``<output_dir>/args.yaml``, reads back with ``--config``.
+other stages, data and runtime, are checked equal by a test), so the resolved config, written
+to ``<output_dir>/args.yaml``, reads back with ``--config``.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.tta import TTA_VIEWS
+from models.losses import IOU_SMOOTH
 from utils.config import DEFAULT_TEST_DATASETS
 
 # Options of online_finetuning.py that are not the tuner's: the config file they came from,
@@ -58,7 +60,7 @@ class OnlineConfig:
     ema: float = 0.99
     lambda_adv: float = 0.0  # the mask discriminator measured no effect on held-out video; the authors' is 1e-4
     d_loss_weight: float = 1.0
-    iou_smooth: float = 1.0
+    iou_smooth: float = IOU_SMOOTH
     tta: tuple[str, ...] = TTA_VIEWS
     tta_average: str = "probs"
     tta_scale: tuple[float, float] = (0.5, 1.5)
