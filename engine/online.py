@@ -38,7 +38,7 @@ from engine.loop import ENCODER_PREFIXES, build_optimizer, grad_scaler, optimize
 from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs_digest, key_mismatches,
                                    mask_options, resume_messages, save_roots, weights_identity, write_record)
 from engine.online_config import OnlineConfig
-from engine.pseudo_labels import TargetConfig, build_targets, masked_seg_loss
+from engine.pseudo_labels import TargetConfig, build_targets, label_cover, masked_seg_loss
 from engine.tta import TTA_CHOICES, sharpen, strong_view, tta_probs
 from models import build_mask_discriminator, build_model_from_checkpoint
 from models.discriminators import build_authors_mask_discriminator
@@ -113,6 +113,10 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
                         "with DIS flow and a forward-backward check ('' for none)")
     g.add_argument("--confidence", type=float, nargs=2, default=_default("confidence"), metavar=("LO", "HI"),
                    help="cached targets: background label below LO, object label above HI, ignored between")
+    g.add_argument("--min_cover", type=float, default=_default("min_cover"),
+                   help="cached targets: learn from a frame only if its object labels cover at least this "
+                        "fraction of the teacher's mask (p > 0.5) and its background labels this fraction of the "
+                        "rest (0: every frame with labels of both kinds); a video with no such frame is not tuned")
     g.add_argument("--tune", default=_default("tune"), choices=["all", "decoder"],
                    help="parameters the student learns: all, or fusion and decoder only (encoders fixed)")
     g.add_argument("--aug_scale", type=float, nargs=2, default=_default("aug_scale"),
@@ -259,19 +263,29 @@ class OnlineTuner:
                             lo=c.confidence[0], hi=c.confidence[1])
 
     def make_targets(self, indices: list[int]) -> bool:
-        """The teacher's targets for these frames (one video), kept for the pass. Returns False,
-        with a warning, when no pixel is an object label: learning from background labels
-        alone teaches the student to predict nothing, so such a video is not tuned."""
+        """The teacher's targets for these frames (one video), kept for the pass, for the frames
+        whose labels pass ``--min_cover``. Returns False, with a warning, when no frame does:
+        labels of one side only teach the student to call every pixel that side (a weak teacher
+        never below ``--confidence`` LO made a student that filled the frame), so such a video
+        is not tuned."""
         c = self.config
         prob, labels = build_targets(self.teacher, self.data, indices, c.size, self.target_config(), self.info.device,
                                      c.batch_size, c.workers, c.amp, c.amp_dtype)
-        if not (labels == 1).any():
-            vid = self.data.videos[self.data.items[indices[0]][0]]
-            _log.warning("%s/%s: no pixel above --confidence HI %.2f (the teacher's highest probability is %.3f); "
-                         "not tuned, its masks are the teacher's", vid.dataset, vid.name, c.confidence[1],
-                         float(prob.max()))
+        fg, bg = label_cover(prob, labels)
+        usable = (fg > 0) & (bg > 0) & (fg >= c.min_cover) & (bg >= c.min_cover)
+        vid = self.data.videos[self.data.items[indices[0]][0]]
+        if not usable.any():
+            _log.warning("%s/%s: no frame has object and background labels covering --min_cover %.2f of their "
+                         "sides (best cover: object %.2f, background %.2f; the teacher's probabilities span "
+                         "%.3f-%.3f, --confidence %.2f %.2f); not tuned, its masks are the network's as it is",
+                         vid.dataset, vid.name, c.min_cover, float(fg.max()), float(bg.max()), float(prob.min()),
+                         float(prob.max()), *c.confidence)
             return False
-        self.targets.update({i: (p.half(), lab) for i, p, lab in zip(indices, prob, labels)})
+        if not usable.all():
+            _log.info("%s/%s: %d of %d frames below --min_cover %.2f are not learnt from", vid.dataset, vid.name,
+                      int((~usable).sum()), len(indices), c.min_cover)
+        self.targets.update({i: (p.half(), lab) for i, p, lab, ok in zip(indices, prob, labels, usable.tolist())
+                             if ok})
         return True
 
     def step_cached(self, batch: dict) -> dict[str, torch.Tensor]:

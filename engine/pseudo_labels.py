@@ -11,6 +11,10 @@ A frame's target is made in three steps, each optional:
 3. **Confidence**: hard labels where the fused probability is above ``hi`` (object) or below
    ``lo`` (background); every other pixel is ``IGNORE`` and gives no loss.
 
+A frame whose labels cover little of either side of the teacher's mask (:func:`label_cover`)
+is better not learnt from: a teacher that is never below ``lo`` gives object labels only, and
+a student tuned on them learns to call every pixel the object.
+
 Ground truth is never read here.
 """
 from __future__ import annotations
@@ -115,6 +119,18 @@ def hard_labels(prob: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     out[prob > hi] = 1
     out[prob < lo] = 0
     return out
+
+
+def label_cover(prob: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per frame (``T x 1 x H x W``): the fraction of the teacher's mask (``prob > 0.5``) that
+    carries object labels, and of the rest that carries background labels (0 where a side is empty)."""
+    obj = (prob > 0.5).flatten(1)
+    n_obj = obj.sum(1).float()
+    n_rest = obj.shape[1] - n_obj
+    fg = (labels == 1).flatten(1).sum(1).float()
+    bg = (labels == 0).flatten(1).sum(1).float()
+    return (torch.where(n_obj > 0, fg / n_obj.clamp_min(1), torch.zeros_like(fg)),
+            torch.where(n_rest > 0, bg / n_rest.clamp_min(1), torch.zeros_like(bg)))
 
 
 def masked_seg_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1.0) -> torch.Tensor:

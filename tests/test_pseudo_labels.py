@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import online_finetuning
-from engine.pseudo_labels import (IGNORE, consistent, hard_labels, masked_seg_loss, pair_flows, temporal_fuse,
-                                  warp)
+from engine.pseudo_labels import (IGNORE, consistent, hard_labels, label_cover, masked_seg_loss, pair_flows,
+                                  temporal_fuse, warp)
 from engine.inference import rescaled_size
 from engine.tta import strong_view
 
@@ -66,6 +66,15 @@ def test_hard_labels_and_view_size():
     lab = hard_labels(torch.tensor([0.05, 0.1, 0.5, 0.9, 0.95]), 0.1, 0.9)
     assert lab.tolist() == [0, IGNORE, IGNORE, IGNORE, 1]
     assert rescaled_size((320, 576), 1.25) == (384, 704) and rescaled_size((320, 576), 1.0) == (320, 576)
+
+
+def test_label_cover_hand_computed():
+    prob = torch.tensor([[0.95, 0.7, 0.6, 0.4, 0.05, 0.02, 0.3, 0.5],  # mask: 3 px, 1 object label; rest 5, 2 bg
+                         [0.95, 0.92, 0.3, 0.2, 0.2, 0.2, 0.2, 0.2],  # a teacher never below LO: no bg label
+                         [0.05, 0.2, 0.3, 0.2, 0.2, 0.2, 0.2, 0.2]]).view(3, 1, 1, 8)  # empty mask
+    fg, bg = label_cover(prob, hard_labels(prob, 0.1, 0.9))
+    assert torch.allclose(fg, torch.tensor([1 / 3, 1.0, 0.0]))
+    assert torch.allclose(bg, torch.tensor([2 / 5, 0.0, 1 / 8]))
 
 
 def test_masked_loss_ignores_unlabelled_pixels():
@@ -148,9 +157,10 @@ def test_decoder_only_tuning_leaves_encoders(ckpt, synthetic_dir, tmp_path):
     assert not torch.equal(off["decoder.head.1.weight"], stu["decoder.head.1.weight"])
 
 
-def test_video_without_object_labels_is_not_tuned(ckpt, synthetic_dir, tmp_path):
-    """A teacher that is never above --confidence HI gives background labels only; tuning on them
-    would teach the student to predict nothing, so the video keeps the teacher's masks."""
+@pytest.mark.parametrize("confidence", [("0.0", "1.0"), ("0.0", "0.5")], ids=["no_labels", "object_labels_only"])
+def test_video_without_labels_of_both_kinds_is_not_tuned(ckpt, synthetic_dir, tmp_path, confidence):
+    """A teacher never below --confidence LO gives object labels only (a weak model's case:
+    tuned on them, the student called every pixel the object); such a video keeps the offline masks."""
     import test as test_script
     from PIL import Image
 
@@ -162,9 +172,31 @@ def test_video_without_object_labels_is_not_tuned(ckpt, synthetic_dir, tmp_path)
     test_script.main([*common, "--save_dir", str(tmp_path / "test")])
     online_finetuning.main([*common, "--no_tensorboard", "--batch_size", "2", "--lr", "1e-2", "--epochs", "1",
                             "--output_dir", str(tmp_path / "run"), "--save_dir", str(tmp_path / "online"),
-                            "--targets", "cached", "--confidence", "0.0", "1.0", "--predict_with", "student"])
-    assert "davis000: no pixel above --confidence HI" in (tmp_path / "run" / "log.txt").read_text()
+                            "--targets", "cached", "--confidence", *confidence, "--predict_with", "student"])
+    assert "davis000: no frame has object and background labels" in (tmp_path / "run" / "log.txt").read_text()
     a = sorted((tmp_path / "test").rglob("*.png"))
     b = sorted((tmp_path / "online").rglob("*.png"))
     assert len(a) == len(b) == 20
     assert all(np.array_equal(np.asarray(Image.open(x)), np.asarray(Image.open(y))) for x, y in zip(a, b))
+
+
+def test_frames_below_min_cover_are_not_learnt_from(ckpt, synthetic_dir, tmp_path, monkeypatch):
+    """Frame-level: only frames whose labels cover --min_cover of both sides enter the pass's targets."""
+    import engine.online
+    from engine.online import OnlineTuner
+    from engine.online_config import OnlineConfig
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dir / "DAVIS-2016" / "val", data / "DAVIS-2016" / "val",
+                    ignore=shutil.ignore_patterns("flows_exact"))
+    tuner = OnlineTuner(OnlineConfig(weights=str(ckpt), data_dir=str(data), test_datasets=["DAVIS-2016"],
+                                     size=(64, 96), workers=0, videos=["davis000"], no_tensorboard=True,
+                                     output_dir=str(tmp_path / "run"), min_cover=0.5))
+    key, idx = next(iter(tuner.data.video_items().items()))
+    prob = torch.full((len(idx), 1, 64, 96), 0.02)
+    prob[:, :, :8, :8] = 0.95  # object labels on the whole mask, background on the rest
+    prob[1, :, 8:40] = 0.3  # frame 1: background labels on 1/3 of the rest (below 0.5)
+    prob[2, :, :8, :4] = 0.7  # frame 2: object labels on half the mask (0.5 passes)
+    monkeypatch.setattr(engine.online, "build_targets", lambda *a, **k: (prob, hard_labels(prob, 0.1, 0.9)))
+    tuner._fresh(0)
+    assert tuner.make_targets(idx)
+    assert sorted(tuner.targets) == sorted(i for k, i in enumerate(idx) if k != 1)
