@@ -277,7 +277,8 @@ class OnlineTuner:
         if not usable.any():
             _log.warning("%s/%s: no frame has object and background labels covering --min_cover %.2f of their "
                          "sides (best cover: object %.2f, background %.2f; the teacher's probabilities span "
-                         "%.3f-%.3f, --confidence %.2f %.2f); not tuned, its masks are the network's as it is",
+                         "%.3f-%.3f, --confidence %.2f %.2f); this pass does not tune it (masks from the offline "
+                         "model, or from the previous pass)",
                          vid.dataset, vid.name, c.min_cover, float(fg.max()), float(bg.max()), float(prob.min()),
                          float(prob.max()), *c.confidence)
             return False
