@@ -17,12 +17,14 @@ from typing import Any
 
 from engine.tta import TTA_VIEWS
 from models.losses import IOU_SMOOTH
-from utils.config import DEFAULT_TEST_DATASETS
+from utils.config import DEFAULT_TEST_DATASETS, data_parser, runtime_parser
 
 # Options of online_finetuning.py that are not the tuner's: the config file they came from,
 # the legacy launcher's rank, and the authors' options that are accepted and reported unused.
 ENTRY_ONLY_OPTIONS = ("config", "local_rank", "pretrained", "sync_bn")
 _PATHS = ("data_dir", "save_dir", "prob_dir", "output_dir")
+# The data and runtime options are every stage's (utils/config.py): their defaults come from there.
+_SHARED = {**vars(data_parser().parse_args([])), **vars(runtime_parser().parse_args([]))}
 
 
 @dataclass(frozen=True)
@@ -38,17 +40,17 @@ class OnlineConfig:
     model_scale: str | None = None
     backbone: str | None = None
     # data
-    data_dir: str = "data"
+    data_dir: str = _SHARED["data_dir"]
     test_datasets: tuple[str, ...] = tuple(DEFAULT_TEST_DATASETS)
     split: str = "val"
     videos: tuple[str, ...] | None = None
-    size: tuple[int, int] = (384, 640)
-    workers: int = 4
+    size: tuple[int, int] = tuple(_SHARED["size"])
+    workers: int = _SHARED["workers"]
     # runtime
-    device: str = "auto"
-    amp: bool = False
-    amp_dtype: str = "bf16"
-    seed: int = 0
+    device: str = _SHARED["device"]
+    amp: bool = _SHARED["amp"]
+    amp_dtype: str = _SHARED["amp_dtype"]
+    seed: int = _SHARED["seed"]
     # tuning
     mode: str = "per_video"
     epochs: int = 1
