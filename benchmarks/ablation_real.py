@@ -85,10 +85,13 @@ ONLINE_ROWS.update({
     "cached_decoder_only_no_aug": _cached("--tune decoder --student_aug 0"),
     "cached_decoder_only_no_aug_no_adv": _cached("--tune decoder --student_aug 0 --lambda_adv 0"),
 })
+
+
 # The online defaults (engine/online_config.py: cached_no_aug with the mask discriminator off and the
 # --min_cover guard), then one change at a time.
 def _defaults(extra: str = "", passes: int = 1) -> str:
     return f"--online per_video --online_lr 1e-4 --online_epochs {passes} --online_args '{extra}'"
+
 
 
 ONLINE_ROWS.update({
