@@ -93,7 +93,6 @@ def _defaults(extra: str = "", passes: int = 1) -> str:
     return f"--online per_video --online_lr 1e-4 --online_epochs {passes} --online_args '{extra}'"
 
 
-
 ONLINE_ROWS.update({
     "defaults": _defaults(),
     "defaults_min_cover_0": _defaults("--min_cover 0"),
