@@ -4,8 +4,8 @@
 the video tool (``segment_video/online.py``) builds it directly. Field names are the
 command line's option names (``--lr`` -> ``lr``), and the field defaults are the command
 line's (``engine.online.add_online_args`` reads them from here; the options shared with the
-other stages, data and runtime, are checked equal by a test), so the resolved config, written
-to ``<output_dir>/args.yaml``, reads back with ``--config``.
+other stages, data and runtime, take the shared parsers' defaults), so the resolved config,
+written to ``<output_dir>/args.yaml``, reads back with ``--config``.
 """
 from __future__ import annotations
 
