@@ -6,6 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
+from engine.online_config import OnlineConfig
 from engine.tta import TTA_VIEWS
 from segment_video.overlay import DEFAULT_FPS, OVERLAY_MODES
 from utils.optical_flow import DIS_PRESETS, METHODS
@@ -13,6 +14,7 @@ from utils.optical_flow import DIS_PRESETS, METHODS
 PIPELINES = ("auto", "memory", "files")
 FLOW_SIZES = ("frame", "network")
 MEMORY_FORMATS = ("channels_last", "contiguous")
+RUNTIMES = ("torch", "onnx")
 
 
 def flow_size_arg(text: str) -> str | tuple[int, int]:
@@ -84,6 +86,10 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--memory_format", default="channels_last", choices=MEMORY_FORMATS,
                    help="network tensor layout for plain inference; channels_last is faster for convolutions on "
                         "CPU and gives the same masks up to float rounding")
+    g.add_argument("--runtime", default="torch", choices=RUNTIMES,
+                   help="network runtime for plain inference: torch (the reference), or onnx (ONNX Runtime on the "
+                        "CPU; the network is exported once per checkpoint and size, cached beside the checkpoint, "
+                        "and checked against PyTorch; needs requirements-onnx.txt)")
     g.add_argument("--workers", type=int, default=2,
                    help="DataLoader worker processes (files pipeline and --online)")
     g.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
@@ -91,11 +97,13 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--save_prob", action="store_true", help="also write probability maps to <output_dir>/probs/")
 
     g = p.add_argument_group("online self-tuning")
+    # The online stage's own defaults (engine/online_config.py, chosen on held-out DAVIS sequences).
     g.add_argument("--online", action="store_true",
-                   help="adapt the model to this video first (OAST online stage; the teacher writes the masks)")
-    g.add_argument("--online_epochs", type=int, default=2, help="tuning passes over the video's frames")
-    g.add_argument("--online_batch_size", type=int, default=2, help="frames per tuning step")
-    g.add_argument("--online_lr", type=float, default=1e-5, help="student learning rate")
+                   help="adapt the model to this video first (OAST online stage with its defaults: cached "
+                        "confident targets, the tuned student writes the masks)")
+    g.add_argument("--online_epochs", type=int, default=OnlineConfig.epochs, help="tuning passes over the video's frames")
+    g.add_argument("--online_batch_size", type=int, default=OnlineConfig.batch_size, help="frames per tuning step")
+    g.add_argument("--online_lr", type=float, default=OnlineConfig.lr, help="student learning rate")
     g.add_argument("--online_mode", default="per_video", choices=["per_video", "causal"],
                    help="per_video: tune, then predict; causal: predict each frame before learning from it")
     g.add_argument("--tta", nargs="+", default=list(TTA_VIEWS), choices=TTA_VIEWS,

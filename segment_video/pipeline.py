@@ -127,15 +127,26 @@ class TimedMaskWriter(MaskWriter):
 
 # --------------------------------------------------------------------------- network
 def load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
-    """The checkpoint's network on ``device`` in eval mode, in ``--memory_format``."""
+    """The checkpoint's network on ``device`` in eval mode, in ``--memory_format``; with
+    ``--runtime onnx``, its ONNX Runtime version at ``--size`` (:mod:`engine.onnx_runtime`)."""
     from models import build_model_from_checkpoint
 
     arch = getattr(args, "arch", None)
+    if _runtime(args) == "onnx":
+        from engine.onnx_runtime import load_onnx_network
+
+        # The PyTorch network is built only when the export is not cached yet.
+        return load_onnx_network(lambda: build_model_from_checkpoint(args.weights, args.model_scale, args.backbone,
+                                                                     arch).eval(), args.weights, args.size)
     model = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone, arch).to(device).eval()
     if args.memory_format == "channels_last":
         # The convolutions pick the weights' layout, so inputs need no conversion for this.
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def _runtime(args: argparse.Namespace) -> str:
+    return getattr(args, "runtime", "torch")
 
 
 def _to_batch(rgbs: Sequence[np.ndarray], size_hw: tuple[int, int], device: torch.device,
@@ -203,7 +214,7 @@ class _MemoryPipeline:
         self.writer, self.overlay, self.clock = writer, overlay, clock
         self.net_hw = (int(args.size[0]), int(args.size[1]))
         self.batch = max(1, int(args.batch_size))
-        self.channels_last = args.memory_format == "channels_last"
+        self.channels_last = args.memory_format == "channels_last" and _runtime(args) == "torch"
         self.model = model
         with clock("model_s"):
             self.estimator = flow_estimator(args)
@@ -346,6 +357,15 @@ def segment_video(args: argparse.Namespace, progress: bool = True) -> SegmentRes
     pipeline = args.pipeline if args.pipeline != "auto" else ("files" if args.online else "memory")
     if pipeline == "memory" and args.online:
         raise ValueError("--online needs --pipeline files (or auto): the tuner reads the frames from the work folder")
+    if _runtime(args) == "onnx":
+        if args.online:
+            raise ValueError("--runtime onnx runs a fixed network; --online tunes it in PyTorch (use --runtime torch)")
+        if args.device not in ("auto", "cpu"):
+            raise ValueError(f"--runtime onnx runs on the CPU; got --device {args.device} (use --device cpu)")
+        args.device = "cpu"
+        from engine.onnx_runtime import require
+
+        require()  # before any frame is decoded
     path = Path(args.input)
     check_input(path)  # fail on a bad input before loading anything heavy
     out_dir = Path(args.output_dir)

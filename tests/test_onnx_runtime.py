@@ -1,0 +1,184 @@
+"""engine.onnx_runtime: the ONNX Runtime network equals PyTorch's, is exported once and cached
+beside the checkpoint, and fails clearly; the video tool's --runtime onnx gives PyTorch's masks."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+import engine.onnx_runtime as onnx_rt  # noqa: E402
+from engine.inference import predict_probs  # noqa: E402
+from models import build_model_from_checkpoint  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+H, W = 64, 96
+
+
+class Tiny(torch.nn.Module):
+    """A two-input network that exports in a second (tests of the cache and the checks)."""
+
+    def __init__(self, offset_outside_export: float = 0.0):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(6, 1, 3, padding=1)
+        self.offset = offset_outside_export
+
+    def forward(self, image, flow):
+        logits = self.conv(torch.cat([image, flow], 1))
+        return {"logits": logits + (0.0 if torch.compiler.is_exporting() else self.offset)}
+
+
+@pytest.fixture(scope="module")
+def exported(ckpt, tmp_path_factory):
+    """(checkpoint copy, its model, the exported network): one export for the module."""
+    folder = tmp_path_factory.mktemp("onnx_ckpt")
+    weights = folder / "model.pth"
+    shutil.copy(ckpt, weights)
+    model = build_model_from_checkpoint(weights).eval()
+    return weights, model, onnx_rt.load_onnx_network(model, [weights], (H, W))
+
+
+def test_onnx_network_equals_pytorch_with_flip_and_any_batch(exported):
+    weights, model, net = exported
+    g = torch.Generator().manual_seed(3)
+    for batch in (1, 3):  # exported with batch 2: the batch axis is dynamic
+        image, flow = torch.rand(batch, 3, H, W, generator=g), torch.rand(batch, 3, H, W, generator=g)
+        for flip in (False, True):
+            ref = predict_probs(model, image, flow, flip)
+            got = predict_probs(net, image, flow, flip)
+            assert got.shape == ref.shape == (batch, 1, H, W)
+            assert float((got - ref).abs().max()) < 1e-4
+
+
+def test_cached_beside_the_checkpoint_with_a_record_and_reused(exported, monkeypatch):
+    weights, model, net = exported
+    assert net.path.parent == weights.parent and net.path.name.startswith(f"model.pth.{H}x{W}.")
+    record = json.loads(net.path.with_suffix(".json").read_text())
+    assert record["size"] == [H, W] and record["max_prob_diff"] <= onnx_rt.ATOL
+    assert not list(weights.parent.glob(".*.part"))  # atomic writes left nothing behind
+
+    def no_export(*a, **k):
+        raise AssertionError("exported again although the cache holds this checkpoint and size")
+
+    def no_build():
+        raise AssertionError("built the PyTorch network although the export is cached")
+
+    monkeypatch.setattr(onnx_rt, "export", no_export)
+    assert onnx_rt.load_onnx_network(model, [weights], (H, W)).path == net.path
+    assert onnx_rt.load_onnx_network(no_build, [weights], (H, W)).path == net.path
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*missing.pth"):
+        onnx_rt.load_onnx_network(no_build, [weights.parent / "missing.pth"], (H, W))
+
+
+def test_key_follows_the_checkpoint_bytes_and_the_size(exported, tmp_path):
+    weights, _, _ = exported
+    other = tmp_path / "model.pth"
+    shutil.copy(weights, other)
+    assert onnx_rt.cache_key([other], (H, W)) == onnx_rt.cache_key([weights], (H, W))
+    assert onnx_rt.cache_key([weights], (H, W + 32)) != onnx_rt.cache_key([weights], (H, W))
+    with open(other, "ab") as f:  # a retrained checkpoint at the same path
+        f.write(b"\0")
+    assert onnx_rt.cache_key([other], (H, W)) != onnx_rt.cache_key([weights], (H, W))
+
+
+def test_damaged_cache_is_exported_again_and_named(exported, tmp_path, caplog):
+    weights, _, _ = exported
+    model = Tiny().eval()
+    folder = tmp_path / "cache"
+    path = onnx_rt.cache_path([weights], (H, W), folder)
+    folder.mkdir()
+    path.write_bytes(b"not an onnx file")
+    path.with_suffix(".json").write_text("{}")
+    with caplog.at_level(logging.WARNING, logger="engine.onnx_runtime"):
+        fresh = onnx_rt.load_onnx_network(model, [weights], (H, W), cache_dir=folder)
+    assert str(path) in caplog.text
+    assert fresh.path == path and path.stat().st_size > 100
+    image = torch.rand(1, 3, H, W)
+    assert torch.allclose(fresh(image, image)["logits"], model(image, image)["logits"], atol=1e-5)
+
+
+def test_unwritable_checkpoint_folder_uses_the_user_cache(exported, tmp_path, monkeypatch):
+    weights, _, _ = exported
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(onnx_rt, "_writable", lambda folder: False)
+    assert onnx_rt.cache_path([weights], (H, W)).parent == tmp_path / "xdg" / "oast" / "onnx"
+
+
+def test_wrong_input_size_and_a_failed_check_are_clear_errors(exported, tmp_path):
+    _, _, net = exported
+    with pytest.raises(ValueError, match=f"exported for inputs B x 3 x {H} x {W}"):
+        net(torch.rand(1, 3, H, W + 32), torch.rand(1, 3, H, W + 32))
+
+    path = tmp_path / "off.onnx"
+    with pytest.raises(RuntimeError, match="differs from PyTorch.*--runtime torch"):
+        onnx_rt.export(Tiny(offset_outside_export=5.0).eval(), path, (H, W))
+    assert not path.exists() and not path.with_suffix(".json").exists() and not list(tmp_path.glob(".*.part"))
+
+
+def test_missing_packages_say_what_to_install(monkeypatch):
+    monkeypatch.setattr(onnx_rt, "available", lambda: False)
+    with pytest.raises(ImportError, match="requirements-onnx.txt"):
+        onnx_rt.require()
+
+
+# --------------------------------------------------------------------------- the video tool
+def _script():
+    spec = importlib.util.spec_from_file_location("segment_video_script", ROOT / "scripts" / "segment_video.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _write_frames(folder: Path, n: int = 5) -> Path:
+    import cv2
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    tex = cv2.GaussianBlur(rng.integers(0, 255, (H, W, 3), dtype=np.uint8), (7, 7), 0)
+    for i in range(n):
+        img = tex.copy()
+        img[20:40, 10 + 5 * i:30 + 5 * i] = (30, 200, 240)
+        cv2.imwrite(str(folder / f"{i:05d}.jpg"), img)
+    return folder
+
+
+def test_segment_video_runtime_onnx_gives_the_pytorch_masks(exported, tmp_path):
+    import cv2
+    from segment_video import segment_video
+
+    weights, _, _ = exported
+    script, frames = _script(), _write_frames(tmp_path / "clip")
+    common = ["--input", str(frames), "--weights", str(weights), "--size", str(H), str(W), "--device", "cpu",
+              "--flip", "--save_prob", "--overlay", "none", "--workers", "0"]
+    probs = {}
+    for runtime in ("torch", "onnx"):
+        args = script.get_parser().parse_args([*common, "--output_dir", str(tmp_path / runtime), "--runtime", runtime])
+        result = segment_video(args, progress=False)
+        assert result.frames == 5
+        probs[runtime] = np.stack([cv2.imread(str(p), cv2.IMREAD_UNCHANGED).astype(np.int32)
+                                   for p in sorted(result.prob_dir.glob("*.png"))])
+    assert probs["onnx"].shape == probs["torch"].shape == (5, H, W)
+    assert np.abs(probs["onnx"] - probs["torch"]).max() <= 1  # 8-bit probability maps, rounding only
+
+
+@pytest.mark.parametrize("extra, message", [(["--online"], "--runtime onnx runs a fixed network"),
+                                            (["--device", "cuda"], "--runtime onnx runs on the CPU")])
+def test_segment_video_runtime_onnx_refuses_what_it_cannot_do(exported, tmp_path, extra, message):
+    from segment_video import segment_video
+
+    weights, _, _ = exported
+    frames = _write_frames(tmp_path / "clip", 2)
+    args = _script().get_parser().parse_args(["--input", str(frames), "--weights", str(weights), "--output_dir",
+                                              str(tmp_path / "out"), "--runtime", "onnx", *extra])
+    with pytest.raises(ValueError, match=message):
+        segment_video(args, progress=False)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
