@@ -23,15 +23,12 @@ def online_config(args: argparse.Namespace, work_root: Path, name: str) -> Onlin
         size=tuple(args.size), workers=args.workers, device=args.device, amp=args.amp, amp_dtype=args.amp_dtype,
         seed=args.seed, mode=args.online_mode, epochs=args.online_epochs, batch_size=args.online_batch_size,
         lr=args.online_lr, tta=tuple(args.tta), flip=args.flip,
-        # The tool keeps the per-step setting its figures were measured with (the online
-        # stage's defaults moved to cached targets and a student that writes the masks).
-        targets="per_step", temporal=(), student_aug=0, predict_with="teacher", lambda_adv=1e-4, tune="all",
         # The tuner writes through the caller's MaskWriter; save_dir only fills the records.
         save_dir=str(Path(args.output_dir) / "masks"), output_dir=str(work_root / "online"), no_tensorboard=True)
 
 
 def tune_and_predict(args: argparse.Namespace, work_root: Path, name: str, writer: MaskWriter) -> dict:
-    """OAST online self-tuning on video ``name`` of the work folder, masks by the teacher through
+    """OAST online self-tuning on video ``name`` of the work folder, masks written through
     ``writer``; returns the tuner's timing (``frames``, ``tune_s``, ``predict_s``, ...) plus
     ``model_s`` (building the tuner). The tuner's run folder, with its log.txt, is ``<work_root>/online``."""
     from engine.online import OnlineTuner

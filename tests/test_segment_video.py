@@ -405,7 +405,7 @@ def test_bad_options(ckpt, video_file, tmp_path, capsys):
             script.get_parser().parse_args([*base, *bad])
 
 
-def test_online_config_is_the_online_stage_defaults_but_the_tools_options_and_per_step_targets(ckpt, tmp_path):
+def test_online_config_is_the_online_stage_defaults_but_the_tools_options(ckpt, tmp_path):
     import online_finetuning
     from engine.online_config import OnlineConfig
     from segment_video.frames import WORK_DATASET, WORK_SPLIT
@@ -418,8 +418,13 @@ def test_online_config_is_the_online_stage_defaults_but_the_tools_options_and_pe
     assert config == dataclasses.replace(
         defaults, data_dir=str(tmp_path / "work"), test_datasets=(WORK_DATASET,), split=WORK_SPLIT, videos=("clip",),
         size=(H, W), workers=0, device="cpu", epochs=3, lr=3e-4, tta=("identity", "flip"), flip=True,
-        save_dir=str(tmp_path / "masks"), output_dir=str(tmp_path / "work" / "online"), no_tensorboard=True,
-        targets="per_step", temporal=(), student_aug=0, predict_with="teacher", lambda_adv=1e-4, tune="all")
+        save_dir=str(tmp_path / "masks"), output_dir=str(tmp_path / "work" / "online"), no_tensorboard=True)
+    # Without the tool's online options, the online stage's defaults.
+    args = script.get_parser().parse_args(["--input", "x.mp4", "--weights", str(ckpt), "--output_dir",
+                                           str(tmp_path), *FAST, "--online"])
+    config = online_config(args, tmp_path / "work", "clip")
+    assert (config.epochs, config.lr, config.batch_size, config.tta) == (defaults.epochs, defaults.lr,
+                                                                         defaults.batch_size, defaults.tta)
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -468,6 +473,49 @@ def test_benchmark_table_and_skip(ckpt, tmp_path, capsys):
     assert float(rows["default"][-2]) > 0.5
     online = [line.split() for line in out.splitlines() if line.startswith("online ") and "stage" not in line]
     assert len(online) == 1 and online[0][1] == "2" and float(online[0][-1]) > 0  # tuning s/frame
+
+
+def test_video_online_benchmark_scores_resumes_and_skips(ckpt, tmp_path, capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location("video_online", ROOT / "benchmarks" / "video_online.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--weights", str(ckpt), "--davis", str(tmp_path / "absent"), "--out_dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("skipped:")
+
+    davis = tmp_path / "DAVIS"
+    frames, annotations = davis / "JPEGImages/480p/clip", davis / "Annotations/480p/clip"
+    frames.mkdir(parents=True)
+    annotations.mkdir(parents=True)
+    for i, f in enumerate(_frames(4)):
+        cv2.imwrite(str(frames / f"{i:05d}.jpg"), f)
+        gt = np.zeros((H, W), np.uint8)
+        gt[20:40, 10 + 5 * i:30 + 5 * i] = 255
+        cv2.imwrite(str(annotations / f"{i:05d}.png"), gt)
+    argv = ["--weights", str(ckpt), "--davis", str(davis), "--sequences", "clip", "--out_dir", str(tmp_path / "r"),
+            "--tool_args", f"--device cpu --workers 0 --size {H} {W}", "--online_args", "--online_epochs 1"]
+    assert bench.main(argv) == 0
+    saved = json.loads((tmp_path / "r" / "defaults" / "clip.json").read_text())
+    assert saved["offline"]["frames"] == saved["online"]["frames"] == 4
+    assert 0 <= saved["offline"]["J"] <= 1 and 0 <= saved["online"]["F"] <= 1 and saved["online_timing"]["tune_s"] >= 0
+    first = capsys.readouterr().out
+
+    def no_run(*a, **k):
+        raise AssertionError("ran again although the result is saved")
+
+    monkeypatch.setattr(bench, "run", no_run)
+    assert bench.main(argv) == 0
+    assert capsys.readouterr().out == first and "mean over 1 sequences" in first
+
+    # score() against a hand-made case: half the object found, nothing else.
+    masks, work = tmp_path / "m", tmp_path / "w"
+    masks.mkdir()
+    work.mkdir()
+    gt = cv2.imread(str(annotations / "00000.png"), cv2.IMREAD_GRAYSCALE)
+    half = gt.copy()
+    half[:, 20:] = 0
+    cv2.imwrite(str(masks / "00000.png"), half)
+    (work / "v.source.json").write_text(json.dumps({"frames": ["00000"], "sources": ["00000.jpg"]}))
+    assert bench.score(masks, work, "v", annotations)["J"] == pytest.approx(0.5)
 
 
 def test_default_size_is_the_checkpoints_training_size(tmp_path):
