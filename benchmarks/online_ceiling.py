@@ -6,7 +6,9 @@ several input sizes (each resized from the original frame), with and without fli
 script writes masks for each combination of views, with and without temporal fusion
 (neighbours' predictions warped in with DIS flow and a forward-backward check), scores them
 against the annotations, and reports how many pixels the confidence thresholds label and
-how accurate those labels are. The first row is ``test.py --flip`` at the test size.
+how accurate those labels are, and per video the share of the mask's wrong pixels that the
+thresholds label with confidence (errors the student is taught to keep). The first row is
+``test.py --flip`` at the test size.
 
 Run it on held-out *train* sequences (``davis_real.py --eval holdout``): it reads their
 annotations to score, which the online stage itself never does.
@@ -73,6 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
     view_sets = sorted({VARIANTS[n][:2] for n in names})
     writers = {n: MaskWriter(out / f"v{i}") for i, n in enumerate(names)}
     conf = {n: [0, 0, 0] for n in names}  # labelled pixels, correct labelled pixels, all pixels
+    # Per video: pixels where the mask (p > 0.5) is wrong, and those of them labelled with
+    # confidence (wrongly): errors self-training is taught to keep rather than to repair.
+    errors = {n: {} for n in names}
     t0 = time.time()
     for (ds, video), indices in sorted(data.video_items().items()):
         probs, rgbs = video_view_probs(model, data, indices, a.size, view_sets, dev, workers=a.workers)
@@ -96,6 +101,10 @@ def main(argv: list[str] | None = None) -> dict:
                 conf[n][0] += int(known.sum())
                 conf[n][1] += int(((lab == 1) == gt)[known].sum())
                 conf[n][2] += gt.numel()
+                wrong = (torch.from_numpy(full) > 0.5) != gt
+                e = errors[n].setdefault(video, [0, 0])
+                e[0] += int(wrong.sum())
+                e[1] += int((known & ((lab == 1) != gt)).sum())
         print(f"{video}: {time.time() - t0:.0f} s", flush=True)
     result = {}
     print(f"\n{a.dataset} {a.split}, test size {a.size[0]}x{a.size[1]}, thresholds {a.lo}/{a.hi}")
@@ -103,9 +112,14 @@ def main(argv: list[str] | None = None) -> dict:
     for i, n in enumerate(names):
         s = scores([evaluate_dataset(out / f"v{i}", a.data_dir, a.dataset, split=a.split, sequences=a.videos)])
         lab, ok, tot = conf[n]
-        result[n] = {**s, "labelled": lab / max(tot, 1), "label_accuracy": ok / max(lab, 1)}
+        locked = {v: e[1] / max(e[0], 1) for v, e in errors[n].items()}
+        result[n] = {**s, "labelled": lab / max(tot, 1), "label_accuracy": ok / max(lab, 1),
+                     "errors_labelled_confidently": locked}
         print(f"{n:34s} {100 * s[f'{a.dataset} J&F']:6.1f} {100 * s[f'{a.dataset} J']:6.1f} "
               f"{100 * s[f'{a.dataset} F']:6.1f} {100 * lab / max(tot, 1):10.1f} {100 * ok / max(lab, 1):11.2f}")
+    print("\nper video: share of the mask's wrong pixels that the targets label confidently (wrongly)")
+    for n in names:
+        print(f"{n:34s} " + "  ".join(f"{v} {100 * x:.0f}%" for v, x in result[n]["errors_labelled_confidently"].items()))
     from utils.io import atomic_write
     atomic_write(out / "result.json", lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
     return result

@@ -89,7 +89,7 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lambda_adv", type=float, default=_default("lambda_adv"),
                    help="weight of the student's adversarial loss (0: off)")
     g.add_argument("--tta", nargs="+", default=_default("tta"), choices=TTA_CHOICES,
-                   help="teacher views averaged into pseudo-masks ('--tta identity': no TTA)")
+                   help="teacher views averaged into per-step pseudo-masks (--targets per_step; '--tta identity': no TTA)")
     g.add_argument("--tta_average", default=_default("tta_average"), choices=["probs", "logits"],
                    help="how the teacher's views are combined: mean probability, or mean logit then sigmoid")
     g.add_argument("--tta_scale", type=float, nargs=2, default=_default("tta_scale"), help="rescale-view factor range")

@@ -14,7 +14,7 @@ from utils.optical_flow import DIS_PRESETS, METHODS
 PIPELINES = ("auto", "memory", "files")
 FLOW_SIZES = ("frame", "network")
 MEMORY_FORMATS = ("channels_last", "contiguous")
-RUNTIMES = ("torch", "onnx")
+RUNTIMES = ("auto", "onnx", "torch")
 
 
 def flow_size_arg(text: str) -> str | tuple[int, int]:
@@ -86,10 +86,11 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--memory_format", default="channels_last", choices=MEMORY_FORMATS,
                    help="network tensor layout for plain inference; channels_last is faster for convolutions on "
                         "CPU and gives the same masks up to float rounding")
-    g.add_argument("--runtime", default="torch", choices=RUNTIMES,
-                   help="network runtime for plain inference: torch (the reference), or onnx (ONNX Runtime on the "
-                        "CPU; the network is exported once per checkpoint and size, cached beside the checkpoint, "
-                        "and checked against PyTorch; needs requirements-onnx.txt)")
+    g.add_argument("--runtime", default="auto", choices=RUNTIMES,
+                   help="network runtime for plain inference: onnx (ONNX Runtime on the CPU: the network is exported "
+                        "once per checkpoint and size, cached beside the checkpoint and checked against PyTorch; "
+                        "needs requirements-onnx.txt), torch (the reference), or auto: onnx on the CPU when its "
+                        "packages are installed and the export succeeds, else torch")
     g.add_argument("--workers", type=int, default=2,
                    help="DataLoader worker processes (files pipeline and --online)")
     g.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
@@ -107,7 +108,8 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--online_mode", default="per_video", choices=["per_video", "causal"],
                    help="per_video: tune, then predict; causal: predict each frame before learning from it")
     g.add_argument("--tta", nargs="+", default=list(TTA_VIEWS), choices=TTA_VIEWS,
-                   help="teacher views averaged into pseudo-masks ('--tta identity' is fastest)")
+                   help="teacher views averaged into per-step pseudo-masks (--online_mode causal only; the default cached "
+                        "targets average the test size with its flip and the flow-warped neighbours)")
 
     g = p.add_argument_group("overlay")
     g.add_argument("--overlay", default="video", choices=OVERLAY_MODES,

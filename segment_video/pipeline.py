@@ -8,7 +8,7 @@
    frames downscaled to ``flow_size`` when asked, colour-encoded as everywhere in the project
    (:mod:`utils.flow`); the last frame reuses the previous frame's flow image.
 3. **network**: plain inference with the checkpoint, or with ``online`` OAST online
-   self-tuning on this video first (:mod:`segment_video.online`, teacher predictions).
+   self-tuning on this video first (:mod:`segment_video.online`, the online stage's defaults).
 4. **masks**: ``<output_dir>/masks/<video>/<frame>.png`` (0/255, original frame size); with
    ``save_prob``, probabilities go to ``<output_dir>/probs/<video>/<frame>.png``.
 5. **overlay**: ``<output_dir>/overlay.mp4`` or ``<output_dir>/overlay/<frame>.jpg``
@@ -89,6 +89,7 @@ class SegmentResult:
     pipeline: str = "files"
     flow_size: tuple[int, int] | None = None  # (H, W) flow was computed at; None: the frame size
     manifest: Path | None = None  # <output_dir>/.segment_video.json
+    runtime: str = "torch"  # what ran the network: "torch" or "onnx" (ONNX Runtime)
 
 
 class StageClock:
@@ -132,12 +133,19 @@ def load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modul
     from models import build_model_from_checkpoint
 
     arch = getattr(args, "arch", None)
-    if _runtime(args) == "onnx":
+    runtime = _runtime(args)
+    if runtime == "onnx" or (runtime == "auto" and _onnx_by_default(args, device)):
         from engine.onnx_runtime import load_onnx_network
 
-        # The PyTorch network is built only when the export is not cached yet.
-        return load_onnx_network(lambda: build_model_from_checkpoint(args.weights, args.model_scale, args.backbone,
-                                                                     arch).eval(), args.weights, args.size)
+        try:
+            # The PyTorch network is built only when the export is not cached yet.
+            return load_onnx_network(lambda: build_model_from_checkpoint(args.weights, args.model_scale,
+                                                                         args.backbone, arch).eval(),
+                                     args.weights, args.size)
+        except RuntimeError as e:  # an export that fails or differs from PyTorch
+            if runtime == "onnx":
+                raise
+            _log.warning("%s; running the network in PyTorch instead", e)
     model = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone, arch).to(device).eval()
     if args.memory_format == "channels_last":
         # The convolutions pick the weights' layout, so inputs need no conversion for this.
@@ -147,6 +155,13 @@ def load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modul
 
 def _runtime(args: argparse.Namespace) -> str:
     return getattr(args, "runtime", "torch")
+
+
+def _onnx_by_default(args: argparse.Namespace, device: torch.device) -> bool:
+    """``--runtime auto``: ONNX Runtime for plain inference on the CPU when its packages are installed."""
+    from engine.onnx_runtime import available
+
+    return device.type == "cpu" and not args.online and available()
 
 
 def _to_batch(rgbs: Sequence[np.ndarray], size_hw: tuple[int, int], device: torch.device,
@@ -214,7 +229,7 @@ class _MemoryPipeline:
         self.writer, self.overlay, self.clock = writer, overlay, clock
         self.net_hw = (int(args.size[0]), int(args.size[1]))
         self.batch = max(1, int(args.batch_size))
-        self.channels_last = args.memory_format == "channels_last" and _runtime(args) == "torch"
+        self.channels_last = args.memory_format == "channels_last" and isinstance(model, torch.nn.Module)
         self.model = model
         with clock("model_s"):
             self.estimator = flow_estimator(args)
@@ -336,7 +351,7 @@ def _segment_with_files(args: argparse.Namespace, path: Path, name: str, device:
 def _run_options(args: argparse.Namespace, pipeline: str) -> dict:
     """The options a run records in the manifest (for the user; only input, name and weights decide)."""
     keys = ("input", "name", "stride", "max_frames", "size", "flow", "dis_preset", "flow_size", "threshold", "flip",
-            "online", "online_epochs", "overlay", "save_prob")
+            "online", "online_epochs", "overlay", "save_prob", "runtime")
     out = {k: getattr(args, k, None) for k in keys}
     return {**{k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in out.items()},
             "pipeline": pipeline}
@@ -393,7 +408,9 @@ def segment_video(args: argparse.Namespace, progress: bool = True) -> SegmentRes
     timing = {k: clock.seconds.get(k, 0.0) for k in STAGES if k != "tune_s" or args.online}
     timing["total_s"] = time.perf_counter() - t_start
     n = result.frames
-    _log.info("%d frames in %.2f s (%.1f frames/s): %s", n, timing["total_s"], n / max(timing["total_s"], 1e-9),
+    result.runtime = "torch" if model is None or isinstance(model, torch.nn.Module) else "onnx"
+    _log.info("%d frames in %.2f s (%.1f frames/s, network in %s): %s", n, timing["total_s"],
+              n / max(timing["total_s"], 1e-9), "ONNX Runtime" if result.runtime == "onnx" else "PyTorch",
               ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in timing.items() if k != "total_s"))
     result.timing, result.manifest = timing, manifest
     return result

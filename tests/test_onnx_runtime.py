@@ -182,3 +182,35 @@ def test_segment_video_runtime_onnx_refuses_what_it_cannot_do(exported, tmp_path
     with pytest.raises(ValueError, match=message):
         segment_video(args, progress=False)
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_segment_video_runtime_auto_uses_onnx_falls_back_to_pytorch_and_says_so(exported, tmp_path, monkeypatch,
+                                                                             caplog):
+    from segment_video import segment_video
+
+    weights, _, _ = exported
+    frames = _write_frames(tmp_path / "clip", 3)
+    parser = _script().get_parser()
+
+    def run(out: str, *extra: str):
+        args = parser.parse_args(["--input", str(frames), "--weights", str(weights), "--output_dir",
+                                  str(tmp_path / out), "--size", str(H), str(W), "--device", "cpu", "--overlay",
+                                  "none", *extra])
+        return segment_video(args, progress=False)
+
+    assert parser.parse_args(["--input", "x", "--weights", "w", "--output_dir", "o"]).runtime == "auto"
+    assert run("auto").runtime == "onnx"  # the export is cached beside the checkpoint: no new export here
+    assert run("torch", "--runtime", "torch").runtime == "torch"
+    assert run("online", "--online", "--online_epochs", "0").runtime == "torch"  # tuning runs in PyTorch
+
+    def failing(*a, **k):
+        raise RuntimeError("could not export the network to ONNX (test)")
+
+    monkeypatch.setattr(onnx_rt, "load_onnx_network", failing)
+    with caplog.at_level(logging.WARNING, logger="segment_video.pipeline"):
+        assert run("fallback").runtime == "torch"
+    assert "could not export the network to ONNX (test); running the network in PyTorch instead" in caplog.text
+    with pytest.raises(RuntimeError, match="could not export"):
+        run("explicit", "--runtime", "onnx")  # asked for explicitly: no silent fallback
+    monkeypatch.setattr(onnx_rt, "available", lambda: False)
+    assert run("missing").runtime == "torch"

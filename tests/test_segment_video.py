@@ -27,7 +27,9 @@ from utils.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W, N = 64, 96, 8
-FAST = ["--size", str(H), str(W), "--workers", "0", "--batch_size", "4", "--flow", "dis", "--device", "cpu"]
+# The PyTorch reference network (--runtime auto would use ONNX Runtime; tests/test_onnx_runtime.py covers it).
+FAST = ["--size", str(H), str(W), "--workers", "0", "--batch_size", "4", "--flow", "dis", "--device", "cpu",
+        "--runtime", "torch"]
 
 
 def _load_script():
