@@ -42,6 +42,10 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--scales", type=float, nargs="+", default=[1.0],
                    help="test-time input sizes as multiples of --size (rounded to 32), each resized from the "
                         "original frame; their probabilities are averaged")
+    g.add_argument("--temporal", type=int, nargs="*", default=[],
+                   help="fuse each frame's probability with its neighbours t-k and t+k for these k, warped in with "
+                        "DIS flow where a forward-backward check passes (e.g. '--temporal 1'); the online stage's "
+                        "targets do the same")
     g.add_argument("--batch_size", type=int, default=4, help="frames per forward pass")
     g.add_argument("--videos", nargs="+", default=None, help="only these videos (debugging)")
     return p
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             ds = FrameDataset(args.data_dir, [name], "test", split=args.split, size=args.size, with_labels=False,
                               videos=args.videos)
             total += run_inference(model, ds, writer, info, args.batch_size, args.workers, args.flip, args.amp,
-                                   args.amp_dtype, desc=name, scales=args.scales)
+                                   args.amp_dtype, desc=name, scales=args.scales, temporal=args.temporal)
         barrier()  # every rank's masks are written before the marker goes
     _log.info("wrote %d frames (this rank) to %s%s in %.1f s", total, args.save_dir,
               f" and {writer.prob_dir}" if writer.prob_dir else "", time.time() - t0)

@@ -106,6 +106,33 @@ def write_view_predictions(model: torch.nn.Module, data: FrameDataset, indices: 
     return n
 
 
+def write_temporal_predictions(model: torch.nn.Module, data: FrameDataset, writer: "MaskWriter", info: DistInfo,
+                               size: Sequence[int], scales: Sequence[float], flip: bool, temporal: Sequence[int],
+                               batch_size: int = 4, workers: int = 0, amp: bool = False, amp_dtype: str = "bf16") -> int:
+    """Masks whose probability is fused over time: each frame's (mean over ``scales`` and
+    ``flip``) averaged with its neighbours' ``t +- k`` (``k`` in ``temporal``), warped in with
+    DIS flow where a forward-backward check passes (:mod:`engine.pseudo_labels`, the online
+    stage's target machinery without its thresholds). Whole videos go to each rank."""
+    from PIL import Image
+
+    from engine.pseudo_labels import TargetConfig, fused_video_probs
+
+    cfg = TargetConfig(scales=tuple(scales), flip=flip, temporal=tuple(temporal))
+    videos = sorted(data.video_items().items())
+    mine = [videos[i] for i in shard_indices(len(videos), info)]
+    n = 0
+    for (dataset, video), indices in tqdm(mine, desc="inference (temporal)", disable=not info.is_main,
+                                          dynamic_ncols=True):
+        prob = fused_video_probs(model, data, indices, size, cfg, info.device, batch_size, workers, amp, amp_dtype)
+        for p, i in zip(prob, indices):
+            vid, frame = data.videos[data.items[i][0]], data.items[i][1]
+            with Image.open(vid.image_paths[frame]) as im:  # the header only: the original size
+                w, h = im.size
+            writer.write(dataset, video, frame, next(to_original_size(p[None], torch.tensor([[h, w]]))))
+            n += 1
+    return n
+
+
 class MaskWriter:
     """Writes ``<save_dir>/<dataset>/<video>/<frame>.png`` (0/255) and optional probability maps.
 
@@ -173,9 +200,14 @@ def write_predictions(model: torch.nn.Module, loader: Iterable[dict], writer: Ma
 
 def run_inference(model: torch.nn.Module, dataset: FrameDataset, writer: MaskWriter, info: DistInfo,
                   batch_size: int = 4, workers: int = 2, flip: bool = False, amp: bool = False,
-                  amp_dtype: str = "bf16", desc: str = "inference", scales: Sequence[float] = (1.0,)) -> int:
+                  amp_dtype: str = "bf16", desc: str = "inference", scales: Sequence[float] = (1.0,),
+                  temporal: Sequence[int] = ()) -> int:
     """Predict every frame of ``dataset`` (this rank's share) and write masks; returns the count.
-    ``scales`` other than ``(1.0,)`` average the views at those multiples of the dataset's size."""
+    ``scales`` other than ``(1.0,)`` average the views at those multiples of the dataset's size;
+    ``temporal`` offsets fuse each frame with its flow-warped neighbours."""
+    if tuple(temporal):
+        return write_temporal_predictions(model, dataset, writer, info, dataset.size, scales, flip, temporal,
+                                          batch_size, workers, amp, amp_dtype)
     if tuple(scales) != (1.0,):
         mine = shard_indices(len(dataset), info)
         return write_view_predictions(model, dataset, mine, writer, info.device, dataset.size, scales, flip,

@@ -178,9 +178,19 @@ def build_targets(model: torch.nn.Module, data, indices: Sequence[int], test_hw:
                   device: torch.device, batch_size: int = 4, workers: int = 0, amp: bool = False,
                   amp_dtype: str = "bf16") -> tuple[torch.Tensor, torch.Tensor]:
     """One video's targets: (fused probability ``T x 1 x H x W``, hard labels uint8 with ``IGNORE``)."""
+    prob = fused_video_probs(model, data, indices, test_hw, cfg, device, batch_size, workers, amp, amp_dtype)
+    return prob, hard_labels(prob, cfg.lo, cfg.hi)
+
+
+def fused_video_probs(model: torch.nn.Module, data, indices: Sequence[int], test_hw: Sequence[int], cfg: TargetConfig,
+                      device: torch.device, batch_size: int = 4, workers: int = 0, amp: bool = False,
+                      amp_dtype: str = "bf16") -> torch.Tensor:
+    """One video's probability ``T x 1 x H x W`` at ``test_hw``: the mean over ``cfg``'s views,
+    then (with ``cfg.temporal``) fused with the flow-warped neighbours. The online stage's
+    targets, and ``test.py --temporal``."""
     (prob,), rgbs = video_view_probs(model, data, indices, test_hw, [(cfg.scales, cfg.flip)], device, batch_size,
                                      workers, amp, amp_dtype)
     if cfg.temporal:
         flows = pair_flows(rgbs, cfg.temporal, cfg.dis_preset)
         prob = temporal_fuse(prob, flows, cfg.temporal, cfg.fb_alpha, cfg.fb_beta)
-    return prob, hard_labels(prob, cfg.lo, cfg.hi)
+    return prob

@@ -1,6 +1,8 @@
 """test.py writes one 0/255 mask per frame at the original size (synthetic data and DAVIS)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -139,3 +141,39 @@ def test_killed_run_leaves_folder_that_evaluation_refuses(synthetic_dir, xxs_che
     test_script.main(argv)
     assert not (tmp_path / "m" / ".in_progress.json").exists()
     assert len(evaluate_dataset(tmp_path / "m", synthetic_dir, "DAVIS-2016", workers=1).sequences) == 4
+
+
+def test_temporal(synthetic_dir, xxs_checkpoint, tmp_path):
+    """``--temporal 1``: the probability written for each frame is the online stage's fused
+    target probability (engine.pseudo_labels.fused_video_probs) at the original size; it
+    differs from the plain one; one mask per frame."""
+    from datasets import FrameDataset
+    from engine.inference import to_original_size
+    from engine.pseudo_labels import TargetConfig, fused_video_probs
+    from models import build_model_from_checkpoint
+
+    base = ["--weights", str(xxs_checkpoint), "--data_dir", str(synthetic_dir), "--test_datasets", "DAVIS-2016",
+            "--size", "64", "96", "--flip", "--workers", "0", "--videos", "davis000", "davis001", "--save_prob"]
+    test_script.main([*base, "--save_dir", str(tmp_path / "plain")])
+    test_script.main([*base, "--save_dir", str(tmp_path / "fused"), "--temporal", "1"])
+
+    def read(root):
+        return {p.relative_to(root): np.asarray(Image.open(p)).astype(int) for p in sorted(root.rglob("*.png"))}
+
+    plain, fused = read(tmp_path / "plain_prob"), read(tmp_path / "fused_prob")
+    assert plain.keys() == fused.keys() and len(fused) == 40 and len(read(tmp_path / "fused")) == 40
+    assert any(np.abs(plain[k] - fused[k]).max() > 0 for k in plain)  # this random model varies little
+
+    data = FrameDataset(synthetic_dir, ["DAVIS-2016"], "test", split="val", size=(64, 96), with_labels=False,
+                        videos=["davis001"])
+    model = build_model_from_checkpoint(xxs_checkpoint).eval()
+    (key, indices), = data.video_items().items()
+    prob = fused_video_probs(model, data, indices, (64, 96), TargetConfig(flip=True, temporal=(1,)),
+                             torch.device("cpu"))
+    for p, i in zip(prob, indices):
+        frame = data.items[i][1]
+        with Image.open(data.videos[0].image_paths[frame]) as im:
+            w, h = im.size
+        want = next(to_original_size(p[None], torch.tensor([[h, w]])))
+        got = fused[Path("DAVIS-2016", "davis001", f"{frame}.png")] / 255.0
+        assert got.shape == want.shape and np.abs(got - want).max() <= 1 / 255 + 1e-6
