@@ -94,18 +94,13 @@ class OnnxNetwork:
 
 def cache_key(weights: Sequence[str | Path], size_hw: Sequence[int]) -> str:
     """12 hex digits naming one export: the checkpoint bytes, the size and the exporter's versions."""
-    h = hashlib.sha1()
-    for w in weights:
-        if not Path(w).is_file():
-            raise FileNotFoundError(f"checkpoint not found: {w}")
-        with open(w, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
     import onnxruntime
 
-    h.update(json.dumps([list(map(int, size_hw)), OPSET, EXPORT_VERSION, torch.__version__,
-                         onnxruntime.__version__]).encode())
-    return h.hexdigest()[:12]
+    from engine.online_records import weights_identity  # checks each file exists, naming a missing one
+
+    shas = [w["sha1"] for w in weights_identity(weights)]
+    return hashlib.sha1(json.dumps([shas, list(map(int, size_hw)), OPSET, EXPORT_VERSION, torch.__version__,
+                                    onnxruntime.__version__]).encode()).hexdigest()[:12]
 
 
 def _writable(folder: Path) -> bool:
@@ -171,10 +166,11 @@ def export(model: torch.nn.Module, path: str | Path, size_hw: Sequence[int], ato
         except Exception as e:  # the exporter's many error types: name the cause and the fallback
             raise RuntimeError(f"could not export the network to ONNX ({type(e).__name__}: {e}); "
                                "use --runtime torch") from e
-        check_equal(model, OnnxNetwork(tmp, (h, w)), atol)  # before the file takes its real name
+        checked["diff"] = check_equal(model, OnnxNetwork(tmp, (h, w)), atol)  # before it takes its real name
 
+    checked: dict[str, float] = {}
     atomic_write(path, write)
-    diff = check_equal(model, OnnxNetwork(path, (h, w)), atol)
+    diff = checked["diff"]
     import onnxruntime
 
     record = {"size": [h, w], "max_prob_diff": diff, "atol": atol, "opset": OPSET, "torch": torch.__version__,
