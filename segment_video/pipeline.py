@@ -132,21 +132,22 @@ def load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modul
     ``--runtime onnx``, its ONNX Runtime version at ``--size`` (:mod:`engine.onnx_runtime`)."""
     from models import build_model_from_checkpoint
 
-    arch = getattr(args, "arch", None)
+    def build() -> torch.nn.Module:
+        return build_model_from_checkpoint(args.weights, args.model_scale, args.backbone,
+                                           getattr(args, "arch", None)).eval()
+
     runtime = _runtime(args)
     if runtime == "onnx" or (runtime == "auto" and _onnx_by_default(args, device)):
         from engine.onnx_runtime import load_onnx_network
 
         try:
             # The PyTorch network is built only when the export is not cached yet.
-            return load_onnx_network(lambda: build_model_from_checkpoint(args.weights, args.model_scale,
-                                                                         args.backbone, arch).eval(),
-                                     args.weights, args.size)
+            return load_onnx_network(build, args.weights, args.size)
         except RuntimeError as e:  # an export that fails or differs from PyTorch
             if runtime == "onnx":
                 raise
             _log.warning("%s; running the network in PyTorch instead", e)
-    model = build_model_from_checkpoint(args.weights, args.model_scale, args.backbone, arch).to(device).eval()
+    model = build().to(device)
     if args.memory_format == "channels_last":
         # The convolutions pick the weights' layout, so inputs need no conversion for this.
         model = model.to(memory_format=torch.channels_last)
