@@ -99,6 +99,8 @@ ONLINE_ROWS.update({
     "defaults_2_passes": _defaults(passes=2),
     "defaults_no_temporal": _defaults("--temporal"),
     "defaults_target_scales_1_1.25": _defaults("--target_scales 1 1.25"),
+    "defaults_temporal_1_2": _defaults("--temporal 1 2"),
+    "defaults_motion_veto_0.25": _defaults("--motion_veto 0.25"),
 })
 
 

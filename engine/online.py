@@ -113,6 +113,10 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
                         "with DIS flow and a forward-backward check ('' for none)")
     g.add_argument("--confidence", type=float, nargs=2, default=_default("confidence"), metavar=("LO", "HI"),
                    help="cached targets: background label below LO, object label above HI, ignored between")
+    g.add_argument("--motion_veto", type=float, default=_default("motion_veto"), metavar="REL",
+                   help="cached targets: drop background labels on pixels that move unlike the background "
+                        "(a homography fitted to the flow) by more than REL times the object labels' median "
+                        "departure and 0.3 pixels; frames where that would drop over 20%% of them keep all (0: off)")
     g.add_argument("--min_cover", type=float, default=_default("min_cover"),
                    help="cached targets: learn from a frame only if its object labels cover at least this "
                         "fraction of the teacher's mask (p > 0.5) and its background labels this fraction of the "
@@ -260,7 +264,7 @@ class OnlineTuner:
     def target_config(self) -> TargetConfig:
         c = self.config
         return TargetConfig(scales=tuple(c.target_scales), flip=bool(c.target_flip), temporal=tuple(c.temporal),
-                            lo=c.confidence[0], hi=c.confidence[1])
+                            lo=c.confidence[0], hi=c.confidence[1], motion_veto=c.motion_veto)
 
     def make_targets(self, indices: list[int]) -> bool:
         """The teacher's targets for these frames (one video), kept for the pass, for the frames

@@ -10,6 +10,13 @@ A frame's target is made in three steps, each optional:
    size; only pixels that pass a forward-backward consistency check take part.
 3. **Confidence**: hard labels where the fused probability is above ``hi`` (object) or below
    ``lo`` (background); every other pixel is ``IGNORE`` and gives no loss.
+4. **Motion veto** (optional): a background label is dropped where the pixel moves unlike the
+   background. The background's motion is a homography fitted (RANSAC) to the flow at the
+   background labels; a pixel whose flow departs from it by more than a share of the object
+   labels' typical departure is moving on its own, and a confident "background" there is the
+   appearance model's error more often than not (measured on held-out train sequences: the
+   errors the targets teach are mostly missed moving parts). Frames where the veto would drop
+   many background labels (water, smoke, a failed fit) keep theirs.
 
 A frame whose labels cover little of either side of the teacher's mask (:func:`label_cover`)
 is better not learnt from: a teacher that is never below ``lo`` gives object labels only, and
@@ -19,7 +26,7 @@ Ground truth is never read here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -43,6 +50,9 @@ class TargetConfig:
     lo: float = 0.1  # probability below which a pixel is a background label
     hi: float = 0.9  # and above which it is an object label
     dis_preset: str = "medium"  # DIS preset of the temporal-fusion flow
+    motion_veto: float = 0.0  # > 0: drop background labels moving more than this share of the object's motion
+    motion_floor: float = 0.3  # ... and more than this many pixels per frame (at the target size)
+    motion_max_share: float = 0.2  # a frame where the veto would drop more background labels keeps them all
 
 
 def _grid(flow: torch.Tensor) -> torch.Tensor:
@@ -121,6 +131,62 @@ def hard_labels(prob: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return out
 
 
+def background_residual(flow: torch.Tensor, fit: torch.Tensor, stride: int = 4, min_points: int = 50,
+                        ransac_px: float = 1.0) -> torch.Tensor | None:
+    """``H x W``: how far each pixel's flow (``2 x H x W``, pixels) departs from the homography
+    that RANSAC fits to the flow at ``fit`` (``H x W`` bool, sampled every ``stride`` pixels);
+    None when fewer than ``min_points`` samples or no fit."""
+    import cv2  # OpenCV, imported only where motion is fitted
+
+    h, w = flow.shape[-2:]
+    f = flow.float().numpy()
+    ys, xs = np.mgrid[0:h:stride, 0:w:stride]
+    sel = fit[::stride, ::stride].numpy()
+    if sel.sum() < min_points:
+        return None
+    src = np.stack([xs[sel], ys[sel]], -1).astype(np.float32)
+    dst = src + np.stack([f[0, ::stride, ::stride][sel], f[1, ::stride, ::stride][sel]], -1)
+    cv2.setRNGSeed(0)  # RANSAC draws from OpenCV's global generator: same targets on every run
+    hom, _ = cv2.findHomography(src, dst, cv2.RANSAC, ransac_px, maxIters=500)
+    if hom is None:
+        return None
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    pts = hom @ np.stack([xx.ravel(), yy.ravel(), np.ones(h * w, np.float32)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        px, py = pts[0] / pts[2], pts[1] / pts[2]
+    res = np.hypot(xx.ravel() + f[0].ravel() - px, yy.ravel() + f[1].ravel() - py).reshape(h, w)
+    return torch.from_numpy(np.nan_to_num(res, nan=0.0, posinf=0.0).astype(np.float32))
+
+
+def motion_veto(labels: torch.Tensor, flows: dict[tuple[int, int], torch.Tensor], rel: float,
+                floor: float = 0.3, max_share: float = 0.2, alpha: float = 0.01,
+                beta: float = 0.5) -> torch.Tensor:
+    """``labels`` (``T x 1 x H x W`` uint8) with the background labels that move on their own
+    set to ``IGNORE`` (module docstring, step 4). A pixel's motion is its mean departure from
+    the background's homography over the neighbours ``t +- 1`` where the forward-backward check
+    passes; it is vetoed above ``max(floor, rel * median over the object labels)``."""
+    out = labels.clone()
+    for t in range(len(labels)):
+        lab = labels[t, 0]
+        bg, obj = lab == 0, lab == 1
+        total, count = torch.zeros(lab.shape), torch.zeros(lab.shape)
+        for n in (t - 1, t + 1):
+            if (t, n) not in flows:
+                continue
+            ok = consistent(flows[(t, n)], flows[(n, t)], alpha, beta)
+            res = background_residual(flows[(t, n)], bg & ok)
+            if res is not None:
+                total += ok * res
+                count += ok
+        if not count.any() or not obj.any():
+            continue
+        motion = total / count.clamp_min(1)  # no evidence: 0, the label stays
+        moving = bg & (motion > max(floor, rel * float(motion[obj].median())))
+        if moving.sum() <= max_share * bg.sum():
+            out[t, 0][moving] = IGNORE
+    return out
+
+
 def label_cover(prob: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per frame (``T x 1 x H x W``): the fraction of the teacher's mask (``prob > 0.5``) that
     carries object labels, and of the rest that carries background labels (0 where a side is empty)."""
@@ -178,8 +244,13 @@ def build_targets(model: torch.nn.Module, data, indices: Sequence[int], test_hw:
                   device: torch.device, batch_size: int = 4, workers: int = 0, amp: bool = False,
                   amp_dtype: str = "bf16") -> tuple[torch.Tensor, torch.Tensor]:
     """One video's targets: (fused probability ``T x 1 x H x W``, hard labels uint8 with ``IGNORE``)."""
-    prob = fused_video_probs(model, data, indices, test_hw, cfg, device, batch_size, workers, amp, amp_dtype)
-    return prob, hard_labels(prob, cfg.lo, cfg.hi)
+    prob, flows = _fused_probs_and_flows(model, data, indices, test_hw, cfg, device, batch_size, workers, amp,
+                                         amp_dtype)
+    labels = hard_labels(prob, cfg.lo, cfg.hi)
+    if cfg.motion_veto > 0:
+        labels = motion_veto(labels, flows, cfg.motion_veto, cfg.motion_floor, cfg.motion_max_share,
+                             cfg.fb_alpha, cfg.fb_beta)
+    return prob, labels
 
 
 def fused_video_probs(model: torch.nn.Module, data, indices: Sequence[int], test_hw: Sequence[int], cfg: TargetConfig,
@@ -188,9 +259,18 @@ def fused_video_probs(model: torch.nn.Module, data, indices: Sequence[int], test
     """One video's probability ``T x 1 x H x W`` at ``test_hw``: the mean over ``cfg``'s views,
     then (with ``cfg.temporal``) fused with the flow-warped neighbours. The online stage's
     targets, and ``test.py --temporal``."""
+    cfg = replace(cfg, motion_veto=0.0)  # labels only: no flow for it
+    return _fused_probs_and_flows(model, data, indices, test_hw, cfg, device, batch_size, workers, amp, amp_dtype)[0]
+
+
+def _fused_probs_and_flows(model: torch.nn.Module, data, indices: Sequence[int], test_hw: Sequence[int],
+                           cfg: TargetConfig, device: torch.device, batch_size: int, workers: int, amp: bool,
+                           amp_dtype: str) -> tuple[torch.Tensor, dict[tuple[int, int], torch.Tensor]]:
+    """:func:`fused_video_probs` and the flows it computed (with the motion veto's ``t +- 1``)."""
     (prob,), rgbs = video_view_probs(model, data, indices, test_hw, [(cfg.scales, cfg.flip)], device, batch_size,
                                      workers, amp, amp_dtype)
+    offsets = sorted(set(cfg.temporal) | ({1} if cfg.motion_veto > 0 else set()))
+    flows = pair_flows(rgbs, offsets, cfg.dis_preset) if offsets else {}
     if cfg.temporal:
-        flows = pair_flows(rgbs, cfg.temporal, cfg.dis_preset)
         prob = temporal_fuse(prob, flows, cfg.temporal, cfg.fb_alpha, cfg.fb_beta)
-    return prob
+    return prob, flows

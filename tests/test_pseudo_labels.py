@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import online_finetuning
-from engine.pseudo_labels import (IGNORE, consistent, hard_labels, label_cover, masked_seg_loss, pair_flows,
-                                  temporal_fuse, warp)
+from engine.pseudo_labels import (IGNORE, background_residual, consistent, hard_labels, label_cover,
+                                  masked_seg_loss, motion_veto, pair_flows, temporal_fuse, warp)
 from engine.inference import rescaled_size
 from engine.tta import strong_view
 
@@ -28,6 +28,59 @@ def test_warp_integer_shift_is_exact():
     f = torch.zeros(2, 20, 30)
     f[0] = 3  # flow t -> n
     assert torch.allclose(warp(n, f), t, atol=1e-5)
+
+
+def _pan_scene(t=3, h=64, w=96, pan=(1.5, 0.0), own=(-2.0, 1.0)):
+    """Flows of a panning camera (background moves by ``pan``) and an object (rows 20-40, cols
+    30-60) moving by ``own``; labels: object 1, background 0, except a missed part of the object
+    (rows 20-40, cols 50-60) labelled background, as an appearance model's confident error."""
+    region = torch.zeros(h, w, dtype=torch.bool)
+    region[20:40, 30:60] = True
+    flows = {}
+    for i in range(t):
+        for n in (i - 1, i + 1):
+            if 0 <= n < t:
+                sign = 1.0 if n > i else -1.0
+                f = torch.empty(2, h, w)
+                f[0], f[1] = sign * pan[0], sign * pan[1]
+                f[0][region], f[1][region] = sign * own[0], sign * own[1]
+                flows[(i, n)] = f
+    labels = torch.zeros(t, 1, h, w, dtype=torch.uint8)
+    labels[:, 0, 20:40, 30:50] = 1
+    return flows, labels
+
+
+def test_background_residual_is_the_departure_from_the_camera_motion():
+    flows, labels = _pan_scene()
+    res = background_residual(flows[(1, 2)], labels[1, 0] == 0)
+    # The homography fits the pan (most background labels); the object moves by (-2, 1) against
+    # (1.5, 0): its residual is |(-3.5, 1)| = 3.64 pixels, the background's 0.
+    assert res[5:15, 5:25].abs().max() < 1e-3
+    assert torch.allclose(res[25:35, 35:55], torch.full((10, 20), (3.5 ** 2 + 1) ** 0.5), atol=1e-3)
+    assert background_residual(flows[(1, 2)], torch.zeros(64, 96, dtype=torch.bool)) is None  # nothing to fit
+
+
+def test_motion_veto_drops_background_labels_on_the_moving_object_only():
+    flows, labels = _pan_scene()
+    out = motion_veto(labels, flows, rel=0.25)
+    missed = torch.zeros(64, 96, dtype=torch.bool)
+    missed[22:38, 52:58] = True  # inside the missed part, away from the flow's edges
+    for t in range(3):
+        assert (out[t, 0][missed] == IGNORE).all()
+        assert (out[t, 0][:, :25] == 0).all() and (out[t, 0][45:] == 0).all()  # static background kept
+        assert (out[t, 0][20:40, 30:50] == 1).all()  # object labels untouched
+    # A camera-still scene where the "missed part" moves no more than the floor keeps its labels.
+    slow, labels2 = _pan_scene(pan=(0.0, 0.0), own=(0.2, 0.0))
+    assert torch.equal(motion_veto(labels2, slow, rel=0.25), labels2)
+
+
+def test_motion_veto_leaves_a_frame_whose_background_moves_everywhere():
+    flows, labels = _pan_scene()
+    for (i, n), f in flows.items():  # water: the lowest 24 rows (40 % of the background) drift their own way
+        f[0, 40:], f[1, 40:] = (n - i) * -3.0, (n - i) * 2.0
+    out = motion_veto(labels, flows, rel=0.25, max_share=0.2)
+    assert torch.equal(out, labels)  # over 20 % of the background labels would go: the frame keeps them
+    assert (motion_veto(labels, flows, rel=0.25, max_share=1.0) == IGNORE).any()
 
 
 def test_forward_backward_check():
