@@ -87,8 +87,10 @@ ONLINE_ROWS.update({
 })
 
 
-# The online defaults (engine/online_config.py: cached_no_aug with the mask discriminator off and the
-# --min_cover guard), then one change at a time.
+# The online defaults (engine/online_config.py: cached_no_aug with the mask discriminator off, the
+# --min_cover guard and the --motion_veto), then one change at a time. Rows "defaults" ...
+# "defaults_target_scales_1_1.25" were run before the motion veto was a default (it was then row
+# "defaults_motion_veto_0.25"); "defaults_no_motion_veto" is that earlier "defaults".
 def _defaults(extra: str = "", passes: int = 1) -> str:
     return f"--online per_video --online_lr 1e-4 --online_epochs {passes} --online_args '{extra}'"
 
@@ -101,6 +103,7 @@ ONLINE_ROWS.update({
     "defaults_target_scales_1_1.25": _defaults("--target_scales 1 1.25"),
     "defaults_temporal_1_2": _defaults("--temporal 1 2"),
     "defaults_motion_veto_0.25": _defaults("--motion_veto 0.25"),
+    "defaults_no_motion_veto": _defaults("--motion_veto 0"),
 })
 
 

@@ -27,17 +27,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# name: (scales, flip, temporal offsets)
+# name: (scales, flip, temporal offsets, motion veto REL (0: off; labels only, the mask is the same))
 VARIANTS = {
-    "s1_noflip": ((1.0,), False, ()),
-    "s1_flip (test.py --flip)": ((1.0,), True, ()),
-    "s1.25_flip": ((1.25,), True, ()),
-    "s1+1.25_flip": ((1.0, 1.25), True, ()),
-    "s1+1.25+1.5_flip": ((1.0, 1.25, 1.5), True, ()),
-    "s0.75+1+1.25_flip": ((0.75, 1.0, 1.25), True, ()),
-    "s1_flip + temporal 1": ((1.0,), True, (1,)),
-    "s1_flip + temporal 1,2": ((1.0,), True, (1, 2)),
-    "s1+1.25_flip + temporal 1,2": ((1.0, 1.25), True, (1, 2)),
+    "s1_noflip": ((1.0,), False, (), 0.0),
+    "s1_flip (test.py --flip)": ((1.0,), True, (), 0.0),
+    "s1.25_flip": ((1.25,), True, (), 0.0),
+    "s1+1.25_flip": ((1.0, 1.25), True, (), 0.0),
+    "s1+1.25+1.5_flip": ((1.0, 1.25, 1.5), True, (), 0.0),
+    "s0.75+1+1.25_flip": ((0.75, 1.0, 1.25), True, (), 0.0),
+    "s1_flip + temporal 1": ((1.0,), True, (1,), 0.0),
+    "s1_flip + temporal 1 + motion veto 0.25": ((1.0,), True, (1,), 0.25),
+    "s1_flip + temporal 1,2": ((1.0,), True, (1, 2), 0.0),
+    "s1+1.25_flip + temporal 1,2": ((1.0, 1.25), True, (1, 2), 0.0),
 }
 
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     from datasets import FrameDataset
     from datasets.io import read_mask
     from engine.inference import MaskWriter, to_original_size
-    from engine.pseudo_labels import hard_labels, pair_flows, temporal_fuse, video_view_probs
+    from engine.pseudo_labels import IGNORE, hard_labels, motion_veto, pair_flows, temporal_fuse, video_view_probs
     from evaluation import evaluate_dataset
     from evaluation.summary import scores
     from models import build_model_from_checkpoint
@@ -82,14 +83,19 @@ def main(argv: list[str] | None = None) -> dict:
     for (ds, video), indices in sorted(data.video_items().items()):
         probs, rgbs = video_view_probs(model, data, indices, a.size, view_sets, dev, workers=a.workers)
         by_set = dict(zip(view_sets, probs))
-        offsets = sorted({k for n in names for k in VARIANTS[n][2]})
+        offsets = sorted({k for n in names for k in VARIANTS[n][2]} | ({1} if any(VARIANTS[n][3] for n in names)
+                                                                         else set()))
         flows = pair_flows(rgbs, offsets) if offsets else {}
         for n in names:
-            scales, flip, temporal = VARIANTS[n]
+            scales, flip, temporal, veto = VARIANTS[n]
             prob = by_set[(scales, flip)]
             if temporal:
                 prob = temporal_fuse(prob, flows, temporal)
-            for i, pr in zip(indices, prob):
+            dropped = torch.zeros(prob.shape, dtype=torch.bool)  # labels the veto removes, at the test size
+            if veto:
+                lab_t = hard_labels(prob, a.lo, a.hi)
+                dropped = (motion_veto(lab_t, flows, veto) == IGNORE) & (lab_t != IGNORE)
+            for i, pr, drop in zip(indices, prob, dropped):
                 vid, frame = data.videos[data.items[i][0]], data.items[i][1]
                 if frame not in vid.label_paths:
                     continue
@@ -97,6 +103,9 @@ def main(argv: list[str] | None = None) -> dict:
                 full = next(to_original_size(pr[None], torch.tensor([gt.shape])))
                 writers[n].write(ds, video, frame, full)
                 lab = hard_labels(torch.from_numpy(full), a.lo, a.hi)
+                if veto:
+                    drop_full = next(to_original_size(drop[None].float(), torch.tensor([gt.shape]))) > 0.5
+                    lab[torch.from_numpy(drop_full)] = IGNORE
                 known = lab != 255
                 conf[n][0] += int(known.sum())
                 conf[n][1] += int(((lab == 1) == gt)[known].sum())

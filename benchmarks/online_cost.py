@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--videos", nargs="+", default=None, help="default: every video of the split")
     p.add_argument("--size", type=int, nargs=2, default=(320, 576))
     p.add_argument("--views", default="--flip", help="test-time views of both (e.g. '--flip --scales 1 1.25')")
+    p.add_argument("--test_args", default="", help="test.py options only (e.g. '--temporal 1': the best offline "
+                                                   "inference, to which the online stage is compared)")
     p.add_argument("--online_args", default="", help="online_finetuning.py options (default: its defaults)")
     a = p.parse_args(argv)
 
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         common += ["--videos", *a.videos]
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        test_script.main([*common, "--save_dir", f"{tmp}/test"])
+        test_script.main([*common, "--save_dir", f"{tmp}/test", *shlex.split(a.test_args)])
         t_test = time.perf_counter() - t
         n = sum(1 for _ in Path(tmp, "test").rglob("*.png"))
         t = time.perf_counter()
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     out = {"frames": n, "test_s_per_frame": t_test / n, "online_s_per_frame": t_online / n,
            "tune_s_per_frame": timing["tune_s_per_frame"], "write_s_per_frame": timing["predict_s_per_frame"]}
     out["ratio"] = out["online_s_per_frame"] / out["test_s_per_frame"]
-    print(f"\n{n} frames at {a.size[0]}x{a.size[1]}, views '{a.views}'")
+    print(f"\n{n} frames at {a.size[0]}x{a.size[1]}, views '{a.views}', test.py also '{a.test_args}'")
     print(f"test.py:        {out['test_s_per_frame']:.3f} s/frame (model load included)")
     print(f"online stage:   {out['online_s_per_frame']:.3f} s/frame = tuning {out['tune_s_per_frame']:.3f} + writing "
           f"{out['write_s_per_frame']:.3f} + loading/records")

@@ -73,7 +73,7 @@ class OnlineConfig:
     target_flip: int = 1
     temporal: tuple[int, ...] = (1,)
     confidence: tuple[float, float] = (0.1, 0.9)
-    motion_veto: float = 0.0
+    motion_veto: float = 0.25  # held out: 35 -> 23 % of the mask's errors labelled, J&F 80.5 -> 80.9
     min_cover: float = 0.3  # the recipe model's held-out frames are all above it; a 24.5 J&F model's none
     tune: str = "all"
     aug_scale: tuple[float, float] = (0.8, 1.25)

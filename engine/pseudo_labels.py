@@ -26,6 +26,7 @@ Ground truth is never read here.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
@@ -34,6 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.inference import ViewSet, scale_sizes, view_probs
+
+_log = logging.getLogger(__name__)
 
 IGNORE = 255  # label value of pixels that give no loss
 
@@ -166,6 +169,7 @@ def motion_veto(labels: torch.Tensor, flows: dict[tuple[int, int], torch.Tensor]
     the background's homography over the neighbours ``t +- 1`` where the forward-backward check
     passes; it is vetoed above ``max(floor, rel * median over the object labels)``."""
     out = labels.clone()
+    vetoed, guarded, dropped = 0, 0, 0
     for t in range(len(labels)):
         lab = labels[t, 0]
         bg, obj = lab == 0, lab == 1
@@ -184,6 +188,12 @@ def motion_veto(labels: torch.Tensor, flows: dict[tuple[int, int], torch.Tensor]
         moving = bg & (motion > max(floor, rel * float(motion[obj].median())))
         if moving.sum() <= max_share * bg.sum():
             out[t, 0][moving] = IGNORE
+            vetoed, dropped = vetoed + bool(moving.any()), dropped + int(moving.sum())
+        else:
+            guarded += 1
+    _log.info("motion veto: %.2f%% of the background labels dropped, in %d of %d frames (%d frames keep all: "
+              "over %.0f%% would go)", 100 * dropped / max(int((labels == 0).sum()), 1), vetoed, len(labels),
+              guarded, 100 * max_share)
     return out
 
 

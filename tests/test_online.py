@@ -305,7 +305,8 @@ def test_defaults_are_the_held_out_recipe_and_causal_mode_builds_targets_per_ste
     # The setting chosen on held-out DAVIS train sequences (README, Real video).
     assert (c.mode, c.epochs, c.lr, c.targets, c.temporal, c.confidence) == ("per_video", 1, 1e-4, "cached", (1,),
                                                                               (0.1, 0.9))
-    assert (c.student_aug, c.predict_with, c.lambda_adv, c.tune, c.min_cover) == (0, "student", 0.0, "all", 0.3)
+    assert (c.student_aug, c.predict_with, c.lambda_adv, c.tune, c.min_cover, c.motion_veto) == (
+        0, "student", 0.0, "all", 0.3, 0.25)
     # Causal mode sees each frame once, as it comes: cached targets cannot be built there.
     assert OnlineConfig.from_args(parser.parse_args(["--weights", "w", "--mode", "causal"])).targets == "per_step"
     with pytest.raises(ValueError, match="causal mode"):
