@@ -69,7 +69,7 @@ CACHED = ("--targets cached --temporal 1 --confidence 0.1 0.9 --student_aug 1 --
 
 
 def _cached(extra: str = "", lr: str = "1e-4", passes: int = 1) -> str:
-    return f"--online per_video --online_lr {lr} --online_epochs {passes} --online_args '{CACHED} {extra}'"
+    return f"--online per_video --online_lr {lr} --online_epochs {passes} --online_args='{CACHED} {extra}'"
 
 
 ONLINE_ROWS.update({
@@ -92,7 +92,7 @@ ONLINE_ROWS.update({
 # "defaults_target_scales_1_1.25" were run before the motion veto was a default (it was then row
 # "defaults_motion_veto_0.25"); "defaults_no_motion_veto" is that earlier "defaults".
 def _defaults(extra: str = "", passes: int = 1) -> str:
-    return f"--online per_video --online_lr 1e-4 --online_epochs {passes} --online_args '{extra}'"
+    return f"--online per_video --online_lr 1e-4 --online_epochs {passes} --online_args='{extra}'"
 
 
 ONLINE_ROWS.update({
