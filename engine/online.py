@@ -116,7 +116,8 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--motion_veto", type=float, default=_default("motion_veto"), metavar="REL",
                    help="cached targets: drop background labels on pixels that move unlike the background "
                         "(a homography fitted to the flow) by more than REL times the object labels' median "
-                        "departure and 0.3 pixels; frames where that would drop over 20%% of them keep all (0: off)")
+                        f"departure and {TargetConfig.motion_floor} pixels; frames where that would drop over "
+                        f"{100 * TargetConfig.motion_max_share:.0f}%% of them keep all (0: off)")
     g.add_argument("--min_cover", type=float, default=_default("min_cover"),
                    help="cached targets: learn from a frame only if its object labels cover at least this "
                         "fraction of the teacher's mask (p > 0.5) and its background labels this fraction of the "
