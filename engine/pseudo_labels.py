@@ -107,10 +107,19 @@ def pair_flows(frames: Sequence[np.ndarray], offsets: Iterable[int],
     return out
 
 
+def pair_consistency(flows: dict[tuple[int, int], torch.Tensor], alpha: float = 0.01,
+                     beta: float = 0.5) -> dict[tuple[int, int], torch.Tensor]:
+    """:func:`consistent` for every pair ``(t, n)`` of ``flows`` whose reverse is there too:
+    computed once and shared by the temporal fusion and the motion veto."""
+    return {(t, n): consistent(f, flows[(n, t)], alpha, beta) for (t, n), f in flows.items() if (n, t) in flows}
+
+
 def temporal_fuse(probs: torch.Tensor, flows: dict[tuple[int, int], torch.Tensor], offsets: Iterable[int],
-                  alpha: float = 0.01, beta: float = 0.5) -> torch.Tensor:
+                  alpha: float = 0.01, beta: float = 0.5,
+                  checks: dict[tuple[int, int], torch.Tensor] | None = None) -> torch.Tensor:
     """Each frame's probability averaged with its neighbours' (``t +- k`` for k in ``offsets``),
-    warped into it where the forward-backward check passes; ``probs`` is ``T x 1 x H x W``."""
+    warped into it where the forward-backward check passes; ``probs`` is ``T x 1 x H x W``.
+    ``checks``: :func:`pair_consistency` of ``flows``, when the caller has it already."""
     out = torch.empty_like(probs)
     for t in range(len(probs)):
         total, count = probs[t].clone(), torch.ones_like(probs[t])
@@ -119,7 +128,8 @@ def temporal_fuse(probs: torch.Tensor, flows: dict[tuple[int, int], torch.Tensor
                 if (t, n) not in flows:
                     continue
                 grid = _grid(flows[(t, n)])  # one grid for the check and the warp
-                ok = consistent(flows[(t, n)], flows[(n, t)], alpha, beta, grid)[None].to(probs.dtype)
+                ok = (checks[(t, n)] if checks is not None
+                      else consistent(flows[(t, n)], flows[(n, t)], alpha, beta, grid))[None].to(probs.dtype)
                 total += ok * _sample(probs[n], grid)
                 count += ok
         out[t] = total / count
@@ -163,11 +173,12 @@ def background_residual(flow: torch.Tensor, fit: torch.Tensor, stride: int = 4, 
 
 def motion_veto(labels: torch.Tensor, flows: dict[tuple[int, int], torch.Tensor], rel: float,
                 floor: float = 0.3, max_share: float = 0.2, alpha: float = 0.01,
-                beta: float = 0.5) -> torch.Tensor:
+                beta: float = 0.5, checks: dict[tuple[int, int], torch.Tensor] | None = None) -> torch.Tensor:
     """``labels`` (``T x 1 x H x W`` uint8) with the background labels that move on their own
     set to ``IGNORE`` (module docstring, step 4). A pixel's motion is its mean departure from
     the background's homography over the neighbours ``t +- 1`` where the forward-backward check
-    passes; it is vetoed above ``max(floor, rel * median over the object labels)``."""
+    passes; it is vetoed above ``max(floor, rel * median over the object labels)``.
+    ``checks``: :func:`pair_consistency` of ``flows``, when the caller has it already."""
     out = labels.clone()
     vetoed, guarded, dropped = 0, 0, 0
     for t in range(len(labels)):
@@ -177,7 +188,7 @@ def motion_veto(labels: torch.Tensor, flows: dict[tuple[int, int], torch.Tensor]
         for n in (t - 1, t + 1):
             if (t, n) not in flows:
                 continue
-            ok = consistent(flows[(t, n)], flows[(n, t)], alpha, beta)
+            ok = checks[(t, n)] if checks is not None else consistent(flows[(t, n)], flows[(n, t)], alpha, beta)
             res = background_residual(flows[(t, n)], bg & ok)
             if res is not None:
                 total += ok * res
@@ -254,12 +265,12 @@ def build_targets(model: torch.nn.Module, data, indices: Sequence[int], test_hw:
                   device: torch.device, batch_size: int = 4, workers: int = 0, amp: bool = False,
                   amp_dtype: str = "bf16") -> tuple[torch.Tensor, torch.Tensor]:
     """One video's targets: (fused probability ``T x 1 x H x W``, hard labels uint8 with ``IGNORE``)."""
-    prob, flows = _fused_probs_and_flows(model, data, indices, test_hw, cfg, device, batch_size, workers, amp,
-                                         amp_dtype)
+    prob, flows, checks = _fused_probs_and_flows(model, data, indices, test_hw, cfg, device, batch_size, workers,
+                                                 amp, amp_dtype)
     labels = hard_labels(prob, cfg.lo, cfg.hi)
     if cfg.motion_veto > 0:
         labels = motion_veto(labels, flows, cfg.motion_veto, cfg.motion_floor, cfg.motion_max_share,
-                             cfg.fb_alpha, cfg.fb_beta)
+                             cfg.fb_alpha, cfg.fb_beta, checks)
     return prob, labels
 
 
@@ -275,12 +286,15 @@ def fused_video_probs(model: torch.nn.Module, data, indices: Sequence[int], test
 
 def _fused_probs_and_flows(model: torch.nn.Module, data, indices: Sequence[int], test_hw: Sequence[int],
                            cfg: TargetConfig, device: torch.device, batch_size: int, workers: int, amp: bool,
-                           amp_dtype: str) -> tuple[torch.Tensor, dict[tuple[int, int], torch.Tensor]]:
-    """:func:`fused_video_probs` and the flows it computed (with the motion veto's ``t +- 1``)."""
+                           amp_dtype: str) -> tuple[torch.Tensor, dict[tuple[int, int], torch.Tensor],
+                                                    dict[tuple[int, int], torch.Tensor]]:
+    """:func:`fused_video_probs`, the flows it computed (with the motion veto's ``t +- 1``) and
+    their forward-backward checks."""
     (prob,), rgbs = video_view_probs(model, data, indices, test_hw, [(cfg.scales, cfg.flip)], device, batch_size,
                                      workers, amp, amp_dtype)
     offsets = sorted(set(cfg.temporal) | ({1} if cfg.motion_veto > 0 else set()))
     flows = pair_flows(rgbs, offsets, cfg.dis_preset) if offsets else {}
+    checks = pair_consistency(flows, cfg.fb_alpha, cfg.fb_beta)
     if cfg.temporal:
-        prob = temporal_fuse(prob, flows, cfg.temporal, cfg.fb_alpha, cfg.fb_beta)
-    return prob, flows
+        prob = temporal_fuse(prob, flows, cfg.temporal, cfg.fb_alpha, cfg.fb_beta, checks)
+    return prob, flows, checks

@@ -11,7 +11,7 @@ import torch
 
 import online_finetuning
 from engine.pseudo_labels import (IGNORE, background_residual, consistent, hard_labels, label_cover,
-                                  masked_seg_loss, motion_veto, pair_flows, temporal_fuse, warp)
+                                  masked_seg_loss, motion_veto, pair_consistency, pair_flows, temporal_fuse, warp)
 from engine.inference import rescaled_size
 from engine.tta import strong_view
 
@@ -113,6 +113,19 @@ def test_temporal_fuse_hand_computed():
     flows[(1, 2)] = bad  # 1 -> 2 says +2 px, 2 -> 1 says 0: fails the check
     out = temporal_fuse(probs, flows, [1])
     assert torch.allclose(out[1], torch.full((1, 4, 4), 0.5))  # (0 + 1) / 2
+
+
+def test_shared_checks_give_the_same_results_and_are_used():
+    flows, labels = _pan_scene()
+    checks = pair_consistency(flows)
+    assert set(checks) == set(flows)
+    assert torch.equal(motion_veto(labels, flows, rel=0.25, checks=checks), motion_veto(labels, flows, rel=0.25))
+    probs = torch.rand(3, 1, 64, 96, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(temporal_fuse(probs, flows, [1], checks=checks), temporal_fuse(probs, flows, [1]))
+    # Checks that pass nowhere leave no neighbour and no evidence of motion: nothing changes.
+    none = {k: torch.zeros_like(v) for k, v in checks.items()}
+    assert torch.equal(temporal_fuse(probs, flows, [1], checks=none), probs)
+    assert torch.equal(motion_veto(labels, flows, rel=0.25, checks=none), labels)
 
 
 def test_hard_labels_and_view_size():
