@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from utils.flow import flow_to_image  # noqa: E402
 from utils.io import read_rgb  # noqa: E402
@@ -79,13 +80,15 @@ def main() -> int:
         best, med = timed(run_dis, args.rounds)
         print(f"DIS {preset:9s}          : {best * 1000:7.1f} / {med * 1000:7.1f} ms/frame (flow only)")
 
-    def run_encode() -> int:
-        for f in flows[:5]:
-            flow_to_image(f)
-        return min(5, len(flows))
+    for dtype in (torch.float64, torch.float32):  # the stored flow images / the video tool
+        def run_encode() -> int:
+            for f in flows[:5]:
+                flow_to_image(f, dtype=dtype)
+            return min(5, len(flows))
 
-    best, med = timed(run_encode, args.rounds)
-    print(f"flow_to_image          : {best * 1000:7.1f} / {med * 1000:7.1f} ms/frame (utils.flow colour encoding)")
+        best, med = timed(run_encode, args.rounds)
+        print(f"flow_to_image {str(dtype)[6:]:8s} : {best * 1000:7.1f} / {med * 1000:7.1f} ms/frame "
+              f"(utils.flow colour encoding)")
 
     with tempfile.TemporaryDirectory() as tmp:
         img_dir = Path(tmp) / "images"
@@ -101,7 +104,6 @@ def main() -> int:
           f"(read + flow + encode + JPEG write, 1 process; --workers scales over videos)")
 
     if not args.no_raft:
-        import torch
         from torchvision.models.optical_flow import raft_small
 
         with tempfile.TemporaryDirectory() as tmp:

@@ -27,6 +27,17 @@ def test_matches_torchvision_bit_for_bit():
     assert (np.abs(flow_to_image(f).astype(int) - pub) > 1).sum() <= 1
 
 
+def test_float32_encoding_is_torchvisions_and_near_ours():
+    f = _random_flow(1)
+    norm = float(np.linalg.norm(f, axis=-1).max()) * 1.25
+    fast = flow_to_image(f, max_norm=norm, dtype=torch.float32)
+    ref = _normalized_flow_to_image(torch.from_numpy(f / norm).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    assert np.array_equal(fast, ref)  # the same arithmetic as torchvision
+    diff = np.abs(fast.astype(int) - flow_to_image(f, max_norm=norm))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+    assert fast.dtype == np.uint8 and fast.shape == (40, 56, 3)
+
+
 def test_known_colours():
     # Zero motion is white; pure rightward motion of radius 1 is the wheel colour at angle pi.
     assert (flow_to_image(np.zeros((2, 2, 2)), max_norm=1.0) == 255).all()

@@ -378,7 +378,8 @@ def test_reduced_flow_size_files_pipeline_and_flow_reuse(ckpt, video_file, tmp_p
 def test_flow_vectors_follow_the_resize():
     # Flow estimated at a quarter of the width and half the height: (1, 1) there is (4, 2) in frame pixels.
     small = np.ones((10, 20, 2), np.float32)
-    expected = flow_to_image(np.broadcast_to(np.array([4.0, 2.0], np.float32), (10, 20, 2)).copy())
+    expected = flow_to_image(np.broadcast_to(np.array([4.0, 2.0], np.float32), (10, 20, 2)).copy(),
+                             dtype=torch.float32)
     assert np.array_equal(network_flow_image(small, (20, 80), (10, 20), jpeg=False), expected)
     assert not np.array_equal(flow_to_image(small), expected)  # the scaling is visible in the encoding
     with_jpeg = network_flow_image(small, (20, 80), (10, 20), jpeg=True)

@@ -66,21 +66,24 @@ def make_colorwheel() -> np.ndarray:
     return wheel
 
 
-def encode_flow(flow: torch.Tensor, max_norm: float | None = None) -> torch.Tensor:
+def encode_flow(flow: torch.Tensor, max_norm: float | None = None,
+                dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Render flow ``(..., 2, H, W)`` as RGB ``uint8`` ``(..., 3, H, W)``.
 
     ``max_norm`` None normalises each frame by its longest vector (torchvision's behaviour).
+    ``dtype``: the arithmetic. float64 (the stored flow images) and float32 (torchvision's,
+    half the time on a CPU: the video tool) differ by one level on a few pixels.
     """
     if flow.dim() < 3 or flow.shape[-3] != 2:
         raise ValueError(f"flow must be (..., 2, H, W), got {tuple(flow.shape)}")
-    flow = flow.double()
+    flow = flow.to(dtype)
     if max_norm is None:
         norm = flow.pow(2).sum(-3).sqrt().amax(dim=(-2, -1), keepdim=True).unsqueeze(-3)
     else:
-        norm = torch.tensor(float(max_norm), dtype=torch.float64)
+        norm = torch.tensor(float(max_norm), dtype=dtype)
     flow = flow / (norm + torch.finfo(torch.float32).eps)
     u, v = flow.unbind(-3)
-    wheel = torch.from_numpy(make_colorwheel() / 255.0).to(flow.device)  # 55 x 3
+    wheel = torch.from_numpy(make_colorwheel() / 255.0).to(flow.device, dtype)  # 55 x 3
     ncols = wheel.shape[0]
     rad = torch.sqrt(u ** 2 + v ** 2)
     fk = (torch.atan2(-v, -u) / math.pi + 1) / 2 * (ncols - 1)
@@ -162,11 +165,13 @@ def hflip_flow_image(image: torch.Tensor) -> torch.Tensor:
     return transform_flow_image(image.flip(-1), np.diag([-1.0, 1.0]))
 
 
-def flow_to_image(flow: np.ndarray, max_norm: float | None = None) -> np.ndarray:
-    """NumPy convenience: flow ``(H, W, 2)`` -> RGB ``uint8`` ``(H, W, 3)``."""
+def flow_to_image(flow: np.ndarray, max_norm: float | None = None,
+                  dtype: torch.dtype = torch.float64) -> np.ndarray:
+    """NumPy convenience: flow ``(H, W, 2)`` -> RGB ``uint8`` ``(H, W, 3)`` (:func:`encode_flow`)."""
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"flow must be (H, W, 2), got {flow.shape}")
-    return encode_flow(torch.from_numpy(np.ascontiguousarray(flow)).permute(2, 0, 1), max_norm).permute(1, 2, 0).numpy()
+    return encode_flow(torch.from_numpy(np.ascontiguousarray(flow)).permute(2, 0, 1), max_norm,
+                       dtype).permute(1, 2, 0).numpy()
 
 
 def image_to_flow(image: np.ndarray) -> np.ndarray:
