@@ -2,6 +2,8 @@
 
     python benchmarks/speed.py [--scales xxs s] [--device auto|cpu|cuda] [--repeats 5]
                                [--size 384 640] [--json out.json]
+    python benchmarks/speed.py --backbones efficientnet_lite0 efficientnet_lite1 efficientnet_lite2 \
+                               --size 256 448 --train_batch 4     # the real-data recipe's encoders
 
 For each scale (and device, and precision) it reports:
 
@@ -55,7 +57,8 @@ def _peak_rss_mib() -> float:
     return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-def count_flops(scale: str, size: tuple[int, int], arch: str = "two_stream", blocks: str | None = None) -> float:
+def count_flops(scale: str, size: tuple[int, int], arch: str = "two_stream", blocks: str | None = None,
+                backbone: str | None = None) -> float:
     """FLOPs of one batch-1 forward (multiply-add = 2), without computing anything if possible."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
@@ -64,7 +67,7 @@ def count_flops(scale: str, size: tuple[int, int], arch: str = "two_stream", blo
 
     def run(device: str) -> float:
         with torch.device(device):
-            model = build_model(scale, arch=arch, blocks=blocks).eval()
+            model = build_model(scale, backbone, arch=arch, blocks=blocks).eval()
             x = torch.rand(1, 3, *size)
         # The math SDPA kernel is made of matmuls the counter sees; fused kernels are not counted.
         with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
@@ -100,15 +103,16 @@ def measure(job: dict) -> dict:
         torch.set_num_threads(job["threads"])
     scale, size, arch = job["scale"], tuple(job["size"]), job.get("arch", "two_stream")
     blocks = job.get("blocks")  # oast3d's block flavour; None: build_model's default
+    backbone = job.get("backbone")  # a timm encoder instead of mobilevit_<scale>
     if job["kind"] == "static":
-        model = build_model(scale, arch=arch, blocks=blocks)
+        model = build_model(scale, backbone, arch=arch, blocks=blocks)
         return {"params": sum(p.numel() for p in model.parameters()),
-                "flops": count_flops(scale, size, arch, blocks), "threads": torch.get_num_threads()}
+                "flops": count_flops(scale, size, arch, blocks, backbone), "threads": torch.get_num_threads()}
 
     device = torch.device(job["device"])
     cuda = device.type == "cuda"
     torch.manual_seed(0)
-    model = build_model(scale, arch=arch, blocks=blocks).to(device)
+    model = build_model(scale, backbone, arch=arch, blocks=blocks).to(device)
     b = job["batch"]
     image, flow = torch.rand(b, 3, *size, device=device), torch.rand(b, 3, *size, device=device)
     use_amp = job["precision"] == "bf16"
@@ -173,7 +177,7 @@ def print_tables(results: dict, args: argparse.Namespace) -> None:
           f"batched inference at batch {args.batch} reported per frame; training step at batch {args.train_batch})")
     print("GFLOPs: one batch-1 forward, multiply-add = 2 FLOPs (GMACs = GFLOPs/2); conv, linear and attention "
           "matmuls counted, element-wise ops not")
-    hdr = (f"{'arch':<14} {'scale':<5} {'device':<6} {'prec':<5} {'params M':>8} {'GFLOPs':>7} {'GMACs':>6} "
+    hdr = (f"{'arch / encoder':<18} {'scale':<5} {'device':<6} {'prec':<5} {'params M':>8} {'GFLOPs':>7} {'GMACs':>6} "
            f"{'b1 s/frame':>10} {'b1 best':>7} {f'b{args.batch} s/frame':>10} {f'train b{args.train_batch} s':>11} "
            f"{'peak MiB b1/b' + str(args.batch) + '/train':>26}")
     print(hdr)
@@ -182,7 +186,9 @@ def print_tables(results: dict, args: argparse.Namespace) -> None:
         per_frame_bn = r["bn"]["median_s"] / args.batch if "median_s" in r["bn"] else None
         mem = "/".join(_fmt(r[k].get("peak_delta_mib") if r.get(k) else None, ".0f") for k in ("b1", "bn", "train"))
         arch = r.get("arch", "two_stream") + (f"/{r['blocks']}" if r.get("blocks") else "")
-        print(f"{arch:<14} {r['scale']:<5} {r['device']:<6} {r['precision']:<5} "
+        if r.get("backbone"):
+            arch = r["backbone"]
+        print(f"{arch:<18} {r['scale']:<5} {r['device']:<6} {r['precision']:<5} "
               f"{r['params'] / 1e6:>8.2f} "
               f"{r['flops'] / 1e9:>7.2f} {r['flops'] / 2e9:>6.2f} "
               f"{_fmt(r['b1'].get('median_s')):>10} {_fmt(r['b1'].get('min_s')):>7} {_fmt(per_frame_bn):>10} "
@@ -217,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scales", nargs="+", default=["xxs", "s"], choices=["xxs", "xs", "s"],
                    help="model scales (default: xxs s)")
+    p.add_argument("--backbones", nargs="+", default=None, metavar="TIMM_NAME",
+                   help="two-stream networks on these timm encoders instead of --scales (e.g. efficientnet_lite0 "
+                        "efficientnet_lite1 efficientnet_lite2: the real-data recipe's family); random weights")
     p.add_argument("--archs", nargs="+", default=["two_stream"], choices=["two_stream", "oast3d"],
                    help="networks to measure (oast3d: the authors' 3D MobileViT; benchmarks/compare_arch.py)")
     p.add_argument("--blocks", default=None, choices=["timm", "authors"],
@@ -257,8 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     common = {"size": list(args.size), "warmup": args.warmup, "repeats": args.repeats, "threads": args.threads}
     rows = []
     t_start = time.perf_counter()
-    for arch, scale in [(a, s) for a in args.archs for s in args.scales]:
+    models = ([("two_stream", "-", b) for b in args.backbones] if args.backbones
+              else [(a, s, None) for a in args.archs for s in args.scales])
+    for arch, scale, backbone in models:
         blocks = args.blocks if arch == "oast3d" else None
+        common["backbone"] = backbone
         static = run_job({"kind": "static", "scale": scale, "arch": arch, "blocks": blocks, **common})
         if "error" in static:
             print(f"{arch} {scale}: cannot build or count the model: {static['error']}", file=sys.stderr)
@@ -266,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         for device in devices:
             precisions = args.precisions or (["fp32", "bf16"] if device == "cuda" else ["fp32"])
             for prec in precisions:
-                row: dict[str, Any] = {"arch": arch, "blocks": blocks, "scale": scale, "device": device,
+                row: dict[str, Any] = {"arch": arch, "blocks": blocks, "scale": scale, "backbone": backbone,
+                                       "device": device,
                                        "precision": prec, "params": static["params"], "flops": static["flops"]}
                 for key, kind, batch in (("b1", "infer", 1), ("bn", "infer", args.batch),
                                          ("train", "train", args.train_batch)):
