@@ -1,0 +1,46 @@
+"""The real-data recipe's held-out folds: disjoint sets of 10 that cover the 30 DAVIS-2016 train
+sequences, built as symlink splits that follow a changed holdout."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.davis_real import FOLDS, HOLDOUT, holdout_splits, make_holdout_splits
+
+
+def test_folds_partition_the_train_sequences_and_fold_1_is_the_original():
+    names = [n for fold in FOLDS.values() for n in fold]
+    assert [len(f) for f in FOLDS.values()] == [10, 10, 10]
+    assert len(set(names)) == 30
+    assert FOLDS[1] == HOLDOUT
+    assert holdout_splits(1) == ("train20", "holdout")  # cached runs of earlier sessions keep their names
+    assert holdout_splits(2) == ("train20_fold2", "holdout_fold2")
+
+
+def _train_tree(root: Path, names: list[str]) -> None:
+    for kind in ("images", "flows", "labels"):
+        for n in names:
+            (root / "train" / kind / n).mkdir(parents=True)
+
+
+def _linked(root: Path, split: str) -> list[str]:
+    return sorted(p.name for p in (root / split / "images").iterdir())
+
+
+def test_fold_splits_are_symlinks_and_follow_a_changed_holdout(tmp_path):
+    names = ["a", "b", "c", "d"]
+    _train_tree(tmp_path, names)
+    make_holdout_splits(tmp_path, ("a", "c"), "tr_f", "ho_f")
+    assert _linked(tmp_path, "tr_f") == ["b", "d"] and _linked(tmp_path, "ho_f") == ["a", "c"]
+    link = tmp_path / "ho_f" / "labels" / "a"
+    assert link.is_symlink() and link.resolve() == (tmp_path / "train" / "labels" / "a").resolve()
+    make_holdout_splits(tmp_path, ("b",), "tr_f", "ho_f")  # stale links of the earlier holdout go
+    assert _linked(tmp_path, "tr_f") == ["a", "c", "d"] and _linked(tmp_path, "ho_f") == ["b"]
+    assert not (tmp_path / "holdout").exists()  # another fold's split names are not touched
+
+
+def test_unknown_holdout_sequence_is_named(tmp_path):
+    _train_tree(tmp_path, ["a", "b"])
+    with pytest.raises(ValueError, match="zebra"):
+        make_holdout_splits(tmp_path, ("a", "zebra"), "tr_f", "ho_f")
