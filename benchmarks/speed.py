@@ -270,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
               else [(a, s, None) for a in args.archs for s in args.scales])
     for arch, scale, backbone in models:
         blocks = args.blocks if arch == "oast3d" else None
-        common["backbone"] = backbone
-        static = run_job({"kind": "static", "scale": scale, "arch": arch, "blocks": blocks, **common})
+        net = {"scale": scale, "arch": arch, "blocks": blocks, "backbone": backbone}  # what every job builds
+        static = run_job({"kind": "static", **net, **common})
         if "error" in static:
             print(f"{arch} {scale}: cannot build or count the model: {static['error']}", file=sys.stderr)
             return 1
@@ -285,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
                                          ("train", "train", args.train_batch)):
                     print(f"  measuring {arch} {scale} {device} {prec} {kind} batch {batch} ...", file=sys.stderr,
                           flush=True)
-                    row[key] = run_job({"kind": kind, "scale": scale, "arch": arch, "blocks": blocks,
-                                        "device": device, "precision": prec, "batch": batch, **common})
+                    row[key] = run_job({"kind": kind, **net, "device": device, "precision": prec, "batch": batch,
+                                        **common})
                 rows.append(row)
 
     comparison = []
