@@ -56,7 +56,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--davis", default=DEFAULT_DAVIS, help="official DAVIS-2016 layout (default: ../shared/data/DAVIS "
                                                           "or $OAST_DAVIS_DIR)")
     p.add_argument("--out_dir", default="/tmp/oast_davis_real", help="work folder (data cache, runs, masks)")
-    p.add_argument("--name", default=None, help="run name under out_dir (default: the --eval value)")
+    p.add_argument("--name", default=None, help="run name under out_dir (default: the split scored: val, holdout, "
+                                                 "holdout_fold2, holdout_fold3)")
     p.add_argument("--fold", type=int, default=1, choices=sorted(FOLDS),
                    help="with --eval holdout: which 10 train sequences are held out (1: the ones every setting "
                         "was chosen on; 2, 3: never looked at, for checking)")
@@ -144,8 +145,9 @@ def run(a: argparse.Namespace) -> dict:
     out = Path(a.out_dir)
     data = out / f"data_{a.flow_preset}" if a.flow_preset != "medium" else out / "data"
     times = prepare(a.davis, data, a.flow_preset, a.workers)
-    run_dir = out / (a.name or a.eval)
     train_split, test_split = ("train", "val") if a.eval == "val" else holdout_splits(a.fold)
+    # Named for the split scored, so another fold's run never resumes or overwrites this one.
+    run_dir = out / (a.name or test_split)
     common = ["--data_dir", str(data), "--size", *map(str, a.size), "--workers", str(a.workers)]
     test_common = ["--data_dir", str(data), "--size", *map(str, a.test_size or a.size), "--workers", str(a.workers)]
     train = [*common, "--labeled_datasets", "DAVIS-2016", "--labeled_split", train_split,
@@ -214,7 +216,10 @@ def per_video_delta(before: list, after: list) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    a = get_parser().parse_args(argv)
+    p = get_parser()
+    a = p.parse_args(argv)
+    if a.fold != 1 and a.eval != "holdout":
+        p.error(f"--fold {a.fold} needs --eval holdout (val is one split, not a fold)")
     if not (Path(a.davis) / "JPEGImages").is_dir():
         print(f"skipped: no DAVIS data at {a.davis}")
         return None

@@ -44,3 +44,11 @@ def test_unknown_holdout_sequence_is_named(tmp_path):
     _train_tree(tmp_path, ["a", "b"])
     with pytest.raises(ValueError, match="zebra"):
         make_holdout_splits(tmp_path, ("a", "zebra"), "tr_f", "ho_f")
+
+
+def test_fold_needs_holdout_eval(capsys):
+    from benchmarks import davis_real
+
+    with pytest.raises(SystemExit):
+        davis_real.main(["--eval", "val", "--fold", "2", "--davis", "/nonexistent"])
+    assert "--fold 2 needs --eval holdout" in capsys.readouterr().err
