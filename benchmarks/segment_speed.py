@@ -55,6 +55,10 @@ CONFIGS = {
     "batch2": "--batch_size 2",
     "batch8": "--batch_size 8",
     "flow_network": "--flow_size network",  # fastest flow, less accurate (README, Speed)
+    "sequential": "--no_overlap",  # the stages one after another (each stage's time alone)
+    "flow_network_sequential": "--flow_size network --no_overlap",
+    "int8": "--runtime int8",  # calibrated on the input itself: the first timed run quantises
+    "int8_flow_network": "--runtime int8 --flow_size network",
     "dis_fast": "--dis_preset fast",
     "flow_network_ultrafast": "--flow_size network --dis_preset ultrafast",
     "flip": "--flip",
@@ -112,10 +116,11 @@ def ground_truth(result, annotations: Path | None) -> dict[str, np.ndarray]:
 
 def run_config(script, base: list[str], extra: str, repeat: int, keep: Path | None, label: str,
                annotations: Path | None = None):
-    """Run one configuration ``repeat`` times: (fastest result, its masks, its J or None)."""
+    """Run one configuration ``repeat`` times: (fastest result, its masks, its J or None, the first
+    timed run's model load in seconds: one-off costs such as int8 calibration show there)."""
     from segment_video import segment_video
 
-    best = None
+    best, first_load = None, None
     # Untimed: a two-frame run pays this configuration's one-off costs (the ONNX export, cached beside the checkpoint).
     with tempfile.TemporaryDirectory(prefix="segment_speed_warmup_") as tmp:
         args = script.get_parser().parse_args([*base, "--output_dir", tmp, *shlex.split(extra), "--max_frames", "2"])
@@ -125,11 +130,12 @@ def run_config(script, base: list[str], extra: str, repeat: int, keep: Path | No
             out = keep / f"{label}_{r}" if keep else Path(tmp) / "out"
             args = script.get_parser().parse_args([*base, "--output_dir", str(out), *shlex.split(extra)])
             result = segment_video(args, progress=False)
+            first_load = result.timing["model_s"] if first_load is None else first_load
             if best is None or result.timing["total_s"] < best[0].timing["total_s"]:
                 masks = _masks(result.masks_dir)
                 gt = ground_truth(result, annotations)
                 best = (result, masks, mean_iou(masks, gt) if gt else None)
-    return best
+    return (*best, first_load)
 
 
 def _fmt(v: float | None, spec: str = ".2f") -> str:
@@ -165,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--online_frames", type=int, default=20, help="frames of the online row (0: skip it)")
     p.add_argument("--device", default="cpu", help="device of the network (flow runs on the CPU for DIS)")
     p.add_argument("--keep", type=Path, default=None, help="keep every run's output under this folder")
+    p.add_argument("--extra", default="", help="options of scripts/segment_video.py added to every configuration "
+                                              "(e.g. --int8_calibration FOLDER)")
     a = p.parse_args(argv)
 
     if a.input is not None:
@@ -180,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     script = _script()
     common = ["--input", str(source), "--weights", *map(str, a.weights), "--size", *map(str, a.size),
-              "--device", a.device, "--overlay", "video"]
+              "--device", a.device, "--overlay", "video", *shlex.split(a.extra)]
     base = [*common, "--max_frames", str(a.max_frames)] if a.max_frames else common
     if a.keep:
         a.keep.mkdir(parents=True, exist_ok=True)
@@ -204,36 +212,37 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, ref = [], None
     for name in a.configs:
-        result, masks, j = run_config(script, base, CONFIGS[name], a.repeat, a.keep, name, annotations)
+        result, masks, j, first_load = run_config(script, base, CONFIGS[name], a.repeat, a.keep, name, annotations)
         ref = masks if ref is None else ref
-        rows.append((name, result, mean_iou(masks, ref), j))
+        rows.append((name, result, mean_iou(masks, ref), j, first_load))
 
     n_label = max(len(r[0]) for r in rows) + 1
     print(f"\nseconds per stage (fastest of {a.repeat} runs); other = total - stages (set-up, bookkeeping); "
           "e2e fps = frames / total")
     print(_header(n_label) + f" {'IoU':>6s} {'J':>6s}")
-    for name, res, agree, j in rows:
+    for name, res, agree, j, _ in rows:
         print(_row(name, res, n_label) + f" {_fmt(agree, '.3f'):>6s} {_fmt(j, '.3f'):>6s}")
     print("\nframes/s per stage")
     print(f"{'config':{n_label}s} " + " ".join(f"{c:>12s}" for _, c in STAGE_COLUMNS))
-    for name, res, _, _ in rows:
+    for name, res, *_ in rows:
         t = res.timing
         print(f"{name:{n_label}s} " + " ".join(f"{_fmt(res.frames / t[k] if t.get(k) else None, '.1f'):>12s}"
                                                 for k, _ in STAGE_COLUMNS))
     print("\nconfigurations (options of scripts/segment_video.py besides --input --weights --size):")
-    for name, res, _, _ in rows:
+    for name, res, _, _, first_load in rows:
         flow = "frame size" if res.flow_size is None else f"{res.flow_size[0]}x{res.flow_size[1]}"
         print(f"  {name:{n_label}s} {CONFIGS[name] or '(defaults)'}  [pipeline {res.pipeline}, flow at {flow}, "
-              f"network in {res.runtime}]")
+              f"network in {res.runtime}, {'overlapped' if getattr(res, 'overlap', False) else 'sequential'}; "
+              f"model load in the first timed run {first_load:.2f} s]")
     print()
-    for name, res, _, _ in rows:
+    for name, res, *_ in rows:
         fps = res.frames / res.timing["total_s"]
         print(f"target >= {TARGET_FPS:g} frames/s end to end: {name} gives {fps:.1f} "
               f"({'met' if fps >= TARGET_FPS else 'not met'})")
 
     if a.online_frames > 0:
         extra = f"{ONLINE} --max_frames {a.online_frames}"
-        res, _, _ = run_config(script, common, extra, 1, a.keep, "online")
+        res, _, _, _ = run_config(script, common, extra, 1, a.keep, "online")
         t, n = res.timing, res.frames
         print(f"\nonline stage ({extra}; pipeline {res.pipeline}), 1 run; network = writing the tuned model's masks")
         print(_header(n_label) + f" {'tune':>8s} {'tune s/frame':>12s}")

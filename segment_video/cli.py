@@ -14,7 +14,7 @@ from utils.optical_flow import DIS_PRESETS, METHODS
 PIPELINES = ("auto", "memory", "files")
 FLOW_SIZES = ("frame", "network")
 MEMORY_FORMATS = ("channels_last", "contiguous")
-RUNTIMES = ("auto", "onnx", "torch")
+RUNTIMES = ("auto", "onnx", "int8", "torch")
 
 
 def flow_size_arg(text: str) -> str | tuple[int, int]:
@@ -54,6 +54,10 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                         "and read back (a rerun reuses them); auto: memory, or files with --online (the tuner "
                         "reads the work folder)")
 
+    g.add_argument("--no_overlap", dest="overlap", action="store_false",
+                   help="memory pipeline: run decoding and flow, the network, and writing one after another "
+                        "instead of in three overlapping threads (same masks; for timing each stage alone)")
+
     g = p.add_argument_group("optical flow")
     g.add_argument("--flow", default="dis", choices=METHODS,
                    help="flow back end: OpenCV DIS (CPU, no weights) or torchvision RAFT")
@@ -89,8 +93,16 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--runtime", default="auto", choices=RUNTIMES,
                    help="network runtime for plain inference: onnx (ONNX Runtime on the CPU: the network is exported "
                         "once per checkpoint and size, cached beside the checkpoint and checked against PyTorch; "
-                        "needs requirements-onnx.txt), torch (the reference), or auto: onnx on the CPU when its "
-                        "packages are installed and the export succeeds, else torch")
+                        "needs requirements-onnx.txt), int8 (that network quantised to int8, calibrated on "
+                        "--int8_calibration; about twice as fast, J about 0.7 lower: README, Speed), torch (the "
+                        "reference), or auto: onnx on the CPU when its packages are installed and the export "
+                        "succeeds, else torch")
+    g.add_argument("--int8_calibration", type=Path, default=None,
+                   help="--runtime int8: video file or frames folder whose frames calibrate the int8 network "
+                        "(cached beside the checkpoint per source, so one source for many videos quantises once); "
+                        "default: the input video itself (quantised once per video, a few seconds)")
+    g.add_argument("--int8_frames", type=int, default=16,
+                   help="--runtime int8: evenly spaced calibration frames (with their flow)")
     g.add_argument("--workers", type=int, default=2,
                    help="DataLoader worker processes (files pipeline and --online)")
     g.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")

@@ -20,7 +20,8 @@ Two pipelines run these stages:
   images never touch the disk, and each flow field is encoded at the network input size
   (:func:`segment_video.flow.network_flow_image`) instead of the frame size. Plain
   inference only. Its masks differ slightly from the files pipeline's, mostly through that
-  pipeline's JPEG copies of the frames.
+  pipeline's JPEG copies of the frames. Unless ``--no_overlap``, decoding with flow, the
+  network, and writing run in three overlapping threads (same masks).
 * ``files`` writes the frames and flow images as JPEGs in the project's data layout under
   ``<output_dir>/work/custom/val/{images,flows}/<video>/`` and runs each stage over the
   whole video; a rerun with the same input and flow settings reuses them, so an
@@ -35,10 +36,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -74,7 +78,8 @@ class SegmentResult:
     ``model_s`` loading the checkpoint, ``tune_s`` online tuning (``--online`` only),
     ``network_s`` network input preparation, forward passes and resizing the probabilities
     to the frame size, ``masks_s`` writing mask (and probability) PNGs, ``overlay_s`` the
-    overlay, and ``total_s`` all of :func:`segment_video` (stages plus set-up).
+    overlay, and ``total_s`` all of :func:`segment_video` (stages plus set-up). With
+    ``overlap`` the stages run at the same time, so their sum exceeds ``total_s``.
     """
     video: str
     frames: int
@@ -89,7 +94,8 @@ class SegmentResult:
     pipeline: str = "files"
     flow_size: tuple[int, int] | None = None  # (H, W) flow was computed at; None: the frame size
     manifest: Path | None = None  # <output_dir>/.segment_video.json
-    runtime: str = "torch"  # what ran the network: "torch" or "onnx" (ONNX Runtime)
+    overlap: bool = False  # memory pipeline: stages ran in overlapping threads (their times then add up to more than total_s)
+    runtime: str = "torch"  # what ran the network: "torch", "onnx" (ONNX Runtime) or "int8" (its int8 version)
 
 
 class StageClock:
@@ -97,6 +103,7 @@ class StageClock:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
@@ -107,7 +114,8 @@ class StageClock:
             self.add(stage, time.perf_counter() - t)
 
     def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        with self._lock:  # the overlapped pipeline books stages from three threads
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
 class TimedMaskWriter(MaskWriter):
@@ -129,7 +137,8 @@ class TimedMaskWriter(MaskWriter):
 # --------------------------------------------------------------------------- network
 def load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
     """The checkpoint's network on ``device`` in eval mode, in ``--memory_format``; with
-    ``--runtime onnx``, its ONNX Runtime version at ``--size`` (:mod:`engine.onnx_runtime`)."""
+    ``--runtime onnx``, its ONNX Runtime version at ``--size`` (:mod:`engine.onnx_runtime`);
+    with ``--runtime int8``, that version quantised to int8 (:mod:`segment_video.int8`)."""
     from models import build_model_from_checkpoint
 
     def build() -> torch.nn.Module:
@@ -137,16 +146,22 @@ def load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modul
                                            getattr(args, "arch", None)).eval()
 
     runtime = _runtime(args)
-    if runtime == "onnx" or (runtime == "auto" and _onnx_by_default(args, device)):
-        from engine.onnx_runtime import load_onnx_network
+    if runtime in ("onnx", "int8") or (runtime == "auto" and _onnx_by_default(args, device)):
+        from engine.onnx_runtime import load_int8_network, load_onnx_network
 
         try:
             # The PyTorch network is built only when the export is not cached yet.
-            return load_onnx_network(build, args.weights, args.size)
+            net = load_onnx_network(build, args.weights, args.size)
         except RuntimeError as e:  # an export that fails or differs from PyTorch
-            if runtime == "onnx":
+            if runtime != "auto":
                 raise
             _log.warning("%s; running the network in PyTorch instead", e)
+        else:
+            if runtime != "int8":
+                return net
+            from segment_video.int8 import calibration_inputs, calibration_key
+
+            return load_int8_network(net, calibration_key(args), lambda: calibration_inputs(args, FLOW_JPEG))
     model = build().to(device)
     if args.memory_format == "channels_last":
         # The convolutions pick the weights' layout, so inputs need no conversion for this.
@@ -217,25 +232,53 @@ class _Frame:
     flow_image: np.ndarray | None = None  # encoded flow to the next frame at the network size, RGB uint8
 
 
+class _Inline:
+    """Runs each submitted call at once in the caller's thread: the sequential stand-in for a
+    one-thread executor, so that both pipelines share one loop."""
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        done: Future = Future()
+        try:
+            done.set_result(fn(*args))
+        except BaseException as e:  # re-raised by .result(), where the threaded executor raises too
+            done.set_exception(e)
+        return done
+
+    def __enter__(self) -> "_Inline":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
 class _MemoryPipeline:
     """Batches of frames through flow, network, masks and overlay, nothing kept on disk.
 
-    Frames wait in a buffer until their mask is written; the buffer holds one frame more
+    Frames wait in a buffer until their batch is handed on; the buffer holds one frame more
     than a batch, because a frame's flow needs its successor.
+
+    With ``overlap`` three threads work at once: one decodes the next batch and computes its
+    flow, the calling thread runs the network on the current batch, and one writes the
+    previous batch's masks and overlay. The decoder, DIS, the PNG and video encoders and
+    ONNX Runtime all release the GIL, so the single-threaded stages run beside the network
+    instead of after it. Each stage has one thread, so frames stay in order and the masks
+    are those of the sequential run.
     """
 
     def __init__(self, args: argparse.Namespace, path: Path, name: str, device: torch.device, writer: MaskWriter,
-                 overlay: OverlayWriter, clock: StageClock, model: torch.nn.Module) -> None:
+                 overlay: OverlayWriter, clock: StageClock, model: torch.nn.Module, overlap: bool = False) -> None:
         self.args, self.name, self.device = args, name, device
         self.writer, self.overlay, self.clock = writer, overlay, clock
         self.net_hw = (int(args.size[0]), int(args.size[1]))
         self.batch = max(1, int(args.batch_size))
         self.channels_last = args.memory_format == "channels_last" and isinstance(model, torch.nn.Module)
         self.model = model
+        self.overlap = overlap
         with clock("model_s"):
             self.estimator = flow_estimator(args)
         self.frames = iter_input_frames(path, args.stride, args.max_frames)
         self.exhausted = False
+        self.decoded = 0  # frames taken from the input so far (they name the next frame)
         self.buf: list[_Frame] = []
         self.size: tuple[int, int] | None = None  # frame (H, W), known from the first frame
         self.flow_hw: tuple[int, int] | None = None
@@ -246,36 +289,54 @@ class _MemoryPipeline:
     def run(self, total: int | None = None, progress: bool = True) -> int:
         """Segment every frame; returns the number of masks written."""
         n = 0
+        # Two batches may wait for the writer: enough to keep it busy, and memory stays bounded.
+        max_pending = 2
+        pool = (lambda: ThreadPoolExecutor(1)) if self.overlap else _Inline
         with tqdm(total=total, desc=f"segment {self.name}", unit="frame", disable=not progress,
-                  dynamic_ncols=True) as bar:
-            while True:
-                with self.clock("frames_s"):
-                    self._decode(n)
-                if not self.buf:
-                    break
-                chunk = self.buf[:self.batch]
-                with self.clock("flow_s"):
-                    self._flow(chunk)
+                  dynamic_ncols=True) as bar, pool() as reader, pool() as writing:
+            writes: deque[Future] = deque()
+            ahead = reader.submit(self._next_chunk)
+            while (chunk := ahead.result()) is not None:
+                ahead = reader.submit(self._next_chunk)  # the next batch decodes while this one runs
                 with self.clock("network_s"):
                     probs = self._predict(chunk)
-                for f, p in zip(chunk, probs):
-                    self.writer.write(WORK_DATASET, self.name, f.name, p)  # books masks_s itself
-                    with self.clock("overlay_s"):
-                        self.overlay.write(f.name, f.bgr, (p >= self.args.threshold).astype(np.uint8))
-                    self.sources.append(f.source)
+                writes.append(writing.submit(self._write, chunk, probs))
+                while len(writes) > max_pending:
+                    writes.popleft().result()  # raises the writer's error here
                 n += len(chunk)
                 bar.update(len(chunk))
-                del self.buf[:len(chunk)]
+            for w in writes:
+                w.result()
         self.stats.frames = n
         return n
 
-    def _decode(self, done: int) -> None:
+    def _next_chunk(self) -> list[_Frame] | None:
+        """The next batch of decoded frames with their flow images, or None at the end."""
+        with self.clock("frames_s"):
+            self._decode()
+        if not self.buf:
+            return None
+        chunk = self.buf[:self.batch]
+        with self.clock("flow_s"):
+            self._flow(chunk)
+        del self.buf[:len(chunk)]
+        return chunk
+
+    def _write(self, chunk: list[_Frame], probs: list[np.ndarray]) -> None:
+        for f, p in zip(chunk, probs):
+            self.writer.write(WORK_DATASET, self.name, f.name, p)  # books masks_s itself
+            with self.clock("overlay_s"):
+                self.overlay.write(f.name, f.bgr, (p >= self.args.threshold).astype(np.uint8))
+            self.sources.append(f.source)
+
+    def _decode(self) -> None:
         while not self.exhausted and len(self.buf) < self.batch + 1:
             item = next(self.frames, None)
             if item is None:
                 self.exhausted = True
             else:
-                self.buf.append(_Frame(frame_name(done + len(self.buf)), *item))
+                self.buf.append(_Frame(frame_name(self.decoded), *item))
+                self.decoded += 1
         if self.size is None and self.buf:
             self.size = self.buf[0].bgr.shape[:2]
             self.flow_hw = resolve_flow_size(self.args.flow_size, self.net_hw, self.size)
@@ -352,7 +413,7 @@ def _segment_with_files(args: argparse.Namespace, path: Path, name: str, device:
 def _run_options(args: argparse.Namespace, pipeline: str) -> dict:
     """The options a run records in the manifest (for the user; only input, name and weights decide)."""
     keys = ("input", "name", "stride", "max_frames", "size", "flow", "dis_preset", "flow_size", "threshold", "flip",
-            "online", "online_epochs", "overlay", "save_prob", "runtime")
+            "online", "online_epochs", "overlay", "save_prob", "runtime", "int8_calibration", "int8_frames")
     out = {k: getattr(args, k, None) for k in keys}
     return {**{k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in out.items()},
             "pipeline": pipeline}
@@ -373,11 +434,14 @@ def segment_video(args: argparse.Namespace, progress: bool = True) -> SegmentRes
     pipeline = args.pipeline if args.pipeline != "auto" else ("files" if args.online else "memory")
     if pipeline == "memory" and args.online:
         raise ValueError("--online needs --pipeline files (or auto): the tuner reads the frames from the work folder")
-    if _runtime(args) == "onnx":
+    if _runtime(args) in ("onnx", "int8"):
+        rt = _runtime(args)
         if args.online:
-            raise ValueError("--runtime onnx runs a fixed network; --online tunes it in PyTorch (use --runtime torch)")
+            raise ValueError(f"--runtime {rt} runs a fixed network; --online tunes it in PyTorch (use --runtime torch)")
         if args.device not in ("auto", "cpu"):
-            raise ValueError(f"--runtime onnx runs on the CPU; got --device {args.device} (use --device cpu)")
+            raise ValueError(f"--runtime {rt} runs on the CPU; got --device {args.device} (use --device cpu)")
+        if rt == "int8" and args.int8_calibration is not None:
+            check_input(Path(args.int8_calibration))  # before any slow stage
         args.device = "cpu"
         from engine.onnx_runtime import require
 
@@ -409,9 +473,11 @@ def segment_video(args: argparse.Namespace, progress: bool = True) -> SegmentRes
     timing = {k: clock.seconds.get(k, 0.0) for k in STAGES if k != "tune_s" or args.online}
     timing["total_s"] = time.perf_counter() - t_start
     n = result.frames
-    result.runtime = "torch" if model is None or isinstance(model, torch.nn.Module) else "onnx"
+    result.runtime = ("torch" if model is None or isinstance(model, torch.nn.Module)
+                      else "int8" if ".int8-" in model.path.name else "onnx")
     _log.info("%d frames in %.2f s (%.1f frames/s, network in %s): %s", n, timing["total_s"],
-              n / max(timing["total_s"], 1e-9), "ONNX Runtime" if result.runtime == "onnx" else "PyTorch",
+              n / max(timing["total_s"], 1e-9),
+              {"onnx": "ONNX Runtime", "int8": "ONNX Runtime int8", "torch": "PyTorch"}[result.runtime],
               ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in timing.items() if k != "total_s"))
     result.timing, result.manifest = timing, manifest
     return result
@@ -432,7 +498,8 @@ def _run_stages(args: argparse.Namespace, path: Path, name: str, pipeline: str, 
         fps = args.fps or ((fps_in / args.stride) if fps_in else DEFAULT_FPS)
         sig = signature(path, args.stride, args.max_frames)
         with OverlayWriter(out_dir, args.overlay, fps, color, args.overlay_alpha) as overlay:
-            run = _MemoryPipeline(args, path, name, device, writer, overlay, clock, model)
+            run = _MemoryPipeline(args, path, name, device, writer, overlay, clock, model,
+                                   getattr(args, "overlap", False))
             n = run.run(input_frame_count(path, args.stride, args.max_frames), progress)
         # The only file of the work folder here: which input frame each output frame came from.
         write_source_record(work_root, name, sig, [frame_name(i) for i in range(n)], run.sources, run.size, fps_in)
@@ -452,4 +519,5 @@ def _run_stages(args: argparse.Namespace, path: Path, name: str, pipeline: str, 
     if overlay_path is not None:
         _log.info("overlay: %s", overlay_path)
     return SegmentResult(name, n, tuple(size), masks_root / name, prob_root / name if prob_root else None,
-                         overlay_path, work_root, reused, flow, {}, pipeline, flow_hw)
+                         overlay_path, work_root, reused, flow, {}, pipeline, flow_hw,
+                         overlap=pipeline == "memory" and getattr(args, "overlap", False))

@@ -214,3 +214,103 @@ def test_segment_video_runtime_auto_uses_onnx_falls_back_to_pytorch_and_says_so(
         run("explicit", "--runtime", "onnx")  # asked for explicitly: no silent fallback
     monkeypatch.setattr(onnx_rt, "available", lambda: False)
     assert run("missing").runtime == "torch"
+
+
+# --------------------------------------------------------------------------- int8
+def _calibration(n: int = 4) -> list[tuple[np.ndarray, np.ndarray]]:
+    g = np.random.default_rng(1)
+    return [(g.random((1, 3, H, W), dtype=np.float32), g.random((1, 3, H, W), dtype=np.float32)) for _ in range(n)]
+
+
+def test_int8_is_quantised_once_per_calibration_key_checked_and_recorded(exported, monkeypatch):
+    _, _, net = exported
+    calls = []
+
+    def calibration():
+        calls.append(1)
+        return _calibration()
+
+    q = onnx_rt.load_int8_network(net, "key1", calibration)
+    assert calls == [1] and q.path == onnx_rt.int8_path(net, "key1") and q.path.is_file()
+    record = json.loads(q.path.with_suffix(".json").read_text())
+    assert record["calibration_inputs"] == 4 and record["from"] == net.path.name
+    assert onnx_rt.INT8_MIN_AGREEMENT <= record["mask_agreement"] <= 1
+    assert record["mask_agreement"] == pytest.approx(onnx_rt.mask_agreement(net, q, _calibration()))
+    # int8 weights: a smaller file, and a network that still follows the float one.
+    assert q.path.stat().st_size < 0.5 * net.path.stat().st_size
+    x = [torch.from_numpy(a) for a in _calibration(1)[0]]
+    ref, got = net(*x)["logits"].sigmoid(), q(*x)["logits"].sigmoid()
+    assert got.shape == ref.shape and float((got - ref).abs().mean()) < 0.05
+    # Cached: the calibration inputs are not even made again; another key quantises anew.
+    monkeypatch.setattr(onnx_rt, "quantize_int8", lambda *a, **k: pytest.fail("quantised again"))
+    assert onnx_rt.load_int8_network(net, "key1", calibration).path == q.path and calls == [1]
+    monkeypatch.undo()
+    other = onnx_rt.load_int8_network(net, "key2", calibration)
+    assert other.path != q.path and calls == [1, 1]
+
+
+def test_int8_that_disagrees_with_float_is_refused_and_leaves_no_file(exported, tmp_path):
+    _, _, net = exported
+    path = tmp_path / "bad.int8.onnx"
+    with pytest.raises(RuntimeError, match="agrees with the float one on .* use --runtime onnx"):
+        onnx_rt.quantize_int8(net, path, _calibration(2), min_agreement=1.01)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="at least one"):
+        onnx_rt.quantize_int8(net, path, [])
+
+
+def test_int8_calibration_frames_and_inputs(tmp_path):
+    from segment_video.int8 import calibration_inputs, calibration_key, pick
+
+    assert pick(50, 16)[0] == 0 and pick(50, 16)[-1] == 48 and len(pick(50, 16)) == 16
+    assert pick(3, 16) == [0, 1] and pick(1, 16) == [0] and pick(None, 16) == [0]
+    frames = _write_frames(tmp_path / "clip", 5)
+    args = _script().get_parser().parse_args(["--input", str(frames), "--weights", "w.pth", "--output_dir",
+                                              str(tmp_path / "o"), "--size", str(H), str(W), "--runtime", "int8",
+                                              "--int8_frames", "2"])
+    samples = calibration_inputs(args)
+    assert [(a.shape, b.shape) for a, b in samples] == [((1, 3, H, W), (1, 3, H, W))] * 2
+    import cv2
+
+    first = cv2.cvtColor(cv2.imread(str(frames / "00000.jpg")), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(samples[0][0][0], first.transpose(2, 0, 1).astype(np.float32) / 255)
+    assert samples[0][1].std() > 0  # the square moves: the flow image is not flat
+    key = calibration_key(args)
+    args.int8_calibration = frames  # the input named as its own calibration source: the same inputs, the same key
+    assert calibration_key(args) == key
+    args.int8_calibration = _write_frames(tmp_path / "other", 4)
+    assert calibration_key(args) != key
+    args.int8_calibration, args.max_frames = None, 4
+    assert calibration_key(args) != key
+    args.max_frames, args.dis_preset = None, "fast"
+    assert calibration_key(args) != key
+
+
+def test_segment_video_runtime_int8(exported, tmp_path, monkeypatch):
+    import cv2
+    from segment_video import segment_video
+
+    weights, _, _ = exported
+    script, frames = _script(), _write_frames(tmp_path / "clip")
+    common = ["--input", str(frames), "--weights", str(weights), "--size", str(H), str(W), "--device", "cpu",
+              "--overlay", "none", "--runtime", "int8", "--int8_frames", "3"]
+    before = set(weights.parent.glob("*.int8-*.onnx"))
+    result = segment_video(script.get_parser().parse_args([*common, "--output_dir", str(tmp_path / "a")]),
+                           progress=False)
+    assert result.frames == 5 and result.runtime == "int8"
+    assert len(list(result.masks_dir.glob("*.png"))) == 5
+    made = set(weights.parent.glob("*.int8-*.onnx")) - before
+    assert len(made) == 1
+    # The same input again: the cached int8 network, no new calibration.
+    monkeypatch.setattr(onnx_rt, "quantize_int8", lambda *a, **k: pytest.fail("quantised again"))
+    again = segment_video(script.get_parser().parse_args([*common, "--output_dir", str(tmp_path / "b")]),
+                          progress=False)
+    masks = [[cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(r.masks_dir.glob("*.png"))]
+             for r in (result, again)]
+    assert all(np.array_equal(x, y) for x, y in zip(*masks))
+    # A calibration input that does not exist is named before anything is written.
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        segment_video(script.get_parser().parse_args([*common, "--output_dir", str(tmp_path / "c"),
+                                                      "--int8_calibration", str(tmp_path / "nowhere")]),
+                      progress=False)
+    assert not (tmp_path / "c").exists()

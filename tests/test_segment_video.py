@@ -236,7 +236,52 @@ def test_memory_pipeline_writes_no_frames_and_records_stage_timings(ckpt, video_
     assert result.flow.computed == N - 1 and result.flow.copied == 1
     t = result.timing
     assert set(t) == STAGE_KEYS and all(v > 0 for v in t.values())
-    assert sum(v for k, v in t.items() if k != "total_s") <= t["total_s"]
+    # Overlapping stages (the default) book more stage time than wall time; one after another they cannot.
+    seq = segment_video(script.get_parser().parse_args(["--input", str(video_file), "--weights", str(ckpt),
+                                                        "--output_dir", str(tmp_path / "seq"), *FAST, "--no_overlap"]),
+                        progress=False)
+    t = seq.timing
+    assert set(t) == STAGE_KEYS and sum(v for k, v in t.items() if k != "total_s") <= t["total_s"]
+
+
+def test_overlapped_stages_write_what_the_sequential_run_writes(ckpt, video_file, tmp_path):
+    base = ["--input", str(video_file), "--weights", str(ckpt), *FAST, "--batch_size", "3", "--save_prob"]
+    runs = {}
+    for flag in ("--no_overlap", None):
+        out = tmp_path / str(flag)
+        runs[flag] = segment_video(script.get_parser().parse_args([*base, "--output_dir", str(out)]
+                                                                  + ([flag] if flag else [])), progress=False)
+    seq, over = runs["--no_overlap"], runs[None]
+    assert seq.frames == over.frames == N
+    for sub in ("masks", "probs"):
+        a, b = _masks(seq.masks_dir.parents[1] / sub / "my_clip"), _masks(over.masks_dir.parents[1] / sub / "my_clip")
+        assert len(a) == len(b) == N and all(np.array_equal(x, y) for x, y in zip(a, b))
+    src = [json.loads((r.work_dir / "my_clip.source.json").read_text())["sources"] for r in (seq, over)]
+    assert src[0] == src[1] == [str(i) for i in range(N)]
+    assert _count_video_frames(over.overlay) == (N, (H, W))
+    assert (over.flow.computed, over.flow.copied) == (seq.flow.computed, seq.flow.copied) == (N - 1, 1)
+
+
+@pytest.mark.parametrize("stage", ["write", "flow"])
+def test_an_error_in_an_overlapped_stage_stops_the_run(ckpt, video_file, tmp_path, monkeypatch, stage):
+    calls = {"n": 0}
+
+    def failing(real):
+        def wrapped(*a, **k):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise OSError(f"disk full in {stage}")
+            return real(*a, **k)
+        return wrapped
+
+    if stage == "write":
+        monkeypatch.setattr(video_method.TimedMaskWriter, "write", failing(video_method.TimedMaskWriter.write))
+    else:
+        monkeypatch.setattr(video_method, "network_flow_image", failing(video_method.network_flow_image))
+    args = script.get_parser().parse_args(["--input", str(video_file), "--weights", str(ckpt), "--output_dir",
+                                           str(tmp_path / "out"), *FAST, "--batch_size", "2"])
+    with pytest.raises(OSError, match=f"disk full in {stage}"):
+        segment_video(args, progress=False)
 
 
 def test_files_pipeline_stage_timings_and_online_tuning_time(ckpt, video_file, tmp_path):

@@ -1,0 +1,83 @@
+"""Calibration inputs of the int8 network (``--runtime int8``): evenly spaced frames of a video
+with their flow to the next frame, prepared exactly as the memory pipeline feeds the network.
+
+The int8 network depends on its calibration inputs, so the cache key hashes what decides them:
+the calibration source (its files, sizes and times), the frame selection, and the flow
+settings. One ``--int8_calibration`` source for many videos gives one int8 network for all;
+the default, each input video itself, quantises once per video (seconds; README, Speed).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine.onnx_runtime import INT8_VERSION, Calibration
+from segment_video.flow import downscale, flow_estimator, network_flow_image, resolve_flow_size
+from segment_video.frames import input_frame_count, iter_input_frames, signature
+
+
+def calibration_source(args: argparse.Namespace) -> tuple[Path, int, int | None]:
+    """``(path, stride, max_frames)`` of the calibration video: ``--int8_calibration`` (every
+    frame), else the input with the run's own frame selection."""
+    if args.int8_calibration is not None:
+        return Path(args.int8_calibration), 1, None
+    return Path(args.input), args.stride, args.max_frames
+
+
+def calibration_key(args: argparse.Namespace) -> str:
+    """12 hex digits naming the calibration inputs of ``args`` (see the module docstring)."""
+    path, stride, max_frames = calibration_source(args)
+    settings = {"source": signature(path, stride, max_frames), "frames": int(args.int8_frames),
+                "flow": args.flow, "dis_preset": args.dis_preset, "flow_size": str(args.flow_size),
+                "size": [int(v) for v in args.size], "version": INT8_VERSION}
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def pick(n_frames: int | None, n: int) -> list[int]:
+    """Indices of ``n`` evenly spaced frames that have a successor (the flow needs it); with an
+    unknown or one-frame count, the first frame only."""
+    if n_frames is None or n_frames < 2:
+        return [0]
+    return sorted({int(round(v)) for v in np.linspace(0, n_frames - 2, min(n, n_frames - 1))})
+
+
+def calibration_inputs(args: argparse.Namespace, jpeg_flow: bool = True) -> Calibration:
+    """(image, flow) network inputs of ``--int8_frames`` evenly spaced calibration frames."""
+    path, stride, max_frames = calibration_source(args)
+    net_hw = (int(args.size[0]), int(args.size[1]))
+    chosen = pick(input_frame_count(path, stride, max_frames), int(args.int8_frames))
+    wanted = set(chosen) | {i + 1 for i in chosen}
+    frames: dict[int, np.ndarray] = {}
+    for i, (_, bgr) in enumerate(iter_input_frames(path, stride, max_frames)):
+        if i in wanted:
+            frames[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        if i >= max(wanted):
+            break
+    if not frames:
+        raise ValueError(f"no frame could be read from the int8 calibration input {path}")
+    estimator = flow_estimator(args)
+    size = next(iter(frames.values())).shape[:2]
+    flow_hw = resolve_flow_size(args.flow_size, net_hw, size)
+    out = []
+    for i in chosen:
+        if i not in frames:
+            continue
+        a = frames[i]
+        b = frames.get(i + 1, a)  # a one-frame video: no motion
+        flow = estimator([downscale(a, flow_hw)], [downscale(b, flow_hw)])[0]
+        flow_image = network_flow_image(flow, size, net_hw, jpeg_flow)
+        out.append((_input(a, net_hw), _input(flow_image, net_hw)))
+    return out
+
+
+def _input(rgb: np.ndarray, net_hw: tuple[int, int]) -> np.ndarray:
+    """RGB ``uint8`` -> float32 ``1 x 3 x H x W`` in [0, 1], resized as the pipeline does."""
+    h, w = net_hw
+    if rgb.shape[:2] != (h, w):
+        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
