@@ -94,7 +94,8 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                    help="network runtime for plain inference: onnx (ONNX Runtime on the CPU: the network is exported "
                         "once per checkpoint and size, cached beside the checkpoint and checked against PyTorch; "
                         "needs requirements-onnx.txt), int8 (that network quantised to int8, calibrated on "
-                        "--int8_calibration; about twice as fast, J about 0.7 lower: README, Speed), torch (the "
+                        "--int8_calibration; the network about twice as fast, J 0.4 lower on held-out videos: "
+                        "README, Speed), torch (the "
                         "reference), or auto: onnx on the CPU when its packages are installed and the export "
                         "succeeds, else torch")
     g.add_argument("--int8_calibration", type=Path, default=None,
