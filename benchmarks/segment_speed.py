@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((name, result, mean_iou(masks, ref), j, first_load))
 
     n_label = max(len(r[0]) for r in rows) + 1
-    print(f"\nseconds per stage (fastest of {a.repeat} runs); other = total - stages (set-up, bookkeeping); "
+    print(f"\nseconds per stage (fastest of {a.repeat} runs); other = total - stages (set-up, bookkeeping; "
+          "negative when stages overlap); "
           "e2e fps = frames / total")
     print(_header(n_label) + f" {'IoU':>6s} {'J':>6s}")
     for name, res, agree, j, _ in rows:

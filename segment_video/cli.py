@@ -100,7 +100,7 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                         "succeeds, else torch")
     g.add_argument("--int8_calibration", type=Path, default=None,
                    help="--runtime int8: video file or frames folder whose frames calibrate the int8 network "
-                        "(cached beside the checkpoint per source, so one source for many videos quantises once); "
+                        "(cached beside the checkpoint per source: one source for many videos quantises once); "
                         "default: the input video itself (quantised once per video, a few seconds)")
     g.add_argument("--int8_frames", type=int, default=16,
                    help="--runtime int8: evenly spaced calibration frames (with their flow)")

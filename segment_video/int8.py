@@ -40,8 +40,10 @@ def calibration_key(args: argparse.Namespace) -> str:
 
 def pick(n_frames: int | None, n: int) -> list[int]:
     """Indices of ``n`` evenly spaced frames that have a successor (the flow needs it); with an
-    unknown or one-frame count, the first frame only."""
-    if n_frames is None or n_frames < 2:
+    unknown count (a container that does not say), the first ``n``; with one frame, that one."""
+    if n_frames is None:
+        return list(range(n))
+    if n_frames < 2:
         return [0]
     return sorted({int(round(v)) for v in np.linspace(0, n_frames - 2, min(n, n_frames - 1))})
 

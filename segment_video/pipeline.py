@@ -94,7 +94,7 @@ class SegmentResult:
     pipeline: str = "files"
     flow_size: tuple[int, int] | None = None  # (H, W) flow was computed at; None: the frame size
     manifest: Path | None = None  # <output_dir>/.segment_video.json
-    overlap: bool = False  # memory pipeline: stages ran in overlapping threads (their times then add up to more than total_s)
+    overlap: bool = False  # memory pipeline: stages ran in overlapping threads (their times add up to more than total_s)
     runtime: str = "torch"  # what ran the network: "torch", "onnx" (ONNX Runtime) or "int8" (its int8 version)
 
 

@@ -263,7 +263,7 @@ def test_int8_calibration_frames_and_inputs(tmp_path):
     from segment_video.int8 import calibration_inputs, calibration_key, pick
 
     assert pick(50, 16)[0] == 0 and pick(50, 16)[-1] == 48 and len(pick(50, 16)) == 16
-    assert pick(3, 16) == [0, 1] and pick(1, 16) == [0] and pick(None, 16) == [0]
+    assert pick(3, 16) == [0, 1] and pick(1, 16) == [0] and pick(None, 4) == [0, 1, 2, 3]
     frames = _write_frames(tmp_path / "clip", 5)
     args = _script().get_parser().parse_args(["--input", str(frames), "--weights", "w.pth", "--output_dir",
                                               str(tmp_path / "o"), "--size", str(H), str(W), "--runtime", "int8",
