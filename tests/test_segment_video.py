@@ -262,6 +262,19 @@ def test_overlapped_stages_write_what_the_sequential_run_writes(ckpt, video_file
     assert (over.flow.computed, over.flow.copied) == (seq.flow.computed, seq.flow.copied) == (N - 1, 1)
 
 
+@pytest.mark.parametrize("frames, batch", [(1, 4), (2, 1), (5, 8)])
+def test_overlapped_stages_on_short_videos(ckpt, video_file, tmp_path, frames, batch):
+    """One frame (no flow pair: the still flow), one frame per batch, a batch larger than the video."""
+    base = ["--input", str(video_file), "--weights", str(ckpt), *FAST, "--max_frames", str(frames),
+            "--batch_size", str(batch), "--overlay", "none"]
+    runs = [segment_video(script.get_parser().parse_args([*base, "--output_dir", str(tmp_path / str(k))] + flag),
+                          progress=False) for k, flag in enumerate([[], ["--no_overlap"]])]
+    assert [r.frames for r in runs] == [frames, frames] and runs[0].overlap and not runs[1].overlap
+    masks = [_masks(r.masks_dir) for r in runs]
+    assert len(masks[0]) == frames and all(np.array_equal(a, b) for a, b in zip(*masks))
+    assert (runs[0].flow.computed, runs[0].flow.copied) == (frames - 1, 1)
+
+
 @pytest.mark.parametrize("stage", ["write", "flow"])
 def test_an_error_in_an_overlapped_stage_stops_the_run(ckpt, video_file, tmp_path, monkeypatch, stage):
     calls = {"n": 0}
