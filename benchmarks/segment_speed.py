@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, res, _, _, first_load in rows:
         flow = "frame size" if res.flow_size is None else f"{res.flow_size[0]}x{res.flow_size[1]}"
         print(f"  {name:{n_label}s} {CONFIGS[name] or '(defaults)'}  [pipeline {res.pipeline}, flow at {flow}, "
-              f"network in {res.runtime}, {'overlapped' if getattr(res, 'overlap', False) else 'sequential'}; "
+              f"network in {res.runtime}, {'overlapped' if res.overlap else 'sequential'}; "
               f"model load in the first timed run {first_load:.2f} s]")
     print()
     for name, res, *_ in rows:

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from engine.onnx_runtime import INT8_VERSION, Calibration
 from segment_video.flow import downscale, flow_estimator, network_flow_image, resolve_flow_size
 from segment_video.frames import input_frame_count, iter_input_frames, signature
+from segment_video.pipeline import to_network_batch
 
 
 def calibration_source(args: argparse.Namespace) -> tuple[Path, int, int | None]:
@@ -73,13 +75,5 @@ def calibration_inputs(args: argparse.Namespace, jpeg_flow: bool = True) -> Cali
         b = frames.get(i + 1, a)  # a one-frame video: no motion
         flow = estimator([downscale(a, flow_hw)], [downscale(b, flow_hw)])[0]
         flow_image = network_flow_image(flow, size, net_hw, jpeg_flow)
-        out.append((_input(a, net_hw), _input(flow_image, net_hw)))
+        out.append(tuple(to_network_batch([x], net_hw, torch.device("cpu")).numpy() for x in (a, flow_image)))
     return out
-
-
-def _input(rgb: np.ndarray, net_hw: tuple[int, int]) -> np.ndarray:
-    """RGB ``uint8`` -> float32 ``1 x 3 x H x W`` in [0, 1], resized as the pipeline does."""
-    h, w = net_hw
-    if rgb.shape[:2] != (h, w):
-        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)

@@ -180,8 +180,8 @@ def _onnx_by_default(args: argparse.Namespace, device: torch.device) -> bool:
     return device.type == "cpu" and not args.online and available()
 
 
-def _to_batch(rgbs: Sequence[np.ndarray], size_hw: tuple[int, int], device: torch.device,
-              channels_last: bool) -> torch.Tensor:
+def to_network_batch(rgbs: Sequence[np.ndarray], size_hw: tuple[int, int], device: torch.device,
+                     channels_last: bool = False) -> torch.Tensor:
     """RGB ``uint8`` frames -> float ``B x 3 x H x W`` in [0, 1] at ``size_hw``.
 
     Bilinear resizing and scaling as the test dataset does (``datasets.transforms``), so
@@ -362,9 +362,9 @@ class _MemoryPipeline:
 
     def _predict(self, chunk: list[_Frame]) -> list[np.ndarray]:
         a = self.args
-        image = _to_batch([cv2.cvtColor(f.bgr, cv2.COLOR_BGR2RGB) for f in chunk], self.net_hw, self.device,
-                          self.channels_last)
-        flow = _to_batch([f.flow_image for f in chunk], self.net_hw, self.device, self.channels_last)
+        image = to_network_batch([cv2.cvtColor(f.bgr, cv2.COLOR_BGR2RGB) for f in chunk], self.net_hw, self.device,
+                                 self.channels_last)
+        flow = to_network_batch([f.flow_image for f in chunk], self.net_hw, self.device, self.channels_last)
         with torch.inference_mode():
             prob = predict_probs(self.model, image, flow, a.flip, a.amp, a.amp_dtype)
             return list(to_original_size(prob, torch.tensor([self.size] * len(chunk))))
@@ -473,8 +473,9 @@ def segment_video(args: argparse.Namespace, progress: bool = True) -> SegmentRes
     timing = {k: clock.seconds.get(k, 0.0) for k in STAGES if k != "tune_s" or args.online}
     timing["total_s"] = time.perf_counter() - t_start
     n = result.frames
+    # --runtime int8 never falls back (a failed export or check raises), so an ONNX network here is int8 exactly then.
     result.runtime = ("torch" if model is None or isinstance(model, torch.nn.Module)
-                      else "int8" if ".int8-" in model.path.name else "onnx")
+                      else "int8" if _runtime(args) == "int8" else "onnx")
     _log.info("%d frames in %.2f s (%.1f frames/s, network in %s): %s", n, timing["total_s"],
               n / max(timing["total_s"], 1e-9),
               {"onnx": "ONNX Runtime", "int8": "ONNX Runtime int8", "torch": "PyTorch"}[result.runtime],
@@ -492,14 +493,14 @@ def _run_stages(args: argparse.Namespace, path: Path, name: str, pipeline: str, 
     prob_root = out_dir / "probs" if args.save_prob else None
     # One user video from a single working dataset: no <dataset> folder level in the output.
     writer = TimedMaskWriter(clock, masks_root, prob_root, args.threshold, per_dataset=False)
+    overlap = pipeline == "memory" and getattr(args, "overlap", False)  # only the memory pipeline overlaps stages
     color = tuple(args.overlay_color)
     if pipeline == "memory":
         fps_in = input_fps(path)
         fps = args.fps or ((fps_in / args.stride) if fps_in else DEFAULT_FPS)
         sig = signature(path, args.stride, args.max_frames)
         with OverlayWriter(out_dir, args.overlay, fps, color, args.overlay_alpha) as overlay:
-            run = _MemoryPipeline(args, path, name, device, writer, overlay, clock, model,
-                                   getattr(args, "overlap", False))
+            run = _MemoryPipeline(args, path, name, device, writer, overlay, clock, model, overlap)
             n = run.run(input_frame_count(path, args.stride, args.max_frames), progress)
         # The only file of the work folder here: which input frame each output frame came from.
         write_source_record(work_root, name, sig, [frame_name(i) for i in range(n)], run.sources, run.size, fps_in)
@@ -519,5 +520,4 @@ def _run_stages(args: argparse.Namespace, path: Path, name: str, pipeline: str, 
     if overlay_path is not None:
         _log.info("overlay: %s", overlay_path)
     return SegmentResult(name, n, tuple(size), masks_root / name, prob_root / name if prob_root else None,
-                         overlay_path, work_root, reused, flow, {}, pipeline, flow_hw,
-                         overlap=pipeline == "memory" and getattr(args, "overlap", False))
+                         overlay_path, work_root, reused, flow, {}, pipeline, flow_hw, overlap=overlap)
