@@ -109,28 +109,37 @@ def write_view_predictions(model: torch.nn.Module, data: FrameDataset, indices: 
 def write_temporal_predictions(model: torch.nn.Module, data: FrameDataset, writer: "MaskWriter", info: DistInfo,
                                size: Sequence[int], scales: Sequence[float], flip: bool, temporal: Sequence[int],
                                batch_size: int = 4, workers: int = 0, amp: bool = False, amp_dtype: str = "bf16") -> int:
-    """Masks whose probability is fused over time: each frame's (mean over ``scales`` and
-    ``flip``) averaged with its neighbours' ``t +- k`` (``k`` in ``temporal``), warped in with
-    DIS flow where a forward-backward check passes (:mod:`engine.pseudo_labels`, the online
-    stage's target machinery without its thresholds). Whole videos go to each rank."""
+    """Masks whose probability is fused over time (:func:`write_fused_video`, per video). Whole
+    videos go to each rank."""
+    videos = sorted(data.video_items().items())
+    mine = [videos[i] for i in shard_indices(len(videos), info)]
+    n = 0
+    for _, indices in tqdm(mine, desc="inference (temporal)", disable=not info.is_main, dynamic_ncols=True):
+        n += write_fused_video(model, data, indices, writer, size, scales, flip, temporal, info.device, batch_size,
+                               workers, amp, amp_dtype)
+    return n
+
+
+def write_fused_video(model: torch.nn.Module, data: FrameDataset, indices: Sequence[int], writer: "MaskWriter",
+                      size: Sequence[int], scales: Sequence[float], flip: bool, temporal: Sequence[int],
+                      device: torch.device, batch_size: int = 4, workers: int = 0, amp: bool = False,
+                      amp_dtype: str = "bf16") -> int:
+    """Masks of one video (``indices`` in temporal order) whose probability is fused over time:
+    each frame's (mean over ``scales`` and ``flip``) averaged with its neighbours' ``t +- k``
+    (``k`` in ``temporal``), warped in with DIS flow where a forward-backward check passes
+    (:mod:`engine.pseudo_labels`, the online stage's target machinery without its thresholds)."""
     from PIL import Image
 
     from engine.pseudo_labels import TargetConfig, fused_video_probs
 
     cfg = TargetConfig(scales=tuple(scales), flip=flip, temporal=tuple(temporal))
-    videos = sorted(data.video_items().items())
-    mine = [videos[i] for i in shard_indices(len(videos), info)]
-    n = 0
-    for (dataset, video), indices in tqdm(mine, desc="inference (temporal)", disable=not info.is_main,
-                                          dynamic_ncols=True):
-        prob = fused_video_probs(model, data, indices, size, cfg, info.device, batch_size, workers, amp, amp_dtype)
-        for p, i in zip(prob, indices):
-            vid, frame = data.videos[data.items[i][0]], data.items[i][1]
-            with Image.open(vid.image_paths[frame]) as im:  # the header only: the original size
-                w, h = im.size
-            writer.write(dataset, video, frame, next(to_original_size(p[None], torch.tensor([[h, w]]))))
-            n += 1
-    return n
+    prob = fused_video_probs(model, data, indices, size, cfg, device, batch_size, workers, amp, amp_dtype)
+    for p, i in zip(prob, indices):
+        vid, frame = data.videos[data.items[i][0]], data.items[i][1]
+        with Image.open(vid.image_paths[frame]) as im:  # the header only: the original size
+            w, h = im.size
+        writer.write(vid.dataset, vid.name, frame, next(to_original_size(p[None], torch.tensor([[h, w]]))))
+    return len(indices)
 
 
 class MaskWriter:

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from datasets import FrameDataset, collate_frames
 from engine.adversarial import discriminator_step, generator_loss
-from engine.inference import MaskWriter, write_predictions, write_view_predictions
+from engine.inference import MaskWriter, write_fused_video, write_predictions, write_view_predictions
 from engine.loop import ENCODER_PREFIXES, build_optimizer, grad_scaler, optimizer_step, run_epoch, unwrap
 from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs_digest, key_mismatches,
                                    mask_options, resume_messages, save_roots, weights_identity, write_record)
@@ -134,6 +134,10 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--flip", action="store_true", help="flip TTA when writing masks (as test.py --flip)")
     g.add_argument("--scales", type=float, nargs="+", default=_default("scales"),
                    help="input sizes (multiples of --size) averaged when writing masks (as test.py --scales)")
+    g.add_argument("--write_temporal", type=int, nargs="*", default=_default("write_temporal"),
+                   help="offsets k: each written mask's probability is fused with its t-k and t+k neighbours', "
+                        "warped in with DIS flow, as test.py --temporal (default: 1, none in causal mode, which "
+                        "refuses it; give the option with no value for none)")
     g.add_argument("--save_dir", default=_default("save_dir"), help="output root for binary masks")
     g.add_argument("--save_prob", action="store_true", help="also write probability maps")
     g.add_argument("--prob_dir", default=_default("prob_dir"), help="probability maps root; default <save_dir>_prob")
@@ -406,6 +410,13 @@ class OnlineTuner:
     def _write(self, indices: list[int], batch: dict | None = None) -> int:
         """Masks of these frames from the predicting network (``batch``: already loaded)."""
         c, dev = self.config, self.info.device
+        if c.write_temporal:  # as test.py --temporal, one video at a time
+            by_video: dict[int, list[int]] = {}
+            for i in sorted(indices):  # the dataset's order is each video's temporal order
+                by_video.setdefault(self.data.items[i][0], []).append(i)
+            return sum(write_fused_video(self.predictor(), self.data, idx, self.writer, c.size, c.scales, c.flip,
+                                         c.write_temporal, dev, c.batch_size, c.workers, c.amp, c.amp_dtype)
+                       for idx in by_video.values())
         if tuple(c.scales) == (1.0,):  # test.py's path, so that 0 epochs give test.py's masks bit for bit
             loader = [batch] if batch is not None else self._loader(indices, None)
             return write_predictions(self.predictor(), loader, self.writer, dev, c.flip, c.amp, c.amp_dtype)
@@ -536,7 +547,12 @@ class OnlineTuner:
             barrier()
         t_tune = time.perf_counter() - t0
         t1 = time.perf_counter()
-        n = self._write(shard_indices(len(self.data), info))
+        if c.write_temporal:  # whole videos per rank: each frame's fusion needs its neighbours
+            videos = [idx for _, idx in sorted(self.data.video_items().items())]
+            mine = [i for v in shard_indices(len(videos), info) for i in videos[v]]
+        else:
+            mine = shard_indices(len(self.data), info)
+        n = self._write(mine)
         parts = all_gather_objects({"frames": n, "tune_s": t_tune, "predict_s": time.perf_counter() - t1})
         return {"frames": sum(p["frames"] for p in parts), "tune_s": max(p["tune_s"] for p in parts),
                 "predict_s": max(p["predict_s"] for p in parts)}

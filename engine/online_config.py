@@ -86,6 +86,7 @@ class OnlineConfig:
     predict_with: str = "student"
     flip: bool = False
     scales: tuple[float, ...] = (1.0,)
+    write_temporal: tuple[int, ...] | None = None  # auto: (1,), none in causal mode (resolved in __post_init__)
     save_dir: str = "outputs/online_masks"
     save_prob: bool = False
     prob_dir: str | None = None
@@ -110,6 +111,11 @@ class OnlineConfig:
             raise ValueError("--epochs must be >= 0 and --batch_size >= 1")
         if self.targets == "auto":  # cached targets need whole videos; causal mode sees frames as they come
             object.__setattr__(self, "targets", "per_step" if self.mode == "causal" else "cached")
+        if self.write_temporal is None:  # auto: fused as test.py --temporal 1, except where no later frame is seen
+            object.__setattr__(self, "write_temporal", () if self.mode == "causal" else (1,))
+        if self.write_temporal and self.mode == "causal":
+            raise ValueError("--write_temporal fuses each mask with later frames; causal mode writes each frame "
+                             "before it has seen the next")
         if self.targets == "cached" and self.mode == "causal":
             raise ValueError("--targets cached needs whole videos (--mode per_video or transductive); "
                              "causal mode learns from each frame as it arrives (--targets per_step)")

@@ -24,7 +24,7 @@ from utils.checkpoint import save_checkpoint
 from utils.config import parse_with_config
 
 # These tests exercise the per-step path (the defaults' cached targets: tests/test_pseudo_labels.py).
-PER_STEP = ["--targets", "per_step", "--temporal", "--student_aug", "0", "--predict_with", "teacher", "--epochs", "2",
+PER_STEP = ["--targets", "per_step", "--temporal", "--write_temporal", "--student_aug", "0", "--predict_with", "teacher", "--epochs", "2",
             "--lambda_adv", "1e-4", "--tune", "all"]
 BASE = ["--size", "64", "96", "--workers", "0", "--no_tensorboard", "--batch_size", "2", "--lr", "1e-4", *PER_STEP]
 
@@ -51,6 +51,27 @@ def test_epochs_zero_equals_test_py(ckpt, davis_copy, tmp_path, mode):
     a, b = _masks(tmp_path / "test"), _masks(tmp_path / "online")
     assert a.keys() == b.keys() and len(a) == 4 * 20
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("mode", ["per_video", "transductive"])
+def test_write_temporal_with_zero_epochs_equals_test_py_temporal(ckpt, davis_copy, tmp_path, mode):
+    """``--write_temporal 1`` writes what ``test.py --temporal 1`` writes from the same network, so
+    the fusion is the same code path on both sides of an offline/online comparison."""
+    common = ["--weights", str(ckpt), "--data_dir", str(davis_copy), "--test_datasets", "DAVIS-2016", "--size", "64",
+              "96", "--workers", "0", "--flip", "--videos", "davis000", "davis002"]
+    test_script.main([*common, "--temporal", "1", "--save_dir", str(tmp_path / "test")])
+    test_script.main([*common, "--save_dir", str(tmp_path / "plain")])
+    online_finetuning.main([*common, *BASE, "--epochs", "0", "--mode", mode, "--write_temporal", "1",
+                            "--save_dir", str(tmp_path / "online"), "--output_dir", str(tmp_path / "run")])
+    a, b, plain = _masks(tmp_path / "test"), _masks(tmp_path / "online"), _masks(tmp_path / "plain")
+    assert a.keys() == b.keys() == plain.keys() and len(a) == 2 * 20
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert any(not np.array_equal(a[k], plain[k]) for k in a)  # the fusion changed something
+
+
+def test_write_temporal_is_refused_in_causal_mode():
+    with pytest.raises(ValueError, match="causal"):
+        OnlineConfig(weights=("w.pth",), mode="causal", write_temporal=(1,))
 
 
 def test_never_reads_ground_truth(ckpt, davis_copy, tmp_path, monkeypatch):
@@ -307,14 +328,16 @@ def test_defaults_are_the_held_out_recipe_and_causal_mode_builds_targets_per_ste
                                                                               (0.1, 0.9))
     assert (c.student_aug, c.predict_with, c.lambda_adv, c.tune, c.min_cover, c.motion_veto) == (
         0, "student", 0.0, "all", 0.3, 0.25)
+    assert c.write_temporal == (1,)  # the masks are fused over time as test.py --temporal 1 fuses them
     # Causal mode sees each frame once, as it comes: cached targets cannot be built there.
-    assert OnlineConfig.from_args(parser.parse_args(["--weights", "w", "--mode", "causal"])).targets == "per_step"
+    causal = OnlineConfig.from_args(parser.parse_args(["--weights", "w", "--mode", "causal"]))
+    assert (causal.targets, causal.write_temporal) == ("per_step", ())  # no later frame to fuse with
     with pytest.raises(ValueError, match="causal mode"):
         OnlineConfig.from_args(parser.parse_args(["--weights", "w", "--mode", "causal", "--targets", "cached"]))
     # The authors' preset keeps their per-step targets and the teacher writing the masks.
     a = OnlineConfig.from_args(parse_with_config(parser, ["--weights", "w", "--preset", "authors"]))
-    assert (a.targets, a.predict_with, a.student_aug, a.lr, a.epochs, a.lambda_adv, a.tune) == (
-        "per_step", "teacher", 0, 1e-5, 10, 1e-4, "all")
+    assert (a.targets, a.predict_with, a.student_aug, a.lr, a.epochs, a.lambda_adv, a.tune, a.write_temporal) == (
+        "per_step", "teacher", 0, 1e-5, 10, 1e-4, "all", ())
 
 
 def test_config_normalises_and_refuses():
