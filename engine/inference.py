@@ -106,15 +106,23 @@ def write_view_predictions(model: torch.nn.Module, data: FrameDataset, indices: 
     return n
 
 
+def rank_videos(data: FrameDataset, info: DistInfo) -> list[tuple[int, tuple[str, str], list[int]]]:
+    """This rank's whole videos as ``(global index, (dataset, video), frame indices in temporal
+    order)``: work that needs a video's neighbouring frames (temporal fusion, per-video tuning)
+    is split across ranks by video, never by frame. The global index (the video's place in the
+    sorted set) does not depend on the number of ranks, so per-video seeds keyed on it do not either."""
+    videos = sorted(data.video_items().items())
+    return [(v, *videos[v]) for v in shard_indices(len(videos), info)]
+
+
 def write_temporal_predictions(model: torch.nn.Module, data: FrameDataset, writer: "MaskWriter", info: DistInfo,
                                size: Sequence[int], scales: Sequence[float], flip: bool, temporal: Sequence[int],
                                batch_size: int = 4, workers: int = 0, amp: bool = False, amp_dtype: str = "bf16") -> int:
     """Masks whose probability is fused over time (:func:`write_fused_video`, per video). Whole
     videos go to each rank."""
-    videos = sorted(data.video_items().items())
-    mine = [videos[i] for i in shard_indices(len(videos), info)]
     n = 0
-    for _, indices in tqdm(mine, desc="inference (temporal)", disable=not info.is_main, dynamic_ncols=True):
+    mine = rank_videos(data, info)
+    for _, _, indices in tqdm(mine, desc="inference (temporal)", disable=not info.is_main, dynamic_ncols=True):
         n += write_fused_video(model, data, indices, writer, size, scales, flip, temporal, info.device, batch_size,
                                workers, amp, amp_dtype)
     return n

@@ -33,7 +33,8 @@ from tqdm import tqdm
 
 from datasets import FrameDataset, collate_frames
 from engine.adversarial import discriminator_step, generator_loss
-from engine.inference import MaskWriter, write_fused_video, write_predictions, write_view_predictions
+from engine.inference import (MaskWriter, rank_videos, write_fused_video, write_predictions,
+                              write_view_predictions)
 from engine.loop import ENCODER_PREFIXES, build_optimizer, grad_scaler, optimizer_step, run_epoch, unwrap
 from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs_digest, key_mismatches,
                                    mask_options, resume_messages, save_roots, weights_identity, write_record)
@@ -350,10 +351,10 @@ class OnlineTuner:
         roots = self._roots()
         return {k: file_stats(root, names) for k, root in roots.items() if root is not None}
 
-    def _plan(self, mine: list) -> tuple[list, list[dict]]:
+    def _plan(self, mine: list[tuple[int, tuple[str, str], list[int]]]) -> tuple[list, list[dict]]:
         """Split this rank's videos into (to tune, timing of reused records); logs each reason once."""
         c, todo, reused, stale = self.config, [], [], []
-        for v_idx, (key, indices) in mine:
+        for v_idx, key, indices in mine:
             vkey = self._video_key(key, c.seed + v_idx)
             if c.resume:
                 rec, reasons = check_record(self._marker(*key), vkey)
@@ -461,11 +462,8 @@ class OnlineTuner:
         if c.mode == "transductive":
             timing = self._run_transductive()
         else:
-            # Whole videos per rank (no cross-rank sync needed); each video's seed is its global
-            # index, so results do not depend on the number of processes.
-            videos = list(enumerate(sorted(self.data.video_items().items())))
-            mine = videos[info.rank::info.world_size]
-            todo, reused = self._plan(mine)
+            # Whole videos per rank: no cross-rank sync needed while tuning.
+            todo, reused = self._plan(rank_videos(self.data, info))
             timing = {"frames": 0, "tune_s": 0.0, "predict_s": 0.0}
             for vt in reused:  # the totals cover the whole set, reused videos included
                 for k in timing:
@@ -547,9 +545,8 @@ class OnlineTuner:
             barrier()
         t_tune = time.perf_counter() - t0
         t1 = time.perf_counter()
-        if c.write_temporal:  # whole videos per rank: each frame's fusion needs its neighbours
-            videos = [idx for _, idx in sorted(self.data.video_items().items())]
-            mine = [i for v in shard_indices(len(videos), info) for i in videos[v]]
+        if c.write_temporal:  # each frame's fusion needs its neighbours
+            mine = [i for _, _, indices in rank_videos(self.data, info) for i in indices]
         else:
             mine = shard_indices(len(self.data), info)
         n = self._write(mine)

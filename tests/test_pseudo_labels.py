@@ -226,7 +226,8 @@ def test_decoder_only_tuning_leaves_encoders(ckpt, synthetic_dir, tmp_path):
 @pytest.mark.parametrize("confidence", [("0.0", "1.0"), ("0.0", "0.5")], ids=["no_labels", "object_labels_only"])
 def test_video_without_labels_of_both_kinds_is_not_tuned(ckpt, synthetic_dir, tmp_path, confidence):
     """A teacher never below --confidence LO gives object labels only (a weak model's case:
-    tuned on them, the student called every pixel the object); such a video keeps the offline masks."""
+    tuned on them, the student called every pixel the object); such a video keeps the offline masks,
+    fused over time as the online stage writes them (``test.py --temporal 1``)."""
     import test as test_script
     from PIL import Image
 
@@ -235,7 +236,7 @@ def test_video_without_labels_of_both_kinds_is_not_tuned(ckpt, synthetic_dir, tm
                     ignore=shutil.ignore_patterns("flows_exact"))
     common = ["--weights", str(ckpt), "--data_dir", str(data), "--test_datasets", "DAVIS-2016", "--size", "64", "96",
               "--workers", "0", "--videos", "davis000"]
-    test_script.main([*common, "--save_dir", str(tmp_path / "test")])
+    test_script.main([*common, "--temporal", "1", "--save_dir", str(tmp_path / "test")])
     online_finetuning.main([*common, "--no_tensorboard", "--batch_size", "2", "--lr", "1e-2", "--epochs", "1",
                             "--output_dir", str(tmp_path / "run"), "--save_dir", str(tmp_path / "online"),
                             "--targets", "cached", "--confidence", *confidence, "--predict_with", "student"])

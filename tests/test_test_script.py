@@ -177,3 +177,23 @@ def test_temporal(synthetic_dir, xxs_checkpoint, tmp_path):
         want = next(to_original_size(p[None], torch.tensor([[h, w]])))
         got = fused[Path("DAVIS-2016", "davis001", f"{frame}.png")] / 255.0
         assert got.shape == want.shape and np.abs(got - want).max() <= 1 / 255 + 1e-6
+
+
+def test_rank_videos_split_whole_videos_across_ranks(synthetic_dir):
+    """Each rank gets whole videos (all of a video's frames, in temporal order), no video twice
+    and none left out, with the same global index whatever the number of ranks."""
+    from datasets import FrameDataset
+    from engine.inference import rank_videos
+    from utils.distributed import DistInfo
+
+    data = FrameDataset(synthetic_dir, ["DAVIS-2016"], "test", split="val", size=(64, 96), with_labels=False)
+    alone = rank_videos(data, DistInfo())
+    assert [v for v, _, _ in alone] == list(range(len(alone))) and len(alone) >= 3
+    assert sorted(i for _, _, ix in alone for i in ix) == list(range(len(data)))
+    for _, (ds, name), ix in alone:
+        assert {(data.videos[data.items[i][0]].dataset, data.videos[data.items[i][0]].name) for i in ix} == {(ds, name)}
+        assert ix == sorted(ix)
+    ranks = [rank_videos(data, DistInfo(rank=r, world_size=2)) for r in range(2)]
+    assert sorted(ranks[0] + ranks[1]) == alone
+    assert not {k for _, k, _ in ranks[0]} & {k for _, k, _ in ranks[1]}
+    assert [v for v, _, _ in ranks[1]] == [1, 3, 5, 7][:len(ranks[1])]  # global indices, not per-rank counts
