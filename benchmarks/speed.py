@@ -4,6 +4,7 @@
                                [--size 384 640] [--json out.json]
     python benchmarks/speed.py --backbones efficientnet_lite0 efficientnet_lite1 efficientnet_lite2 \
                                --size 256 448 --train_batch 4     # the real-data recipe's encoders
+    python benchmarks/speed.py --backbones efficientnet_lite0 --size 320 576 --runtimes torch compile onnx
 
 For each scale (and device, and precision) it reports:
 
@@ -14,6 +15,8 @@ For each scale (and device, and precision) it reports:
   the fused CPU kernel is not counted); element-wise ops, norms and softmax are not;
 * inference time per frame at batch 1 and at ``--batch`` (per frame), under
   ``torch.inference_mode()``, after ``--warmup`` runs, median of ``--repeats`` runs;
+* with ``--runtimes``, the same inference under ``torch.compile`` and ONNX Runtime, with
+  each one's one-off cost (compiling, exporting);
 * one training step (forward + backward + AdamW step, BCE on a random mask) at
   ``--train_batch``;
 * peak memory of each measurement: on CPU the growth of the peak resident set size
@@ -120,12 +123,14 @@ def measure(job: dict) -> dict:
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
 
+    runtime, setup_s = job.get("runtime", "torch"), 0.0
     if job["kind"] == "infer":
         model.eval()
+        net, setup_s = runtime_network(model, runtime, size, device)
 
         def step() -> None:
             with torch.inference_mode(), autocast():
-                model(image, flow)
+                net(image, flow)
     else:
         model.train()
         target = (torch.rand(b, 1, *size, device=device) > 0.5).float()
@@ -145,13 +150,47 @@ def measure(job: dict) -> dict:
         base = torch.cuda.memory_allocated(device) / 2**20
     else:
         base = _peak_rss_mib()
+    first_s = None
+    if setup_s is None:  # torch.compile compiles in the first call, outside the warm-up's count
+        t = time.perf_counter()
+        step()
+        first_s = time.perf_counter() - t
     times = _timed(step, job["warmup"], job["repeats"], cuda)
     if cuda:
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         peak = _peak_rss_mib()
-    return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times,
-            "peak_mib": peak, "peak_delta_mib": peak - base, "threads": torch.get_num_threads()}
+    out = {"median_s": statistics.median(times), "min_s": min(times), "times_s": times,
+           "peak_mib": peak, "peak_delta_mib": peak - base, "threads": torch.get_num_threads()}
+    if first_s is not None:  # compilation: the first call minus what a compiled call costs
+        setup_s = first_s - out["median_s"]
+    return out | {"setup_s": setup_s}
+
+
+def runtime_network(model: torch.nn.Module, runtime: str, size: tuple[int, int],
+                    device: torch.device) -> tuple[Callable, float | None]:
+    """``model`` run by ``runtime`` and the one-off seconds that took (None: measured later).
+
+    ``torch``: eager PyTorch (the reference, default memory format); ``compile``:
+    ``torch.compile`` (inductor), compiled on the first call; ``onnx``: exported to a temporary
+    file and run by ONNX Runtime (``engine.onnx_runtime``, the video tool's default on a CPU).
+    """
+    if runtime == "torch":
+        return model, 0.0
+    if runtime == "compile":
+        return torch.compile(model), None
+    if runtime == "onnx":
+        import tempfile
+
+        from engine.onnx_runtime import OnnxNetwork, export
+
+        if device.type != "cpu":
+            raise ValueError("--runtimes onnx runs on the CPU only")
+        with tempfile.TemporaryDirectory(prefix="speed_onnx_") as folder:  # the session holds the graph
+            path = Path(folder) / "net.onnx"
+            record = export(model, path, size)
+            return OnnxNetwork(path, size), record["export_s"]
+    raise ValueError(f"unknown runtime {runtime!r}")
 
 
 # --------------------------------------------------------------------------- driver side
@@ -179,7 +218,7 @@ def print_tables(results: dict, args: argparse.Namespace) -> None:
           "matmuls counted, element-wise ops not")
     hdr = (f"{'arch / encoder':<18} {'scale':<5} {'device':<6} {'prec':<5} {'params M':>8} {'GFLOPs':>7} {'GMACs':>6} "
            f"{'b1 s/frame':>10} {'b1 best':>7} {f'b{args.batch} s/frame':>10} {f'train b{args.train_batch} s':>11} "
-           f"{'peak MiB b1/b' + str(args.batch) + '/train':>26}")
+           f"{'peak MiB b1/b' + str(args.batch) + '/train':>26} {'runtime':<8} {'setup s':>7}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
@@ -192,12 +231,16 @@ def print_tables(results: dict, args: argparse.Namespace) -> None:
               f"{r['params'] / 1e6:>8.2f} "
               f"{r['flops'] / 1e9:>7.2f} {r['flops'] / 2e9:>6.2f} "
               f"{_fmt(r['b1'].get('median_s')):>10} {_fmt(r['b1'].get('min_s')):>7} {_fmt(per_frame_bn):>10} "
-              f"{_fmt(r['train'].get('median_s')):>11} {mem:>26}")
+              f"{_fmt(r['train'].get('median_s')):>11} {mem:>26} {r.get('runtime', 'torch'):<8} "
+              f"{_fmt(r['bn'].get('setup_s'), '.1f'):>7}")
         for k in ("b1", "bn", "train"):
             if "error" in r[k]:
                 print(f"      {k} failed: {r[k]['error']}")
     print("peak memory: CPU = growth of peak RSS over the RSS after model construction (fresh process each); "
           "CUDA = max_memory_allocated")
+    if any(r.get("runtime", "torch") != "torch" for r in rows):
+        print("setup s: one-off cost at batch " + str(args.batch) + " (onnx: export and check; compile: the first "
+              "call minus one timed call); the training step runs in eager PyTorch, on the first runtime's row only")
 
     comp = results["comparison"]
     if not comp:
@@ -241,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train_batch", type=int, default=2, help="batch size of the training step (default: 2)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported (default: 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default: 1)")
+    p.add_argument("--runtimes", nargs="+", default=["torch"], choices=["torch", "compile", "onnx"],
+                   help="what runs the inference rows: torch (eager), compile (torch.compile, "
+                        "inductor; its compile time is reported apart) or onnx (ONNX Runtime, needs "
+                        "requirements-onnx.txt; CPU only); the training step always runs in eager PyTorch "
+                        "(default: torch)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's own default, left unchanged)")
     p.add_argument("--json", type=Path, default=None, help="also write all results to this JSON file")
@@ -277,23 +325,28 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         for device in devices:
             precisions = args.precisions or (["fp32", "bf16"] if device == "cuda" else ["fp32"])
-            for prec in precisions:
+            for prec, runtime in [(p_, r) for p_ in precisions for r in args.runtimes]:
+                if runtime == "onnx" and (device != "cpu" or prec != "fp32"):
+                    continue  # the ONNX export runs in fp32 on the CPU
                 row: dict[str, Any] = {"arch": arch, "blocks": blocks, "scale": scale, "backbone": backbone,
-                                       "device": device,
+                                       "device": device, "runtime": runtime,
                                        "precision": prec, "params": static["params"], "flops": static["flops"]}
-                for key, kind, batch in (("b1", "infer", 1), ("bn", "infer", args.batch),
-                                         ("train", "train", args.train_batch)):
-                    print(f"  measuring {arch} {scale} {device} {prec} {kind} batch {batch} ...", file=sys.stderr,
-                          flush=True)
+                jobs = [("b1", "infer", 1), ("bn", "infer", args.batch)]
+                if runtime == args.runtimes[0]:  # training runs in eager PyTorch whatever the runtime
+                    jobs.append(("train", "train", args.train_batch))
+                for key, kind, batch in jobs:
+                    print(f"  measuring {arch} {scale} {device} {prec} {runtime} {kind} batch {batch} ...",
+                          file=sys.stderr, flush=True)
                     row[key] = run_job({"kind": kind, **net, "device": device, "precision": prec, "batch": batch,
-                                        **common})
+                                        "runtime": runtime, **common})
+                row.setdefault("train", {})
                 rows.append(row)
 
     comparison = []
     for scale in args.scales:
         ref = REFERENCE.get(scale)
         row = next((r for r in rows if r["arch"] == "two_stream" and r["scale"] == scale and r["device"] == "cpu"
-                    and r["precision"] == "fp32"), None)
+                    and r["precision"] == "fp32" and r["runtime"] == "torch"), None)
         if ref is None or row is None:
             continue
         ours_t = row["b1"].get("median_s")
