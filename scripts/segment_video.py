@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
 from segment_video import segment_video  # noqa: E402
+from segment_video.config import VideoConfig  # noqa: E402
 from segment_video.cli import add_video_args  # noqa: E402
 from utils.config import HelpFormatter, model_parser, parse_with_config, runtime_parser  # noqa: E402
 from utils.log import setup_logging  # noqa: E402
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_with_config(get_parser(), argv)
     setup_logging(None)
     try:
-        segment_video(args)
+        segment_video(VideoConfig.from_args(args))
     except (OSError, ValueError, FlowComputationError) as e:  # user-facing: missing/bad input, checkpoint
         print(f"error: {e}", file=sys.stderr)
         return 2

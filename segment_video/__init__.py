@@ -4,6 +4,7 @@ An application over the library: it imports ``engine``, ``models``, ``datasets``
 ``utils``, and none of them imports it. ``scripts/segment_video.py`` is its entry point.
 
 * :mod:`segment_video.cli`: the command-line options.
+* :mod:`segment_video.config`: those options as one typed value (:class:`VideoConfig`).
 * :mod:`segment_video.pipeline`: the method (:func:`segment_video`), memory and files pipelines.
 * :mod:`segment_video.frames`: reading the input, the work folder's frames.
 * :mod:`segment_video.flow`: flow estimation and flow images.
@@ -11,6 +12,7 @@ An application over the library: it imports ``engine``, ``models``, ``datasets``
 * :mod:`segment_video.outputs`: the output folder's manifest and what a run may replace.
 * :mod:`segment_video.online`: the call into the online stage (``--online``).
 """
+from segment_video.config import VideoConfig
 from segment_video.pipeline import SegmentResult, segment_video
 
-__all__ = ["SegmentResult", "segment_video"]
+__all__ = ["SegmentResult", "VideoConfig", "segment_video"]

@@ -2,7 +2,6 @@
 size, and the work folder's flow images with the record of their settings."""
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from segment_video.config import VideoConfig
 from segment_video.frames import JPEG_QUALITY, work_dirs, write_json
 from utils.flow import flow_to_image
 from utils.io import list_files, read_json
@@ -101,11 +101,11 @@ class FlowAtSize:
         return [upscale_flow(f, a.shape[:2]) for f, a in zip(flows, first)]
 
 
-def flow_estimator(args: argparse.Namespace) -> FlowEstimator:
+def flow_estimator(cfg: VideoConfig) -> FlowEstimator:
     """The ``--flow`` back end with its options (DIS preset, RAFT weights, size, batch)."""
-    return make_estimator(args.flow, preset=args.dis_preset, weights=args.raft_weights,
-                          device=None if args.device == "auto" else args.device, batch_size=args.flow_batch_size,
-                          size=tuple(args.raft_size) if args.raft_size else None)
+    return make_estimator(cfg.flow, preset=cfg.dis_preset, weights=cfg.raft_weights,
+                          device=None if cfg.device == "auto" else cfg.device, batch_size=cfg.flow_batch_size,
+                          size=tuple(cfg.raft_size) if cfg.raft_size else None)
 
 
 def compute_flow(images_dir: Path, flows_dir: Path, method: str = "dis", progress: bool = True,
@@ -130,12 +130,12 @@ def compute_flow(images_dir: Path, flows_dir: Path, method: str = "dis", progres
     return stats
 
 
-def flow_settings(args: argparse.Namespace, flow_hw: tuple[int, int] | None) -> dict:
+def flow_settings(cfg: VideoConfig, flow_hw: tuple[int, int] | None) -> dict:
     """What the flow images of the work folder depend on, besides the frames."""
-    return {"method": args.flow, "dis_preset": args.dis_preset if args.flow == "dis" else None,
+    return {"method": cfg.flow, "dis_preset": cfg.dis_preset if cfg.flow == "dis" else None,
             "flow_size": list(flow_hw) if flow_hw else None,
-            "raft_size": list(args.raft_size) if args.raft_size and args.flow != "dis" else None,
-            "raft_weights": str(args.raft_weights) if args.raft_weights and args.flow != "dis" else None}
+            "raft_size": list(cfg.raft_size) if cfg.raft_size and cfg.flow != "dis" else None,
+            "raft_weights": str(cfg.raft_weights) if cfg.raft_weights and cfg.flow != "dis" else None}
 
 
 def reset_stale_flows(work_root: Path, name: str, settings: dict) -> None:

@@ -8,7 +8,6 @@ the default, each input video itself, quantises once per video (seconds; README,
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from pathlib import Path
@@ -18,25 +17,26 @@ import numpy as np
 import torch
 
 from engine.onnx_runtime import INT8_VERSION, Calibration
+from segment_video.config import VideoConfig
 from segment_video.flow import downscale, flow_estimator, network_flow_image, resolve_flow_size
 from segment_video.frames import input_frame_count, iter_input_frames, signature
 from segment_video.pipeline import to_network_batch
 
 
-def calibration_source(args: argparse.Namespace) -> tuple[Path, int, int | None]:
+def calibration_source(cfg: VideoConfig) -> tuple[Path, int, int | None]:
     """``(path, stride, max_frames)`` of the calibration video: ``--int8_calibration`` (every
     frame), else the input with the run's own frame selection."""
-    if args.int8_calibration is not None:
-        return Path(args.int8_calibration), 1, None
-    return Path(args.input), args.stride, args.max_frames
+    if cfg.int8_calibration is not None:
+        return cfg.int8_calibration, 1, None
+    return cfg.input, cfg.stride, cfg.max_frames
 
 
-def calibration_key(args: argparse.Namespace) -> str:
-    """12 hex digits naming the calibration inputs of ``args`` (see the module docstring)."""
-    path, stride, max_frames = calibration_source(args)
-    settings = {"source": signature(path, stride, max_frames), "frames": int(args.int8_frames),
-                "flow": args.flow, "dis_preset": args.dis_preset, "flow_size": str(args.flow_size),
-                "size": [int(v) for v in args.size], "version": INT8_VERSION}
+def calibration_key(cfg: VideoConfig) -> str:
+    """12 hex digits naming the calibration inputs of ``cfg`` (see the module docstring)."""
+    path, stride, max_frames = calibration_source(cfg)
+    settings = {"source": signature(path, stride, max_frames), "frames": int(cfg.int8_frames),
+                "flow": cfg.flow, "dis_preset": cfg.dis_preset, "flow_size": str(cfg.flow_size),
+                "size": [int(v) for v in cfg.size], "version": INT8_VERSION}
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -50,11 +50,11 @@ def pick(n_frames: int | None, n: int) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(0, n_frames - 2, min(n, n_frames - 1))})
 
 
-def calibration_inputs(args: argparse.Namespace, jpeg_flow: bool = True) -> Calibration:
+def calibration_inputs(cfg: VideoConfig, jpeg_flow: bool = True) -> Calibration:
     """(image, flow) network inputs of ``--int8_frames`` evenly spaced calibration frames."""
-    path, stride, max_frames = calibration_source(args)
-    net_hw = (int(args.size[0]), int(args.size[1]))
-    chosen = pick(input_frame_count(path, stride, max_frames), int(args.int8_frames))
+    path, stride, max_frames = calibration_source(cfg)
+    net_hw = (int(cfg.size[0]), int(cfg.size[1]))
+    chosen = pick(input_frame_count(path, stride, max_frames), int(cfg.int8_frames))
     wanted = set(chosen) | {i + 1 for i in chosen}
     frames: dict[int, np.ndarray] = {}
     for i, (_, bgr) in enumerate(iter_input_frames(path, stride, max_frames)):
@@ -64,9 +64,9 @@ def calibration_inputs(args: argparse.Namespace, jpeg_flow: bool = True) -> Cali
             break
     if not frames:
         raise ValueError(f"no frame could be read from the int8 calibration input {path}")
-    estimator = flow_estimator(args)
+    estimator = flow_estimator(cfg)
     size = next(iter(frames.values())).shape[:2]
-    flow_hw = resolve_flow_size(args.flow_size, net_hw, size)
+    flow_hw = resolve_flow_size(cfg.flow_size, net_hw, size)
     out = []
     for i in chosen:
         if i not in frames:

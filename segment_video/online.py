@@ -6,34 +6,34 @@ online stage's default.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 from engine.inference import MaskWriter
 from engine.online_config import OnlineConfig
+from segment_video.config import VideoConfig
 from segment_video.frames import WORK_DATASET, WORK_SPLIT
 
 
-def online_config(args: argparse.Namespace, work_root: Path, name: str) -> OnlineConfig:
+def online_config(cfg: VideoConfig, work_root: Path, name: str) -> OnlineConfig:
     """The online stage's options for tuning on video ``name`` of the work folder."""
     return OnlineConfig(
-        weights=tuple(map(str, args.weights)), model_scale=args.model_scale, backbone=args.backbone,
+        weights=cfg.weights, model_scale=cfg.model_scale, backbone=cfg.backbone,
         data_dir=str(work_root), test_datasets=(WORK_DATASET,), split=WORK_SPLIT, videos=(name,),
-        size=tuple(args.size), workers=args.workers, device=args.device, amp=args.amp, amp_dtype=args.amp_dtype,
-        seed=args.seed, mode=args.online_mode, epochs=args.online_epochs, batch_size=args.online_batch_size,
-        lr=args.online_lr, tta=tuple(args.tta), flip=args.flip,
+        size=cfg.size, workers=cfg.workers, device=cfg.device, amp=cfg.amp, amp_dtype=cfg.amp_dtype,
+        seed=cfg.seed, mode=cfg.online_mode, epochs=cfg.online_epochs, batch_size=cfg.online_batch_size,
+        lr=cfg.online_lr, tta=cfg.tta, flip=cfg.flip,
         # The tuner writes through the caller's MaskWriter; save_dir only fills the records.
-        save_dir=str(Path(args.output_dir) / "masks"), output_dir=str(work_root / "online"), no_tensorboard=True)
+        save_dir=str(cfg.output_dir / "masks"), output_dir=str(work_root / "online"), no_tensorboard=True)
 
 
-def tune_and_predict(args: argparse.Namespace, work_root: Path, name: str, writer: MaskWriter) -> dict:
+def tune_and_predict(cfg: VideoConfig, work_root: Path, name: str, writer: MaskWriter) -> dict:
     """OAST online self-tuning on video ``name`` of the work folder, masks written through
     ``writer``; returns the tuner's timing (``frames``, ``tune_s``, ``predict_s``, ...) plus
     ``model_s`` (building the tuner). The tuner's run folder, with its log.txt, is ``<work_root>/online``."""
     from engine.online import OnlineTuner
 
     t = time.perf_counter()
-    tuner = OnlineTuner(online_config(args, work_root, name), writer=writer)
+    tuner = OnlineTuner(online_config(cfg, work_root, name), writer=writer)
     model_s = time.perf_counter() - t
     return {**tuner.run(), "model_s": model_s}

@@ -51,6 +51,7 @@ from tqdm import tqdm
 
 from engine.inference import MaskWriter, predict_probs, to_original_size
 from segment_video import outputs
+from segment_video.config import VideoConfig
 from segment_video.flow import (compute_flow, downscale, flow_estimator, flow_settings, network_flow_image,
                                 reset_stale_flows, resolve_flow_size)
 from segment_video.frames import (WORK_DATASET, WORK_SPLIT, ExtractedFrames, check_input, extract_frames, frame_name,
@@ -135,23 +136,23 @@ class TimedMaskWriter(MaskWriter):
 
 
 # --------------------------------------------------------------------------- network
-def load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
+def load_model(cfg: VideoConfig, device: torch.device) -> torch.nn.Module:
     """The checkpoint's network on ``device`` in eval mode, in ``--memory_format``; with
     ``--runtime onnx``, its ONNX Runtime version at ``--size`` (:mod:`engine.onnx_runtime`);
     with ``--runtime int8``, that version quantised to int8 (:mod:`segment_video.int8`)."""
     from models import build_model_from_checkpoint
 
     def build() -> torch.nn.Module:
-        return build_model_from_checkpoint(args.weights, args.model_scale, args.backbone,
-                                           getattr(args, "arch", None)).eval()
+        return build_model_from_checkpoint(cfg.weights, cfg.model_scale, cfg.backbone,
+                                           cfg.arch).eval()
 
-    runtime = _runtime(args)
-    if runtime in ("onnx", "int8") or (runtime == "auto" and _onnx_by_default(args, device)):
+    runtime = cfg.runtime
+    if runtime in ("onnx", "int8") or (runtime == "auto" and _onnx_by_default(cfg, device)):
         from engine.onnx_runtime import load_int8_network, load_onnx_network
 
         try:
             # The PyTorch network is built only when the export is not cached yet.
-            net = load_onnx_network(build, args.weights, args.size)
+            net = load_onnx_network(build, cfg.weights, cfg.size)
         except RuntimeError as e:  # an export that fails or differs from PyTorch
             if runtime != "auto":
                 raise
@@ -161,23 +162,19 @@ def load_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Modul
                 return net
             from segment_video.int8 import calibration_inputs, calibration_key
 
-            return load_int8_network(net, calibration_key(args), lambda: calibration_inputs(args, FLOW_JPEG))
+            return load_int8_network(net, calibration_key(cfg), lambda: calibration_inputs(cfg, FLOW_JPEG))
     model = build().to(device)
-    if args.memory_format == "channels_last":
+    if cfg.memory_format == "channels_last":
         # The convolutions pick the weights' layout, so inputs need no conversion for this.
         model = model.to(memory_format=torch.channels_last)
     return model
 
 
-def _runtime(args: argparse.Namespace) -> str:
-    return getattr(args, "runtime", "torch")
-
-
-def _onnx_by_default(args: argparse.Namespace, device: torch.device) -> bool:
+def _onnx_by_default(cfg: VideoConfig, device: torch.device) -> bool:
     """``--runtime auto``: ONNX Runtime for plain inference on the CPU when its packages are installed."""
     from engine.onnx_runtime import available
 
-    return device.type == "cpu" and not args.online and available()
+    return device.type == "cpu" and not cfg.online and available()
 
 
 def to_network_batch(rgbs: Sequence[np.ndarray], size_hw: tuple[int, int], device: torch.device,
@@ -210,14 +207,14 @@ def training_size(weights: str | Path | list) -> tuple[int, int]:
         return (384, 640)
 
 
-def _check_weights(args: argparse.Namespace, device: torch.device) -> torch.nn.Module | None:
+def _check_weights(cfg: VideoConfig, device: torch.device) -> torch.nn.Module | None:
     """Load the checkpoint(s) and build the network now, so that a bad ``--weights`` fails before any
     slow stage. Returns the model for plain inference; None for ``--online`` (the tuner builds its own)."""
-    if not args.online:
-        return load_model(args, device)
+    if not cfg.online:
+        return load_model(cfg, device)
     from models import build_model_from_checkpoint
 
-    build_model_from_checkpoint(args.weights, args.model_scale, args.backbone, getattr(args, "arch", None))
+    build_model_from_checkpoint(cfg.weights, cfg.model_scale, cfg.backbone, cfg.arch)
     return None
 
 
@@ -265,18 +262,18 @@ class _MemoryPipeline:
     are those of the sequential run.
     """
 
-    def __init__(self, args: argparse.Namespace, path: Path, name: str, device: torch.device, writer: MaskWriter,
+    def __init__(self, cfg: VideoConfig, path: Path, name: str, device: torch.device, writer: MaskWriter,
                  overlay: OverlayWriter, clock: StageClock, model: torch.nn.Module, overlap: bool = False) -> None:
-        self.args, self.name, self.device = args, name, device
+        self.cfg, self.name, self.device = cfg, name, device
         self.writer, self.overlay, self.clock = writer, overlay, clock
-        self.net_hw = (int(args.size[0]), int(args.size[1]))
-        self.batch = max(1, int(args.batch_size))
-        self.channels_last = args.memory_format == "channels_last" and isinstance(model, torch.nn.Module)
+        self.net_hw = cfg.size
+        self.batch = max(1, int(cfg.batch_size))
+        self.channels_last = cfg.memory_format == "channels_last" and isinstance(model, torch.nn.Module)
         self.model = model
         self.overlap = overlap
         with clock("model_s"):
-            self.estimator = flow_estimator(args)
-        self.frames = iter_input_frames(path, args.stride, args.max_frames)
+            self.estimator = flow_estimator(cfg)
+        self.frames = iter_input_frames(path, cfg.stride, cfg.max_frames)
         self.exhausted = False
         self.decoded = 0  # frames taken from the input so far (they name the next frame)
         self.buf: list[_Frame] = []
@@ -326,7 +323,7 @@ class _MemoryPipeline:
         for f, p in zip(chunk, probs):
             self.writer.write(WORK_DATASET, self.name, f.name, p)  # books masks_s itself
             with self.clock("overlay_s"):
-                self.overlay.write(f.name, f.bgr, (p >= self.args.threshold).astype(np.uint8))
+                self.overlay.write(f.name, f.bgr, (p >= self.cfg.threshold).astype(np.uint8))
             self.sources.append(f.source)
 
     def _decode(self) -> None:
@@ -339,7 +336,7 @@ class _MemoryPipeline:
                 self.decoded += 1
         if self.size is None and self.buf:
             self.size = self.buf[0].bgr.shape[:2]
-            self.flow_hw = resolve_flow_size(self.args.flow_size, self.net_hw, self.size)
+            self.flow_hw = resolve_flow_size(self.cfg.flow_size, self.net_hw, self.size)
 
     def _flow(self, chunk: list[_Frame]) -> None:
         pairs = [k for k in range(len(chunk)) if k + 1 < len(self.buf)]
@@ -361,7 +358,7 @@ class _MemoryPipeline:
                 self.stats.copied += 1
 
     def _predict(self, chunk: list[_Frame]) -> list[np.ndarray]:
-        a = self.args
+        a = self.cfg
         image = to_network_batch([cv2.cvtColor(f.bgr, cv2.COLOR_BGR2RGB) for f in chunk], self.net_hw, self.device,
                                  self.channels_last)
         flow = to_network_batch([f.flow_image for f in chunk], self.net_hw, self.device, self.channels_last)
@@ -370,23 +367,23 @@ class _MemoryPipeline:
             return list(to_original_size(prob, torch.tensor([self.size] * len(chunk))))
 
 
-def _segment_with_files(args: argparse.Namespace, path: Path, name: str, device: torch.device, writer: MaskWriter,
+def _segment_with_files(cfg: VideoConfig, path: Path, name: str, device: torch.device, writer: MaskWriter,
                         clock: StageClock, progress: bool = True, model: torch.nn.Module | None = None
                         ) -> tuple[int, ExtractedFrames, FlowStats, tuple[int, int] | None]:
     """Frames and flow images through the work folder, then inference (with ``model``) or online
     tuning; returns (masks written, extracted frames, flow counts, flow size)."""
-    work_root = Path(args.output_dir) / "work"
+    work_root = cfg.output_dir / "work"
     with clock("frames_s"):
-        frames = extract_frames(path, work_root, name, args.stride, args.max_frames, progress)
+        frames = extract_frames(path, work_root, name, cfg.stride, cfg.max_frames, progress)
     images_dir, flows_dir = work_dirs(work_root, name)
-    flow_hw = resolve_flow_size(args.flow_size, args.size, frames.size)
+    flow_hw = resolve_flow_size(cfg.flow_size, cfg.size, frames.size)
     with clock("flow_s"):
-        reset_stale_flows(work_root, name, flow_settings(args, flow_hw))
-        flow = compute_flow(images_dir, flows_dir, args.flow, progress, flow_hw, flow_estimator(args))
+        reset_stale_flows(work_root, name, flow_settings(cfg, flow_hw))
+        flow = compute_flow(images_dir, flows_dir, cfg.flow, progress, flow_hw, flow_estimator(cfg))
 
     masks_before = clock.seconds.get("masks_s", 0.0)
-    if args.online:
-        timing = tune_and_predict(args, work_root, name, writer)
+    if cfg.online:
+        timing = tune_and_predict(cfg, work_root, name, writer)
         n = int(timing["frames"])
         clock.add("model_s", timing["model_s"])
         clock.add("tune_s", timing["tune_s"])
@@ -398,29 +395,30 @@ def _segment_with_files(args: argparse.Namespace, path: Path, name: str, device:
 
         if model is None:
             with clock("model_s"):
-                model = load_model(args, device)
+                model = load_model(cfg, device)
         t = time.perf_counter()
-        data = FrameDataset(work_root, [WORK_DATASET], "test", WORK_SPLIT, tuple(args.size), with_labels=False,
+        data = FrameDataset(work_root, [WORK_DATASET], "test", WORK_SPLIT, cfg.size, with_labels=False,
                             videos=[name])
-        n = run_inference(model, data, writer, DistInfo(0, 1, 0, device), args.batch_size, args.workers, args.flip,
-                          args.amp, args.amp_dtype, desc=f"segment {name}")
+        n = run_inference(model, data, writer, DistInfo(0, 1, 0, device), cfg.batch_size, cfg.workers, cfg.flip,
+                          cfg.amp, cfg.amp_dtype, desc=f"segment {name}")
         predict_s = time.perf_counter() - t
     # The writer ran inside the prediction loop and booked its own time.
     clock.add("network_s", max(0.0, predict_s - (clock.seconds.get("masks_s", 0.0) - masks_before)))
     return n, frames, flow, flow_hw
 
 
-def _run_options(args: argparse.Namespace, pipeline: str) -> dict:
+def _run_options(cfg: VideoConfig, pipeline: str) -> dict:
     """The options a run records in the manifest (for the user; only input, name and weights decide)."""
     keys = ("input", "name", "stride", "max_frames", "size", "flow", "dis_preset", "flow_size", "threshold", "flip",
             "online", "online_epochs", "overlay", "save_prob", "runtime", "int8_calibration", "int8_frames")
-    out = {k: getattr(args, k, None) for k in keys}
+    out = {k: getattr(cfg, k) for k in keys}
     return {**{k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in out.items()},
             "pipeline": pipeline}
 
 
-def segment_video(args: argparse.Namespace, progress: bool = True) -> SegmentResult:
-    """Run the stages of the module docstring for ``args`` (see :func:`segment_video.cli.add_video_args`).
+def segment_video(cfg: VideoConfig | argparse.Namespace, progress: bool = True) -> SegmentResult:
+    """Run the stages of the module docstring with ``cfg`` (or the parsed command line of
+    ``scripts/segment_video.py``, see :func:`segment_video.cli.add_video_args`).
 
     Raises :class:`segment_video.outputs.OutputConflict` (a ``ValueError``) before writing
     anything when the output folder is not this run's (see :mod:`segment_video.outputs`).
@@ -429,53 +427,55 @@ def segment_video(args: argparse.Namespace, progress: bool = True) -> SegmentRes
     from utils.misc import resolve_device, seed_everything
 
     t_start = time.perf_counter()
-    if args.online and args.online_epochs < 0:
+    if isinstance(cfg, argparse.Namespace):
+        cfg = VideoConfig.from_args(cfg)
+    if cfg.online and cfg.online_epochs < 0:
         raise ValueError("--online_epochs must be >= 0")
-    pipeline = args.pipeline if args.pipeline != "auto" else ("files" if args.online else "memory")
-    if pipeline == "memory" and args.online:
+    pipeline = cfg.pipeline if cfg.pipeline != "auto" else ("files" if cfg.online else "memory")
+    if pipeline == "memory" and cfg.online:
         raise ValueError("--online needs --pipeline files (or auto): the tuner reads the frames from the work folder")
-    if _runtime(args) in ("onnx", "int8"):
-        rt = _runtime(args)
-        if args.online:
+    if cfg.runtime in ("onnx", "int8"):
+        rt = cfg.runtime
+        if cfg.online:
             raise ValueError(f"--runtime {rt} runs a fixed network; --online tunes it in PyTorch (use --runtime torch)")
-        if args.device not in ("auto", "cpu"):
-            raise ValueError(f"--runtime {rt} runs on the CPU; got --device {args.device} (use --device cpu)")
-        if rt == "int8" and args.int8_calibration is not None:
-            check_input(Path(args.int8_calibration))  # before any slow stage
-        args.device = "cpu"
+        if cfg.device not in ("auto", "cpu"):
+            raise ValueError(f"--runtime {rt} runs on the CPU; got --device {cfg.device} (use --device cpu)")
+        if rt == "int8" and cfg.int8_calibration is not None:
+            check_input(cfg.int8_calibration)  # before any slow stage
+        cfg = cfg.replace(device="cpu")
         from engine.onnx_runtime import require
 
         require()  # before any frame is decoded
-    path = Path(args.input)
+    path = cfg.input
     check_input(path)  # fail on a bad input before loading anything heavy
-    out_dir = Path(args.output_dir)
+    out_dir = cfg.output_dir
     outputs.check_input_placement(path, out_dir)
-    if args.size is None:
-        args.size = training_size(args.weights)
+    if cfg.size is None:
+        cfg = cfg.replace(size=training_size(cfg.weights))
     work_root = out_dir / "work"
-    name = video_name(path, args.name)
-    device = resolve_device(args.device)
-    seed_everything(args.seed)
+    name = video_name(path, cfg.name)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
     clock = StageClock()
     with clock("model_s"):
-        model = _check_weights(args, device)
+        model = _check_weights(cfg, device)
 
-    identity = {"input": str(path.resolve()), "video": name, "weights": weights_identity(args.weights)}
-    manifest = outputs.claim(out_dir, identity, _run_options(args, pipeline), getattr(args, "overwrite", False))
-    result = _run_stages(args, path, name, pipeline, device, model, clock, progress)
-    if args.clean_work:
+    identity = {"input": str(path.resolve()), "video": name, "weights": weights_identity(cfg.weights)}
+    manifest = outputs.claim(out_dir, identity, _run_options(cfg, pipeline), cfg.overwrite)
+    result = _run_stages(cfg, path, name, pipeline, device, model, clock, progress)
+    if cfg.clean_work:
         left = outputs.clean_work(work_root, name)
         _log.info("removed the frames, flows and records of %s in %s%s", name, work_root,
                   f"; kept {len(left)} other file(s) there, e.g. {left[0]}" if left else "")
     elif pipeline == "files":
         _log.info("frames and flows kept in %s (reused by a rerun; --clean_work deletes them)", work_root)
     outputs.finish(manifest, result.frames)
-    timing = {k: clock.seconds.get(k, 0.0) for k in STAGES if k != "tune_s" or args.online}
+    timing = {k: clock.seconds.get(k, 0.0) for k in STAGES if k != "tune_s" or cfg.online}
     timing["total_s"] = time.perf_counter() - t_start
     n = result.frames
     # --runtime int8 never falls back (a failed export or check raises), so an ONNX network here is int8 exactly then.
     result.runtime = ("torch" if model is None or isinstance(model, torch.nn.Module)
-                      else "int8" if _runtime(args) == "int8" else "onnx")
+                      else "int8" if cfg.runtime == "int8" else "onnx")
     _log.info("%d frames in %.2f s (%.1f frames/s, network in %s): %s", n, timing["total_s"],
               n / max(timing["total_s"], 1e-9),
               {"onnx": "ONNX Runtime", "int8": "ONNX Runtime int8", "torch": "PyTorch"}[result.runtime],
@@ -484,35 +484,35 @@ def segment_video(args: argparse.Namespace, progress: bool = True) -> SegmentRes
     return result
 
 
-def _run_stages(args: argparse.Namespace, path: Path, name: str, pipeline: str, device: torch.device,
+def _run_stages(cfg: VideoConfig, path: Path, name: str, pipeline: str, device: torch.device,
                 model: torch.nn.Module | None, clock: StageClock, progress: bool) -> SegmentResult:
     """Frames, flow, network, masks and overlay of one video."""
-    out_dir = Path(args.output_dir)
+    out_dir = cfg.output_dir
     work_root = out_dir / "work"
     masks_root = out_dir / "masks"
-    prob_root = out_dir / "probs" if args.save_prob else None
+    prob_root = out_dir / "probs" if cfg.save_prob else None
     # One user video from a single working dataset: no <dataset> folder level in the output.
-    writer = TimedMaskWriter(clock, masks_root, prob_root, args.threshold, per_dataset=False)
-    overlap = pipeline == "memory" and getattr(args, "overlap", False)  # only the memory pipeline overlaps stages
-    color = tuple(args.overlay_color)
+    writer = TimedMaskWriter(clock, masks_root, prob_root, cfg.threshold, per_dataset=False)
+    overlap = pipeline == "memory" and cfg.overlap  # only the memory pipeline overlaps stages
+    color = tuple(cfg.overlay_color)
     if pipeline == "memory":
         fps_in = input_fps(path)
-        fps = args.fps or ((fps_in / args.stride) if fps_in else DEFAULT_FPS)
-        sig = signature(path, args.stride, args.max_frames)
-        with OverlayWriter(out_dir, args.overlay, fps, color, args.overlay_alpha) as overlay:
-            run = _MemoryPipeline(args, path, name, device, writer, overlay, clock, model, overlap)
-            n = run.run(input_frame_count(path, args.stride, args.max_frames), progress)
+        fps = cfg.fps or ((fps_in / cfg.stride) if fps_in else DEFAULT_FPS)
+        sig = signature(path, cfg.stride, cfg.max_frames)
+        with OverlayWriter(out_dir, cfg.overlay, fps, color, cfg.overlay_alpha) as overlay:
+            run = _MemoryPipeline(cfg, path, name, device, writer, overlay, clock, model, overlap)
+            n = run.run(input_frame_count(path, cfg.stride, cfg.max_frames), progress)
         # The only file of the work folder here: which input frame each output frame came from.
         write_source_record(work_root, name, sig, [frame_name(i) for i in range(n)], run.sources, run.size, fps_in)
         overlay_path, n_frames, size, flow, flow_hw, reused = overlay.target, n, run.size, run.stats, run.flow_hw, False
     else:
-        n, frames, flow, flow_hw = _segment_with_files(args, path, name, device, writer, clock, progress, model)
+        n, frames, flow, flow_hw = _segment_with_files(cfg, path, name, device, writer, clock, progress, model)
         n_frames, size, reused = len(frames.names), frames.size, frames.reused
-        fps = args.fps or ((frames.fps / args.stride) if frames.fps else DEFAULT_FPS)
+        fps = cfg.fps or ((frames.fps / cfg.stride) if frames.fps else DEFAULT_FPS)
         images_dir, _ = work_dirs(work_root, name)
         with clock("overlay_s"):
-            overlay_path = write_overlay(images_dir, masks_root / name, frames.names, out_dir, args.overlay, fps,
-                                         color, args.overlay_alpha, progress)
+            overlay_path = write_overlay(images_dir, masks_root / name, frames.names, out_dir, cfg.overlay, fps,
+                                         color, cfg.overlay_alpha, progress)
     if n != n_frames:
         raise RuntimeError(f"wrote {n} masks for {n_frames} frames of {name}")
     _log.info("masks: %s (%d frames)%s", masks_root / name, n,

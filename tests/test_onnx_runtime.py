@@ -260,14 +260,15 @@ def test_int8_that_disagrees_with_float_is_refused_and_leaves_no_file(exported, 
 
 
 def test_int8_calibration_frames_and_inputs(tmp_path):
+    from segment_video import VideoConfig
     from segment_video.int8 import calibration_inputs, calibration_key, pick
 
     assert pick(50, 16)[0] == 0 and pick(50, 16)[-1] == 48 and len(pick(50, 16)) == 16
     assert pick(3, 16) == [0, 1] and pick(1, 16) == [0] and pick(None, 4) == [0, 1, 2, 3]
     frames = _write_frames(tmp_path / "clip", 5)
-    args = _script().get_parser().parse_args(["--input", str(frames), "--weights", "w.pth", "--output_dir",
-                                              str(tmp_path / "o"), "--size", str(H), str(W), "--runtime", "int8",
-                                              "--int8_frames", "2"])
+    args = VideoConfig.from_args(_script().get_parser().parse_args(
+        ["--input", str(frames), "--weights", "w.pth", "--output_dir", str(tmp_path / "o"), "--size", str(H), str(W),
+         "--runtime", "int8", "--int8_frames", "2"]))
     samples = calibration_inputs(args)
     assert [(a.shape, b.shape) for a, b in samples] == [((1, 3, H, W), (1, 3, H, W))] * 2
     import cv2
@@ -276,14 +277,11 @@ def test_int8_calibration_frames_and_inputs(tmp_path):
     assert np.array_equal(samples[0][0][0], first.transpose(2, 0, 1).astype(np.float32) / 255)
     assert samples[0][1].std() > 0  # the square moves: the flow image is not flat
     key = calibration_key(args)
-    args.int8_calibration = frames  # the input named as its own calibration source: the same inputs, the same key
-    assert calibration_key(args) == key
-    args.int8_calibration = _write_frames(tmp_path / "other", 4)
-    assert calibration_key(args) != key
-    args.int8_calibration, args.max_frames = None, 4
-    assert calibration_key(args) != key
-    args.max_frames, args.dis_preset = None, "fast"
-    assert calibration_key(args) != key
+    # The input named as its own calibration source: the same inputs, the same key.
+    assert calibration_key(args.replace(int8_calibration=frames)) == key
+    assert calibration_key(args.replace(int8_calibration=_write_frames(tmp_path / "other", 4))) != key
+    assert calibration_key(args.replace(max_frames=4)) != key
+    assert calibration_key(args.replace(dis_preset="fast")) != key
 
 
 def test_segment_video_runtime_int8(exported, tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ import torch
 
 import segment_video.flow as video_flow
 import segment_video.pipeline as video_method
-from segment_video import segment_video
+from segment_video import VideoConfig, segment_video
 from segment_video.flow import FlowAtSize, compute_flow, network_flow_image
 from segment_video.frames import VideoInputError, extract_frames, iter_input_frames, video_name
 from segment_video.online import online_config
@@ -474,7 +474,7 @@ def test_online_config_is_the_online_stage_defaults_but_the_tools_options(ckpt, 
     args = script.get_parser().parse_args(["--input", "x.mp4", "--weights", str(ckpt), "--output_dir",
                                            str(tmp_path), *FAST, "--online", "--online_epochs", "3", "--flip",
                                            "--online_lr", "3e-4", "--tta", "identity", "flip"])
-    config = online_config(args, tmp_path / "work", "clip")
+    config = online_config(VideoConfig.from_args(args), tmp_path / "work", "clip")
     defaults = OnlineConfig.from_args(online_finetuning.get_parser().parse_args(["--weights", str(ckpt)]))
     assert config == dataclasses.replace(
         defaults, data_dir=str(tmp_path / "work"), test_datasets=(WORK_DATASET,), split=WORK_SPLIT, videos=("clip",),
@@ -483,7 +483,7 @@ def test_online_config_is_the_online_stage_defaults_but_the_tools_options(ckpt, 
     # Without the tool's online options, the online stage's defaults.
     args = script.get_parser().parse_args(["--input", "x.mp4", "--weights", str(ckpt), "--output_dir",
                                            str(tmp_path), *FAST, "--online"])
-    config = online_config(args, tmp_path / "work", "clip")
+    config = online_config(VideoConfig.from_args(args), tmp_path / "work", "clip")
     assert (config.epochs, config.lr, config.batch_size, config.tta) == (defaults.epochs, defaults.lr,
                                                                          defaults.batch_size, defaults.tta)
 
@@ -758,3 +758,26 @@ def test_another_video_in_the_folder_needs_overwrite_and_keeps_the_first_videos_
     assert script.main([*base, "--name", "second", "--overwrite"]) == 0
     assert _manifest(out)["video"] == "second" and len(_masks(out / "masks/second")) == 3
     assert len(_masks(out / "masks/my_clip")) == 3  # not a place of this run
+
+
+def test_video_config_is_the_command_line_typed(tmp_path):
+    """Every option of the script becomes a field (lists as tuples, paths as Paths); the parser
+    keeps the defaults; an option the config does not know is named, as is a missing one."""
+    import argparse
+
+    args = script.get_parser().parse_args(["--input", "clip.mp4", "--weights", "a.pth", "b.pth", "--output_dir",
+                                           str(tmp_path), "--size", "64", "96", "--flow_size", "32x48",
+                                           "--tta", "identity", "flip", "--config", "c.yaml"])
+    cfg = VideoConfig.from_args(args)
+    assert cfg.input == Path("clip.mp4") and cfg.output_dir == tmp_path and cfg.weights == ("a.pth", "b.pth")
+    assert (cfg.size, cfg.flow_size, cfg.tta, cfg.overlay_color) == ((64, 96), (32, 48), ("identity", "flip"),
+                                                                     (255, 40, 40))
+    assert cfg.runtime == "auto" and cfg.stride == 1 and cfg.overlap  # the parser's defaults
+    assert cfg.replace(size=[32, 48]).size == (32, 48) and cfg.size == (64, 96)  # frozen: replace copies
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.size = (1, 1)
+    with pytest.raises(ValueError, match="unknown: colour"):
+        VideoConfig.from_args(argparse.Namespace(**vars(args), colour="red"))
+    del args.stride
+    with pytest.raises(ValueError, match="missing: stride"):
+        VideoConfig.from_args(args)
