@@ -376,6 +376,7 @@ class OnlineTuner:
         self._fresh(seed)
         t0 = time.perf_counter()
         desc = f"{key[1]}"
+        passes = 0  # per_video: passes that learnt something (0: the guard left the video as it was)
         if c.mode == "per_video":
             for epoch in range(c.epochs):
                 step = self.step
@@ -386,6 +387,7 @@ class OnlineTuner:
                     step = self.step_cached
                 _, self.global_step = run_epoch(self._loader(indices, seed * 1000 + epoch), step, self._local,
                                                 epoch, self.tb, self.global_step, desc, total=None)
+                passes += 1
             t_tune = time.perf_counter() - t0
             t1 = time.perf_counter()
             self._write(indices)
@@ -406,7 +408,8 @@ class OnlineTuner:
             _, self.global_step = run_epoch(self._loader(indices, None), predict_then_learn, self._local, 0, self.tb,
                                             self.global_step, desc)
             t_tune = time.perf_counter() - t0 - t_pred
-        return {"frames": len(indices), "tune_s": t_tune, "predict_s": t_pred}
+            passes = c.epochs
+        return {"frames": len(indices), "tune_s": t_tune, "predict_s": t_pred, "passes": passes}
 
     def _write(self, indices: list[int], batch: dict | None = None) -> int:
         """Masks of these frames from the predicting network (``batch``: already loaded)."""
@@ -469,24 +472,30 @@ class OnlineTuner:
                 for k in timing:
                     timing[k] += vt.get(k, 0)
             bar = tqdm(todo, desc=f"online {c.mode}", disable=not info.is_main, dynamic_ncols=True)
+            untouched = 0  # videos of this run that the --min_cover guard left as they were
             for v_idx, key, indices, vkey in bar:
                 vt = self.tune_video(key, indices, c.seed + v_idx)
                 write_record(self._marker(*key), vkey, self._written(key, indices), vt)
                 for k in timing:
                     timing[k] += vt[k]
-            timing |= {"videos_tuned": len(todo), "videos_reused": len(reused)}
+                untouched += int(vt["passes"] == 0 and c.epochs > 0)
+            timing |= {"videos_tuned": len(todo) - untouched, "videos_untouched": untouched,
+                       "videos_reused": len(reused)}
             parts = all_gather_objects(timing)  # also waits for every rank's masks
             timing = {k: sum(p[k] for p in parts) for k in timing}
         return timing
 
     def _summary(self, timing: dict) -> str:
         """The closing line of a per_video/causal run: what was tuned, what was reused."""
-        tuned, reused = timing["videos_tuned"], timing["videos_reused"]
+        tuned, untouched, reused = timing["videos_tuned"], timing["videos_untouched"], timing["videos_reused"]
         where = f"masks in {self.writer.save_dir}, records in {self.run_dir / 'done'}"
-        if tuned == 0 and reused:
+        if tuned == untouched == 0 and reused:
             return (f"online --resume: all {reused} video(s) were already done with these weights, options, inputs "
                     f"and save folder; nothing re-tuned ({where})")
-        return f"online {self.config.mode}: tuned {tuned} video(s), reused {reused} finished earlier ({where})"
+        left = (f", left {untouched} untuned (no frame with confident labels of both kinds, --min_cover: the "
+                f"offline model's masks)" if untouched else "")
+        return (f"online {self.config.mode}: tuned {tuned} video(s){left}, reused {reused} finished earlier "
+                f"({where})")
 
     def _transductive_key(self) -> dict:
         """What the transductive state depends on: as a video's key, for the whole set, minus

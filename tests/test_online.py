@@ -378,7 +378,7 @@ def test_tuner_leaves_logging_as_it_found_it(ckpt, davis_copy, tmp_path, caplog,
     assert (list(root.handlers), root.level) == before
     log = (tmp_path / "run/log.txt").read_text()
     # The run's records, those of its start (before run() opened the file) included, reach its log.
-    assert "test set: 20 frames from 1 videos" in log and "tuned 1 video(s)" in log
+    assert "test set: 20 frames from 1 videos" in log and "reused 0 finished earlier" in log  # the closing summary
     assert "test set: 20 frames" in caplog.text  # and the caller's handlers saw them too
     # A failing run takes its handler off as well, and closes the file.
 

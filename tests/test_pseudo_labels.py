@@ -240,7 +240,9 @@ def test_video_without_labels_of_both_kinds_is_not_tuned(ckpt, synthetic_dir, tm
     online_finetuning.main([*common, "--no_tensorboard", "--batch_size", "2", "--lr", "1e-2", "--epochs", "1",
                             "--output_dir", str(tmp_path / "run"), "--save_dir", str(tmp_path / "online"),
                             "--targets", "cached", "--confidence", *confidence, "--predict_with", "student"])
-    assert "davis000: no frame has object and background labels" in (tmp_path / "run" / "log.txt").read_text()
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "davis000: no frame has object and background labels" in log
+    assert "tuned 0 video(s), left 1 untuned" in log  # the summary does not count it
     a = sorted((tmp_path / "test").rglob("*.png"))
     b = sorted((tmp_path / "online").rglob("*.png"))
     assert len(a) == len(b) == 20

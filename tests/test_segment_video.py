@@ -159,7 +159,7 @@ def test_online_path(ckpt, video_file, tmp_path):
     assert len(masks) == 4 and all(m.shape == (H, W) for m in masks)
     assert not (out / "masks/custom").exists() and not (out / "overlay.mp4").exists()
     assert (out / "work/online/timing.json").is_file()
-    assert "tuned 1 video(s)" in (out / "work/online/log.txt").read_text()
+    assert "reused 0 finished earlier" in (out / "work/online/log.txt").read_text()  # the tuner's closing summary
 
 
 def test_missing_and_unreadable_inputs(ckpt, tmp_path, capsys):
