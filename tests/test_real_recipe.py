@@ -9,16 +9,19 @@ from models.pretrained import resolve_pretrained
 pytestmark = pytest.mark.slow
 
 # Measured with this exact command: held-out J&F 0.245 with the linear decoder head (0.324 with
-# the earlier ReLU head; OMP_NUM_THREADS=1, beside another job). The floor leaves 7 points for
+# the earlier ReLU head; OMP_NUM_THREADS=1, beside another job); 0.256 in a later session, alone. The floor leaves 7 points for
 # thread-count and library-version noise; an untrained decoder, or encoders that lost their
 # ImageNet weights, fall far below it.
-FLOOR_MEASURED = 0.245
+FLOOR_MEASURED = 0.256
 FLOOR = 0.175
 # The online defaults on this short model. Its probabilities never fall below --confidence LO,
 # so its targets hold object labels only: before the --min_cover guard the student learnt to
 # call every pixel the object and J&F fell by 20.5 points (measured, every video worse); with
-# the guard no video is tuned and J&F moves by 0.0 (measured). The floor is a loss of 1 point.
-ONLINE_GAIN_MEASURED = 0.0
+# the guard no video is tuned and J&F moved by 0.0 (measured). Since the online stage fuses the
+# masks it writes over time (--write_temporal 1), an untuned video gets the offline masks fused
+# with t+-1: +1.1 (measured alone, 10 of 10 videos untuned, every one +0.1 to +2.6). The floor is
+# a loss of 1 point.
+ONLINE_GAIN_MEASURED = 0.011
 ONLINE_GAIN_FLOOR = -0.01
 
 
