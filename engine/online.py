@@ -412,15 +412,12 @@ class OnlineTuner:
         return {"frames": len(indices), "tune_s": t_tune, "predict_s": t_pred, "passes": passes}
 
     def _write(self, indices: list[int], batch: dict | None = None) -> int:
-        """Masks of these frames from the predicting network (``batch``: already loaded)."""
+        """Masks of these frames from the predicting network (``batch``: already loaded). With
+        ``--write_temporal``, ``indices`` are one whole video in temporal order (as test.py --temporal)."""
         c, dev = self.config, self.info.device
-        if c.write_temporal:  # as test.py --temporal, one video at a time
-            by_video: dict[int, list[int]] = {}
-            for i in sorted(indices):  # the dataset's order is each video's temporal order
-                by_video.setdefault(self.data.items[i][0], []).append(i)
-            return sum(write_fused_video(self.predictor(), self.data, idx, self.writer, c.size, c.scales, c.flip,
-                                         c.write_temporal, dev, c.batch_size, c.workers, c.amp, c.amp_dtype)
-                       for idx in by_video.values())
+        if c.write_temporal:
+            return write_fused_video(self.predictor(), self.data, indices, self.writer, c.size, c.scales, c.flip,
+                                     c.write_temporal, dev, c.batch_size, c.workers, c.amp, c.amp_dtype)
         if tuple(c.scales) == (1.0,):  # test.py's path, so that 0 epochs give test.py's masks bit for bit
             loader = [batch] if batch is not None else self._loader(indices, None)
             return write_predictions(self.predictor(), loader, self.writer, dev, c.flip, c.amp, c.amp_dtype)
@@ -554,11 +551,10 @@ class OnlineTuner:
             barrier()
         t_tune = time.perf_counter() - t0
         t1 = time.perf_counter()
-        if c.write_temporal:  # each frame's fusion needs its neighbours
-            mine = [i for _, _, indices in rank_videos(self.data, info) for i in indices]
+        if c.write_temporal:  # each frame's fusion needs its neighbours: whole videos, one at a time
+            n = sum(self._write(indices) for _, _, indices in rank_videos(self.data, info))
         else:
-            mine = shard_indices(len(self.data), info)
-        n = self._write(mine)
+            n = self._write(shard_indices(len(self.data), info))
         parts = all_gather_objects({"frames": n, "tune_s": t_tune, "predict_s": time.perf_counter() - t1})
         return {"frames": sum(p["frames"] for p in parts), "tune_s": max(p["tune_s"] for p in parts),
                 "predict_s": max(p["predict_s"] for p in parts)}

@@ -105,7 +105,7 @@ def flow_estimator(cfg: VideoConfig) -> FlowEstimator:
     """The ``--flow`` back end with its options (DIS preset, RAFT weights, size, batch)."""
     return make_estimator(cfg.flow, preset=cfg.dis_preset, weights=cfg.raft_weights,
                           device=None if cfg.device == "auto" else cfg.device, batch_size=cfg.flow_batch_size,
-                          size=tuple(cfg.raft_size) if cfg.raft_size else None)
+                          size=cfg.raft_size)
 
 
 def compute_flow(images_dir: Path, flows_dir: Path, method: str = "dis", progress: bool = True,

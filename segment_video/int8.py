@@ -34,9 +34,9 @@ def calibration_source(cfg: VideoConfig) -> tuple[Path, int, int | None]:
 def calibration_key(cfg: VideoConfig) -> str:
     """12 hex digits naming the calibration inputs of ``cfg`` (see the module docstring)."""
     path, stride, max_frames = calibration_source(cfg)
-    settings = {"source": signature(path, stride, max_frames), "frames": int(cfg.int8_frames),
+    settings = {"source": signature(path, stride, max_frames), "frames": cfg.int8_frames,
                 "flow": cfg.flow, "dis_preset": cfg.dis_preset, "flow_size": str(cfg.flow_size),
-                "size": [int(v) for v in cfg.size], "version": INT8_VERSION}
+                "size": list(cfg.size), "version": INT8_VERSION}
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -53,8 +53,8 @@ def pick(n_frames: int | None, n: int) -> list[int]:
 def calibration_inputs(cfg: VideoConfig, jpeg_flow: bool = True) -> Calibration:
     """(image, flow) network inputs of ``--int8_frames`` evenly spaced calibration frames."""
     path, stride, max_frames = calibration_source(cfg)
-    net_hw = (int(cfg.size[0]), int(cfg.size[1]))
-    chosen = pick(input_frame_count(path, stride, max_frames), int(cfg.int8_frames))
+    net_hw = cfg.size
+    chosen = pick(input_frame_count(path, stride, max_frames), cfg.int8_frames)
     wanted = set(chosen) | {i + 1 for i in chosen}
     frames: dict[int, np.ndarray] = {}
     for i, (_, bgr) in enumerate(iter_input_frames(path, stride, max_frames)):

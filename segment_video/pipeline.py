@@ -494,7 +494,7 @@ def _run_stages(cfg: VideoConfig, path: Path, name: str, pipeline: str, device: 
     # One user video from a single working dataset: no <dataset> folder level in the output.
     writer = TimedMaskWriter(clock, masks_root, prob_root, cfg.threshold, per_dataset=False)
     overlap = pipeline == "memory" and cfg.overlap  # only the memory pipeline overlaps stages
-    color = tuple(cfg.overlay_color)
+    color = cfg.overlay_color
     if pipeline == "memory":
         fps_in = input_fps(path)
         fps = cfg.fps or ((fps_in / cfg.stride) if fps_in else DEFAULT_FPS)
