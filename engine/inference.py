@@ -131,17 +131,19 @@ def write_temporal_predictions(model: torch.nn.Module, data: FrameDataset, write
 def write_fused_video(model: torch.nn.Module, data: FrameDataset, indices: Sequence[int], writer: "MaskWriter",
                       size: Sequence[int], scales: Sequence[float], flip: bool, temporal: Sequence[int],
                       device: torch.device, batch_size: int = 4, workers: int = 0, amp: bool = False,
-                      amp_dtype: str = "bf16") -> int:
+                      amp_dtype: str = "bf16", flow_cache=None) -> int:
     """Masks of one video (``indices`` in temporal order) whose probability is fused over time:
     each frame's (mean over ``scales`` and ``flip``) averaged with its neighbours' ``t +- k``
     (``k`` in ``temporal``), warped in with DIS flow where a forward-backward check passes
-    (:mod:`engine.pseudo_labels`, the online stage's target machinery without its thresholds)."""
+    (:mod:`engine.pseudo_labels`, the online stage's target machinery without its thresholds).
+    ``flow_cache``: a :class:`engine.pseudo_labels.FlowCache` holding this video's flows from
+    an earlier pass (the online stage's targets), which are then not computed again."""
     from PIL import Image
 
     from engine.pseudo_labels import TargetConfig, fused_video_probs
 
     cfg = TargetConfig(scales=tuple(scales), flip=flip, temporal=tuple(temporal))
-    prob = fused_video_probs(model, data, indices, size, cfg, device, batch_size, workers, amp, amp_dtype)
+    prob = fused_video_probs(model, data, indices, size, cfg, device, batch_size, workers, amp, amp_dtype, flow_cache)
     for p, i in zip(prob, indices):
         vid, frame = data.videos[data.items[i][0]], data.items[i][1]
         with Image.open(vid.image_paths[frame]) as im:  # the header only: the original size

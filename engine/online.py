@@ -39,9 +39,10 @@ from engine.loop import ENCODER_PREFIXES, build_optimizer, grad_scaler, optimize
 from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs_digest, key_mismatches,
                                    mask_options, resume_messages, save_roots, weights_identity, write_record)
 from engine.online_config import OnlineConfig
-from engine.pseudo_labels import TargetConfig, build_targets, label_cover, masked_seg_loss
+from engine.pseudo_labels import IGNORE, FlowCache, TargetConfig, build_targets, label_cover, masked_seg_loss
 from engine.tta import TTA_CHOICES, sharpen, strong_view, tta_probs
 from models import build_mask_discriminator, build_model_from_checkpoint
+from models.backbone import Encoder
 from models.discriminators import build_authors_mask_discriminator
 from models.losses import seg_loss
 from utils.checkpoint import load_checkpoint, save_checkpoint
@@ -123,8 +124,16 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
                    help="cached targets: learn from a frame only if its object labels cover at least this "
                         "fraction of the teacher's mask (p > 0.5) and its background labels this fraction of the "
                         "rest (0: every frame with labels of both kinds); a video with no such frame is not tuned")
-    g.add_argument("--tune", default=_default("tune"), choices=["all", "decoder"],
-                   help="parameters the student learns: all, or fusion and decoder only (encoders fixed)")
+    g.add_argument("--iou_weight", type=float, default=_default("iou_weight"),
+                   help="cached targets: weight of the soft IoU term of the loss (BCE + this x IoU over the "
+                        "labelled pixels; 0: BCE only)")
+    g.add_argument("--band_weight", type=float, default=_default("band_weight"),
+                   help="cached targets: weight of a BCE against the teacher's (fused) probability on the pixels "
+                        "between the --confidence thresholds, which are otherwise ignored (0: ignored)")
+    g.add_argument("--tune", default=_default("tune"), choices=["all", "deep", "decoder"],
+                   help="parameters the student learns: all; deep: all but the encoders' stem and blocks up to "
+                        "stride 8 (a cheaper backward: no gradient at the high resolutions); decoder: fusion and "
+                        "decoder only (encoders fixed)")
     g.add_argument("--aug_scale", type=float, nargs=2, default=_default("aug_scale"),
                    help="cached targets with --student_aug 1: zoom range of the student's view (crop or pad)")
     g.add_argument("--d_width", type=int, default=_default("d_width"), help="mask discriminator width")
@@ -173,6 +182,26 @@ def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, momentum: flo
             t.copy_(s)
 
 
+def fixed_parameters(model: torch.nn.Module, tune: str) -> list[torch.nn.Parameter]:
+    """The parameters that ``--tune`` keeps as loaded. The encoders' high-resolution layers
+    (``deep`` keeps them) hold 2 % of Lite0's weights but cost about half of a training step at
+    320x576 on a CPU: with them fixed, no gradient is computed at strides 2-8."""
+    if tune == "all":
+        return []
+    if tune == "decoder":  # encoders fixed: cheaper backward, and less to drift
+        return [p for n, p in model.named_parameters() if n.startswith(ENCODER_PREFIXES)]
+    if tune == "deep":
+        encoders = [(n, m) for n, m in model.named_children() if isinstance(m, Encoder)]
+        if not encoders:
+            raise ValueError(f"--tune deep needs timm encoders ({type(model).__name__} has none): use all or decoder")
+        fixed = []
+        for _, enc in encoders:
+            shallow = set(enc.names_up_to(8))
+            fixed += [p for n, p in enc.body.named_parameters() if n in shallow]
+        return fixed
+    raise ValueError(f"--tune must be all, deep or decoder, got {tune!r}")
+
+
 class OnlineTuner:
     """Holds the offline weights and the test set; tunes and writes masks per the mode.
 
@@ -195,6 +224,7 @@ class OnlineTuner:
         with keep_records(self._startup):
             # Nothing is written to the run folder until the weights and the data have been checked.
             self.offline = build_model_from_checkpoint(list(c.weights), c.model_scale, c.backbone, c.arch)
+            fixed_parameters(self.offline, c.tune)  # refuses a --tune the network cannot do, before any write
             # with_labels=False: the label folders are never listed or opened in this stage.
             self.data = FrameDataset(c.data_dir, list(c.test_datasets), "test", c.split, c.size, with_labels=False,
                                      videos=list(c.videos) if c.videos is not None else None)
@@ -205,6 +235,7 @@ class OnlineTuner:
                 save_args(c.to_dict(), self.run_dir)
             self.tb = TensorBoard(self.run_dir / "tb", enabled=self.info.is_main and not c.no_tensorboard)
         self.global_step = 0
+        self.flow_cache = FlowCache()  # the targets' flows, reused when the same video's masks are fused
 
     # networks --------------------------------------------------------------------------------
     def _fresh(self, seed: int) -> None:
@@ -218,10 +249,8 @@ class OnlineTuner:
         if c.mode == "transductive" and self.info.distributed:
             ids = [dev.index] if dev.type == "cuda" else None
             self.student, self.disc = DDP(self.student, device_ids=ids), DDP(self.disc, device_ids=ids)
-        if c.tune == "decoder":  # encoders fixed: cheaper backward, and less to drift
-            for name, prm in unwrap(self.student).named_parameters():
-                if name.startswith(ENCODER_PREFIXES):
-                    prm.requires_grad_(False)
+        for prm in fixed_parameters(unwrap(self.student), c.tune):
+            prm.requires_grad_(False)
         self.opt_s = build_optimizer(self.student.parameters(), c.lr, c.weight_decay)
         self.opt_d = build_optimizer(self.disc.parameters(), c.lr_d, c.weight_decay)
         self.scaler_s = grad_scaler(dev, c.amp, c.amp_dtype)
@@ -280,7 +309,7 @@ class OnlineTuner:
         is not tuned."""
         c = self.config
         prob, labels = build_targets(self.teacher, self.data, indices, c.size, self.target_config(), self.info.device,
-                                     c.batch_size, c.workers, c.amp, c.amp_dtype)
+                                     c.batch_size, c.workers, c.amp, c.amp_dtype, self.flow_cache)
         fg, bg = label_cover(prob, labels)
         usable = (fg > 0) & (bg > 0) & (fg >= c.min_cover) & (bg >= c.min_cover)
         vid = self.data.videos[self.data.items[indices[0]][0]]
@@ -312,7 +341,9 @@ class OnlineTuner:
             image, flow, labels, prob_t = strong_view(image, flow, labels, prob_t, self.gen, tuple(c.aug_scale))
         with autocast(dev, c.amp, c.amp_dtype):
             logits = self.student(image, flow)["logits"]
-        seg = masked_seg_loss(logits, labels)
+        band = (labels == IGNORE) & (prob_t >= c.confidence[0]) & (prob_t <= c.confidence[1])  # not the vetoed
+        seg = masked_seg_loss(logits, labels, iou_weight=c.iou_weight, soft=prob_t, band=band,
+                              band_weight=c.band_weight)
         return self._update(seg, logits, prob_t, image)
 
     # modes ---------------------------------------------------------------------------------
@@ -417,7 +448,8 @@ class OnlineTuner:
         c, dev = self.config, self.info.device
         if c.write_temporal:
             return write_fused_video(self.predictor(), self.data, indices, self.writer, c.size, c.scales, c.flip,
-                                     c.write_temporal, dev, c.batch_size, c.workers, c.amp, c.amp_dtype)
+                                     c.write_temporal, dev, c.batch_size, c.workers, c.amp, c.amp_dtype,
+                                     self.flow_cache)
         if tuple(c.scales) == (1.0,):  # test.py's path, so that 0 epochs give test.py's masks bit for bit
             loader = [batch] if batch is not None else self._loader(indices, None)
             return write_predictions(self.predictor(), loader, self.writer, dev, c.flip, c.amp, c.amp_dtype)
@@ -476,8 +508,9 @@ class OnlineTuner:
                 for k in timing:
                     timing[k] += vt[k]
                 untouched += int(vt["passes"] == 0 and c.epochs > 0)
-            timing |= {"videos_tuned": len(todo) - untouched, "videos_untouched": untouched,
-                       "videos_reused": len(reused)}
+            # --epochs 0 tunes nothing: every video's masks are the offline model's, none was left by the guard
+            timing |= {"videos_tuned": len(todo) - untouched if c.epochs > 0 else 0, "videos_untouched": untouched,
+                       "videos_reused": len(reused), "videos_written": len(todo)}
             parts = all_gather_objects(timing)  # also waits for every rank's masks
             timing = {k: sum(p[k] for p in parts) for k in timing}
         return timing
@@ -489,6 +522,9 @@ class OnlineTuner:
         if tuned == untouched == 0 and reused:
             return (f"online --resume: all {reused} video(s) were already done with these weights, options, inputs "
                     f"and save folder; nothing re-tuned ({where})")
+        if self.config.epochs == 0:
+            return (f"online {self.config.mode}: --epochs 0, nothing tuned: the offline model's masks of "
+                    f"{timing['videos_written']} video(s) written, reused {reused} finished earlier ({where})")
         left = (f", left {untouched} untuned (no frame with confident labels of both kinds, --min_cover: the "
                 f"offline model's masks)" if untouched else "")
         return (f"online {self.config.mode}: tuned {tuned} video(s){left}, reused {reused} finished earlier "

@@ -74,6 +74,8 @@ class OnlineConfig:
     temporal: tuple[int, ...] = (1,)
     confidence: tuple[float, float] = (0.1, 0.9)
     motion_veto: float = 0.25  # held out: 35 -> 23 % of the mask's errors labelled, J&F 80.5 -> 80.9
+    iou_weight: float = 1.0  # of the soft IoU term of the cached targets' loss (BCE + this x IoU)
+    band_weight: float = 0.0  # > 0: the band between the thresholds learns the teacher's probability
     min_cover: float = 0.3  # the recipe model's held-out frames are all above it; a 24.5 J&F model's none
     tune: str = "all"
     aug_scale: tuple[float, float] = (0.8, 1.25)

@@ -114,6 +114,41 @@ def pair_consistency(flows: dict[tuple[int, int], torch.Tensor], alpha: float = 
     return {(t, n): consistent(f, flows[(n, t)], alpha, beta) for (t, n), f in flows.items() if (n, t) in flows}
 
 
+class FlowCache:
+    """One video's pair flows and their forward-backward checks, kept for the next pass over the
+    same frames: the online stage's targets and the masks it writes fuse the same neighbours,
+    and the flow does not change with the network. Holds one video at a time, and none whose
+    flows would take more than ``max_bytes`` (a long video's are computed again instead)."""
+
+    def __init__(self, max_bytes: int = 1 << 30):
+        self.max_bytes = max_bytes
+        self.key: tuple | None = None
+        self.offsets: set[int] = set()
+        self.flows: dict[tuple[int, int], torch.Tensor] = {}
+        self.checks: dict[tuple[int, int], torch.Tensor] = {}
+        self.computed = 0  # pair-flow computations, for tests and logs
+
+    def get(self, key: tuple, rgbs: Sequence[np.ndarray], offsets: Iterable[int], cfg: "TargetConfig"
+            ) -> tuple[dict[tuple[int, int], torch.Tensor], dict[tuple[int, int], torch.Tensor]]:
+        """Flows (both ways) and checks for ``offsets`` between ``rgbs``, the frames named by
+        ``key`` at the flow's size; only offsets not already held for the same key are computed."""
+        key = (key, tuple(rgbs[0].shape) if len(rgbs) else (), cfg.dis_preset, cfg.fb_alpha, cfg.fb_beta)
+        if key != self.key:
+            self.key, self.offsets, self.flows, self.checks = key, set(), {}, {}
+        missing = sorted(set(offsets) - self.offsets)
+        if missing:
+            new = pair_flows(rgbs, missing, cfg.dis_preset)  # both ways: every new pair's reverse is new too
+            self.computed += 1
+            flows, checks = {**self.flows, **new}, {**self.checks, **pair_consistency(new, cfg.fb_alpha, cfg.fb_beta)}
+            held = sum(f.numel() * f.element_size() for f in flows.values()) + sum(c.numel() for c in checks.values())
+            if held > self.max_bytes:  # too long a video to keep: hand these over, hold nothing
+                self.key, self.offsets, self.flows, self.checks = None, set(), {}, {}
+                return flows, checks
+            self.offsets |= set(missing)
+            self.flows, self.checks = flows, checks
+        return self.flows, self.checks
+
+
 def temporal_fuse(probs: torch.Tensor, flows: dict[tuple[int, int], torch.Tensor], offsets: Iterable[int],
                   alpha: float = 0.01, beta: float = 0.5,
                   checks: dict[tuple[int, int], torch.Tensor] | None = None) -> torch.Tensor:
@@ -220,8 +255,12 @@ def label_cover(prob: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
             torch.where(n_rest > 0, bg / n_rest.clamp_min(1), torch.zeros_like(bg)))
 
 
-def masked_seg_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """BCE + soft IoU over the labelled pixels only (``labels`` uint8 with ``IGNORE``)."""
+def masked_seg_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1.0, iou_weight: float = 1.0,
+                    soft: torch.Tensor | None = None, band: torch.Tensor | None = None,
+                    band_weight: float = 0.0) -> torch.Tensor:
+    """BCE + ``iou_weight`` x soft IoU over the labelled pixels only (``labels`` uint8 with ``IGNORE``);
+    with ``band_weight`` > 0, + ``band_weight`` x the mean BCE against the teacher's probability
+    ``soft`` over the pixels of ``band`` (bool, the unlabelled band between the thresholds)."""
     valid = (labels != IGNORE).float()
     target = (labels == 1).float()
     logits = logits.float()
@@ -229,7 +268,12 @@ def masked_seg_loss(logits: torch.Tensor, labels: torch.Tensor, eps: float = 1.0
     p = logits.sigmoid() * valid
     inter = (p * target).flatten(1).sum(1)
     union = (p + target - p * target).flatten(1).sum(1)
-    return bce + (1 - (inter + eps) / (union + eps)).mean()
+    loss = bce + iou_weight * (1 - (inter + eps) / (union + eps)).mean()
+    if band_weight > 0 and soft is not None and band is not None:
+        w = band.float()
+        loss = loss + band_weight * F.binary_cross_entropy_with_logits(
+            logits, soft.float(), weight=w, reduction="sum") / w.sum().clamp_min(1)
+    return loss
 
 
 def video_view_probs(model: torch.nn.Module, data, indices: Sequence[int], test_hw: Sequence[int],
@@ -263,10 +307,11 @@ def video_view_probs(model: torch.nn.Module, data, indices: Sequence[int], test_
 
 def build_targets(model: torch.nn.Module, data, indices: Sequence[int], test_hw: Sequence[int], cfg: TargetConfig,
                   device: torch.device, batch_size: int = 4, workers: int = 0, amp: bool = False,
-                  amp_dtype: str = "bf16") -> tuple[torch.Tensor, torch.Tensor]:
-    """One video's targets: (fused probability ``T x 1 x H x W``, hard labels uint8 with ``IGNORE``)."""
+                  amp_dtype: str = "bf16", flow_cache: FlowCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One video's targets: (fused probability ``T x 1 x H x W``, hard labels uint8 with ``IGNORE``).
+    ``flow_cache``: flows kept from (and for) another pass over the same frames."""
     prob, flows, checks = _fused_probs_and_flows(model, data, indices, test_hw, cfg, device, batch_size, workers,
-                                                 amp, amp_dtype)
+                                                 amp, amp_dtype, flow_cache)
     labels = hard_labels(prob, cfg.lo, cfg.hi)
     if cfg.motion_veto > 0:
         labels = motion_veto(labels, flows, cfg.motion_veto, cfg.motion_floor, cfg.motion_max_share,
@@ -276,25 +321,32 @@ def build_targets(model: torch.nn.Module, data, indices: Sequence[int], test_hw:
 
 def fused_video_probs(model: torch.nn.Module, data, indices: Sequence[int], test_hw: Sequence[int], cfg: TargetConfig,
                       device: torch.device, batch_size: int = 4, workers: int = 0, amp: bool = False,
-                      amp_dtype: str = "bf16") -> torch.Tensor:
+                      amp_dtype: str = "bf16", flow_cache: FlowCache | None = None) -> torch.Tensor:
     """One video's probability ``T x 1 x H x W`` at ``test_hw``: the mean over ``cfg``'s views,
     then (with ``cfg.temporal``) fused with the flow-warped neighbours. The online stage's
-    targets, and ``test.py --temporal``."""
+    targets, and ``test.py --temporal``. ``flow_cache``: as :func:`build_targets`'."""
     cfg = replace(cfg, motion_veto=0.0)  # labels only: no flow for it
-    return _fused_probs_and_flows(model, data, indices, test_hw, cfg, device, batch_size, workers, amp, amp_dtype)[0]
+    return _fused_probs_and_flows(model, data, indices, test_hw, cfg, device, batch_size, workers, amp, amp_dtype,
+                                  flow_cache)[0]
 
 
 def _fused_probs_and_flows(model: torch.nn.Module, data, indices: Sequence[int], test_hw: Sequence[int],
                            cfg: TargetConfig, device: torch.device, batch_size: int, workers: int, amp: bool,
-                           amp_dtype: str) -> tuple[torch.Tensor, dict[tuple[int, int], torch.Tensor],
-                                                    dict[tuple[int, int], torch.Tensor]]:
+                           amp_dtype: str, flow_cache: FlowCache | None = None
+                           ) -> tuple[torch.Tensor, dict[tuple[int, int], torch.Tensor],
+                                      dict[tuple[int, int], torch.Tensor]]:
     """:func:`fused_video_probs`, the flows it computed (with the motion veto's ``t +- 1``) and
     their forward-backward checks."""
     (prob,), rgbs = video_view_probs(model, data, indices, test_hw, [(cfg.scales, cfg.flip)], device, batch_size,
                                      workers, amp, amp_dtype)
     offsets = sorted(set(cfg.temporal) | ({1} if cfg.motion_veto > 0 else set()))
-    flows = pair_flows(rgbs, offsets, cfg.dis_preset) if offsets else {}
-    checks = pair_consistency(flows, cfg.fb_alpha, cfg.fb_beta)
+    if not offsets:
+        flows, checks = {}, {}
+    elif flow_cache is not None:
+        flows, checks = flow_cache.get(tuple(indices), rgbs, offsets, cfg)
+    else:
+        flows = pair_flows(rgbs, offsets, cfg.dis_preset)
+        checks = pair_consistency(flows, cfg.fb_alpha, cfg.fb_beta)
     if cfg.temporal:
         prob = temporal_fuse(prob, flows, cfg.temporal, cfg.fb_alpha, cfg.fb_beta, checks)
     return prob, flows, checks

@@ -51,6 +51,8 @@ def test_epochs_zero_equals_test_py(ckpt, davis_copy, tmp_path, mode):
     a, b = _masks(tmp_path / "test"), _masks(tmp_path / "online")
     assert a.keys() == b.keys() and len(a) == 4 * 20
     assert all(np.array_equal(a[k], b[k]) for k in a)
+    log = (tmp_path / "run" / "log.txt").read_text()  # and the closing line does not claim any tuning
+    assert f"online {mode}: --epochs 0, nothing tuned: the offline model's masks of 4 video(s) written" in log
 
 
 @pytest.mark.parametrize("mode", ["per_video", "transductive"])
@@ -109,6 +111,29 @@ def test_tuning_changes_student_and_teacher_follows(ckpt, davis_copy, tmp_path):
     # BatchNorm statistics are frozen during tuning.
     bn = "decoder.head.0.1.running_mean"
     assert torch.equal(stu[bn], off[bn])
+
+
+def test_writing_pass_reuses_the_targets_flows(ckpt, davis_copy, tmp_path):
+    """The masks fused over time reuse the flow the targets computed (one DIS pass per video),
+    and are the masks a tuner that keeps no flow writes."""
+    from engine.pseudo_labels import FlowCache
+
+    masks = {}
+    for name, room in (("kept", 1 << 30), ("none", 0)):
+        args = online_finetuning.get_parser().parse_args(
+            ["--weights", str(ckpt), "--data_dir", str(davis_copy), "--test_datasets", "DAVIS-2016", "--size", "64",
+             "96", "--workers", "0", "--no_tensorboard", "--batch_size", "2", "--lr", "1e-3", "--videos", "davis000",
+             "--confidence", "0.5", "0.5", "--output_dir", str(tmp_path / f"run_{name}"),
+             "--save_dir", str(tmp_path / name)])
+        tuner = OnlineTuner(OnlineConfig.from_args(args))
+        assert tuner.config.targets == "cached" and tuner.config.write_temporal == (1,)
+        tuner.flow_cache = FlowCache(room)
+        key, idx = next(iter(tuner.data.video_items().items()))
+        assert tuner.tune_video(key, idx, seed=0)["passes"] == 1
+        assert tuner.flow_cache.computed == (1 if room else 2)
+        masks[name] = _masks(tmp_path / name)
+    assert len(masks["kept"]) == 20 and masks["kept"].keys() == masks["none"].keys()
+    assert all(np.array_equal(masks["kept"][k], masks["none"][k]) for k in masks["kept"])
 
 
 def test_ema_update_hand_computed():

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import online_finetuning
-from engine.pseudo_labels import (IGNORE, background_residual, consistent, hard_labels, label_cover,
-                                  masked_seg_loss, motion_veto, pair_consistency, pair_flows, temporal_fuse, warp)
+from engine.pseudo_labels import (IGNORE, FlowCache, TargetConfig, background_residual, consistent, hard_labels,
+                                  label_cover, masked_seg_loss, motion_veto, pair_consistency, pair_flows,
+                                  temporal_fuse, warp)
 from engine.inference import rescaled_size
 from engine.tta import strong_view
 
@@ -100,6 +101,30 @@ def test_dis_pair_flows_recover_a_shift():
     assert abs(flows[(1, 0)][0, 10:-10, 10:-10].mean().item() + 2) < 0.1
 
 
+def test_flow_cache_computes_each_video_once_and_gives_what_it_would_compute():
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur((rng.random((64, 96, 3)) * 255).astype(np.uint8), (0, 0), 2)
+    frames = [np.roll(img, 2 * i, axis=1) for i in range(4)]
+    fresh = pair_flows(frames, [1, 2])
+    cache, cfg = FlowCache(), TargetConfig()
+    flows, checks = cache.get((0, 1, 2, 3), frames, [1], cfg)
+    assert set(flows) == {(i, i + 1) for i in range(3)} | {(i + 1, i) for i in range(3)} and set(checks) == set(flows)
+    assert all(torch.equal(flows[k], fresh[k]) for k in flows)
+    assert all(torch.equal(checks[k], v) for k, v in pair_consistency({k: fresh[k] for k in flows}).items())
+    assert cache.get((0, 1, 2, 3), frames, [1], cfg)[0] is flows and cache.computed == 1  # held: not computed again
+    flows, _ = cache.get((0, 1, 2, 3), frames, [1, 2], cfg)  # only offset 2 is new
+    assert cache.computed == 2 and set(flows) == set(fresh) and torch.equal(flows[(0, 2)], fresh[(0, 2)])
+    cache.get((4, 5, 6, 7), frames, [1], cfg)  # another video: computed afresh
+    assert cache.computed == 3 and cache.offsets == {1}
+    cache.get((4, 5, 6, 7), frames, [1], TargetConfig(fb_beta=1.0))  # another check: afresh too
+    assert cache.computed == 4
+    small = FlowCache(max_bytes=0)  # too little room: hands the flows over, holds nothing
+    flows, _ = small.get((0, 1, 2, 3), frames, [1], cfg)
+    assert torch.equal(flows[(0, 1)], fresh[(0, 1)]) and small.flows == {} and small.key is None
+    small.get((0, 1, 2, 3), frames, [1], cfg)
+    assert small.computed == 2
+
+
 def test_temporal_fuse_hand_computed():
     probs = torch.tensor([1.0, 0.0, 1.0]).view(3, 1, 1, 1).expand(3, 1, 4, 4).clone()
     zero = torch.zeros(2, 4, 4)
@@ -154,9 +179,31 @@ def test_masked_loss_ignores_unlabelled_pixels():
     bce = (-torch.log(p1) - torch.log(1 - p0)) / 2
     iou = 1 - (p1 + 1) / (1 + p0 + 1)  # inter = p1, union = p1 + p0 + 1 - p1
     assert torch.allclose(masked_seg_loss(a, labels), bce + iou, atol=1e-6)
+    assert torch.allclose(masked_seg_loss(a, labels, iou_weight=0.0), bce, atol=1e-6)  # --iou_weight 0: BCE only
+    assert torch.allclose(masked_seg_loss(a, labels, iou_weight=0.5), bce + 0.5 * iou, atol=1e-6)
     # nothing labelled: zero loss, no NaN
     none = torch.full((1, 1, 1, 4), IGNORE, dtype=torch.uint8)
     assert masked_seg_loss(a, none).item() == 0
+
+
+def test_band_term_pulls_the_unlabelled_band_toward_the_teacher():
+    labels = torch.tensor([[1, 0, IGNORE, IGNORE]], dtype=torch.uint8).view(1, 1, 1, 4)
+    soft = torch.tensor([0.95, 0.05, 0.6, 0.02]).view(1, 1, 1, 4)
+    band = torch.tensor([False, False, True, False]).view(1, 1, 1, 4)  # pixel 3: below LO, vetoed
+    a = torch.tensor([2.0, -1.0, 0.5, 4.0]).view(1, 1, 1, 4)
+    base = masked_seg_loss(a, labels)
+    z, p = torch.tensor(0.5), torch.tensor(0.6)
+    term = -(p * torch.log(torch.sigmoid(z)) + (1 - p) * torch.log(1 - torch.sigmoid(z)))  # by hand
+    got = masked_seg_loss(a, labels, soft=soft, band=band, band_weight=0.5)
+    assert torch.allclose(got, base + 0.5 * term, atol=1e-6)
+    assert torch.equal(masked_seg_loss(a, labels, soft=soft, band=band, band_weight=0.0), base)  # the default
+    b = a.clone()
+    b[..., 3] = -9.0  # outside the band and unlabelled: no loss either way
+    assert torch.allclose(masked_seg_loss(b, labels, soft=soft, band=band, band_weight=0.5), got)
+    # the gradient on the band pixel is band_weight x (sigmoid(z) - p), toward the teacher's probability
+    c = a.clone().requires_grad_(True)
+    masked_seg_loss(c, labels, soft=soft, band=band, band_weight=0.5).backward()
+    assert torch.allclose(c.grad[0, 0, 0, 2], 0.5 * (torch.sigmoid(z) - p), atol=1e-6)
 
 
 @pytest.mark.parametrize("scale", [(1.3, 1.3), (0.7, 0.7)])
@@ -200,7 +247,10 @@ def test_cached_targets_tune_without_ground_truth(ckpt, synthetic_dir, tmp_path,
                                 "--output_dir", str(tmp_path / "run_c")])
 
 
-def test_decoder_only_tuning_leaves_encoders(ckpt, synthetic_dir, tmp_path):
+@pytest.mark.parametrize("tune", ["decoder", "deep"])
+def test_tuning_a_part_leaves_the_rest(ckpt, synthetic_dir, tmp_path, tune):
+    """``--tune decoder`` keeps both encoders as loaded; ``--tune deep`` keeps only their stem and
+    the blocks up to stride 8, and tunes the deeper blocks."""
     from engine.online import OnlineTuner
     from engine.online_config import OnlineConfig
     data = tmp_path / "data"
@@ -210,7 +260,7 @@ def test_decoder_only_tuning_leaves_encoders(ckpt, synthetic_dir, tmp_path):
         ["--weights", str(ckpt), "--data_dir", str(data), "--test_datasets", "DAVIS-2016", "--size", "64", "96",
          "--workers", "0", "--no_tensorboard", "--batch_size", "2", "--lr", "1e-2", "--epochs", "1",
          "--videos", "davis001", "--output_dir", str(tmp_path / "run"), "--save_dir", str(tmp_path / "m"),
-         "--lambda_adv", "0", *CACHED])
+         "--lambda_adv", "0", *CACHED, "--tune", tune])
     tuner = OnlineTuner(OnlineConfig.from_args(args))
     key, idx = next(iter(tuner.data.video_items().items()))
     tuner.tune_video(key, idx, seed=0)
@@ -218,9 +268,22 @@ def test_decoder_only_tuning_leaves_encoders(ckpt, synthetic_dir, tmp_path):
     labels = torch.stack([lab for _, lab in tuner.targets.values()])
     assert (labels != IGNORE).any()  # thresholds 0.5/0.5 label every pixel
     off, stu = tuner.offline.state_dict(), tuner.student.state_dict()
-    enc = [k for k in off if k.startswith("rgb_encoder.") and off[k].is_floating_point()]
-    assert enc and all(torch.equal(off[k], stu[k]) for k in enc)
+    enc = [k for k, _ in tuner.offline.named_parameters() if k.startswith(("rgb_encoder.", "flow_encoder."))]
+    # mobilevit_xxs: stem, stages 0-2 (strides 2, 4, 8), then stages 3-4 and the final conv (16, 32)
+    shallow = [k for k in enc if k.split(".")[2] in ("stem", "stages_0", "stages_1", "stages_2")]
+    kept = enc if tune == "decoder" else shallow
+    assert len(shallow) == 2 * 84 and all(torch.equal(off[k], stu[k]) for k in kept)
+    assert tune == "decoder" or any(not torch.equal(off[k], stu[k]) for k in set(enc) - set(shallow))
     assert not torch.equal(off["decoder.head.1.weight"], stu["decoder.head.1.weight"])
+
+
+def test_tune_deep_is_refused_for_a_network_without_timm_encoders():
+    from engine.online import fixed_parameters
+    from models import build_model
+    net = build_model("xxs", arch="oast3d")
+    with pytest.raises(ValueError, match="--tune deep needs timm encoders"):
+        fixed_parameters(net, "deep")
+    assert fixed_parameters(net, "all") == [] and fixed_parameters(net, "decoder")  # its encoder is "encoder."
 
 
 @pytest.mark.parametrize("confidence", [("0.0", "1.0"), ("0.0", "0.5")], ids=["no_labels", "object_labels_only"])
