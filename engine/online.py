@@ -341,7 +341,9 @@ class OnlineTuner:
             image, flow, labels, prob_t = strong_view(image, flow, labels, prob_t, self.gen, tuple(c.aug_scale))
         with autocast(dev, c.amp, c.amp_dtype):
             logits = self.student(image, flow)["logits"]
-        band = (labels == IGNORE) & (prob_t >= c.confidence[0]) & (prob_t <= c.confidence[1])  # not the vetoed
+        band = None  # the pixels between the thresholds (not those the motion veto unlabelled)
+        if c.band_weight > 0:
+            band = (labels == IGNORE) & (prob_t >= c.confidence[0]) & (prob_t <= c.confidence[1])
         seg = masked_seg_loss(logits, labels, iou_weight=c.iou_weight, soft=prob_t, band=band,
                               band_weight=c.band_weight)
         return self._update(seg, logits, prob_t, image)
