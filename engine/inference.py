@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -15,6 +15,9 @@ from datasets import FrameDataset, collate_frames, write_mask, write_probability
 from utils.distributed import DistInfo, shard_indices
 from utils.flow import hflip_flow_image
 from utils.misc import autocast
+
+if TYPE_CHECKING:  # engine.pseudo_labels imports this module
+    from engine.pseudo_labels import FlowCache
 
 _log = logging.getLogger(__name__)
 
@@ -131,13 +134,13 @@ def write_temporal_predictions(model: torch.nn.Module, data: FrameDataset, write
 def write_fused_video(model: torch.nn.Module, data: FrameDataset, indices: Sequence[int], writer: "MaskWriter",
                       size: Sequence[int], scales: Sequence[float], flip: bool, temporal: Sequence[int],
                       device: torch.device, batch_size: int = 4, workers: int = 0, amp: bool = False,
-                      amp_dtype: str = "bf16", flow_cache=None) -> int:
+                      amp_dtype: str = "bf16", flow_cache: FlowCache | None = None) -> int:
     """Masks of one video (``indices`` in temporal order) whose probability is fused over time:
     each frame's (mean over ``scales`` and ``flip``) averaged with its neighbours' ``t +- k``
     (``k`` in ``temporal``), warped in with DIS flow where a forward-backward check passes
     (:mod:`engine.pseudo_labels`, the online stage's target machinery without its thresholds).
-    ``flow_cache``: a :class:`engine.pseudo_labels.FlowCache` holding this video's flows from
-    an earlier pass (the online stage's targets), which are then not computed again."""
+    ``flow_cache``: flows of this video kept from an earlier pass (the online stage's targets),
+    which are then not computed again."""
     from PIL import Image
 
     from engine.pseudo_labels import TargetConfig, fused_video_probs

@@ -280,8 +280,8 @@ def test_resume_same_everything_skips(ckpt, davis_copy, tmp_path, monkeypatch):
     assert "all 2 video(s) were already done" in log and "nothing re-tuned" in log
 
 
-@pytest.mark.parametrize("change", [["--lr", "3e-4"], ["--tta", "identity", "flip"], ["--flip"]],
-                         ids=["lr", "tta", "flip"])
+@pytest.mark.parametrize("change", [["--lr", "3e-4"], ["--tta", "identity", "flip"], ["--flip"],
+                                    ["--band_weight", "1"]], ids=["lr", "tta", "flip", "band_weight"])
 def test_resume_with_changed_option_retunes(ckpt, davis_copy, tmp_path, monkeypatch, change):
     online_finetuning.main(_resume_args(ckpt, davis_copy, tmp_path, videos=("davis000",)))
     tuned, log = _run_logged([*_resume_args(ckpt, davis_copy, tmp_path, videos=("davis000",)), *change, "--resume"],
