@@ -191,11 +191,11 @@ def fixed_parameters(model: torch.nn.Module, tune: str) -> list[torch.nn.Paramet
     if tune == "decoder":  # encoders fixed: cheaper backward, and less to drift
         return [p for n, p in model.named_parameters() if n.startswith(ENCODER_PREFIXES)]
     if tune == "deep":
-        encoders = [(n, m) for n, m in model.named_children() if isinstance(m, Encoder)]
+        encoders = [m for m in model.children() if isinstance(m, Encoder)]
         if not encoders:
             raise ValueError(f"--tune deep needs timm encoders ({type(model).__name__} has none): use all or decoder")
         fixed = []
-        for _, enc in encoders:
+        for enc in encoders:
             shallow = set(enc.names_up_to(8))
             fixed += [p for n, p in enc.body.named_parameters() if n in shallow]
         return fixed

@@ -61,8 +61,10 @@ class Encoder(nn.Module):
         # timm's feature wrapper stores "stages.0" as "stages_0" where it flattens a stage list.
         last = (levels[-1] + ".", levels[-1].replace(".", "_") + ".")
         names = [n for n, _ in self.body.named_parameters()]
-        end = max(i for i, n in enumerate(names) if n.startswith(last))
-        return names[:end + 1]
+        ends = [i for i, n in enumerate(names) if n.startswith(last)]
+        if not ends:  # a wrapper that renames its modules otherwise: say so rather than fix nothing
+            raise ValueError(f"{self.name}: no parameter under feature module {levels[-1]!r} (as {last})")
+        return names[:ends[-1] + 1]
 
     def load_imagenet(self, path: str | Path,
                       weights: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None) -> None:
