@@ -181,3 +181,26 @@ def test_head_in_config_and_old_checkpoints_keep_the_relu_head(tmp_path):
     assert back.config["head"] == "linear"
     x = torch.rand(1, 3, 64, 96)
     assert torch.equal(back.eval()(x, x)["logits"], net.eval()(x, x)["logits"])
+
+
+def test_amp_on_a_cpu_runs_bf16_and_keeps_the_masks():
+    """``--amp`` on a CPU: the network runs in bf16 (fp16 stays float32 there); the probabilities
+    come back float32 and within bf16's rounding of the float32 ones."""
+    from engine.inference import predict_probs
+    from utils.misc import autocast
+
+    cpu = torch.device("cpu")
+    conv = torch.nn.Conv2d(3, 4, 3)
+    x = torch.rand(1, 3, 8, 8)
+    with autocast(cpu, True, "bf16"):
+        assert conv(x).dtype == torch.bfloat16
+    for enabled, dtype in ((True, "fp16"), (False, "bf16")):
+        with autocast(cpu, enabled, dtype):
+            assert conv(x).dtype == torch.float32
+    torch.manual_seed(0)
+    model = build_model(model_scale="xxs").eval()
+    image, flow = torch.rand(2, 3, 64, 96), torch.rand(2, 3, 64, 96)
+    ref = predict_probs(model, image, flow, flip=True)
+    low = predict_probs(model, image, flow, flip=True, amp=True, amp_dtype="bf16")
+    assert low.dtype == torch.float32 and low.shape == ref.shape
+    assert not torch.equal(low, ref) and (low - ref).abs().max() < 0.05

@@ -67,7 +67,8 @@ def runtime_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("runtime")
     g.add_argument("--device", default="auto", help="auto (CUDA when available), cuda, or cpu")
-    g.add_argument("--amp", action="store_true", help="automatic mixed precision on CUDA")
+    g.add_argument("--amp", action="store_true",
+                   help="automatic mixed precision: on CUDA in --amp_dtype, on a CPU in bf16 only (fp16: float32)")
     g.add_argument("--amp_dtype", default="bf16", choices=["bf16", "fp16"], help="AMP precision")
     g.add_argument("--seed", type=int, default=0, help="random seed (each rank adds its rank)")
     g.add_argument("--config", default=None, help="YAML file of option defaults (command line wins)")

@@ -28,10 +28,14 @@ def amp_dtype(name: str) -> torch.dtype:
 
 
 def autocast(device: torch.device, enabled: bool, dtype: str = "bf16"):
-    """Autocast context for ``device`` (AMP is only used on CUDA)."""
-    if not enabled or device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=amp_dtype(dtype))
+    """Autocast context for ``device``: on CUDA in ``dtype``; on a CPU in bf16 only (a CPU with
+    bf16 instructions runs the network about twice as fast; fp16 there stays float32, as the
+    authors' fp16 preset would otherwise run in a CPU precision it was never meant for)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=amp_dtype(dtype))
+    if enabled and device.type == "cpu" and dtype == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def resolve_device(name: str) -> torch.device:
