@@ -39,7 +39,8 @@ from engine.loop import ENCODER_PREFIXES, build_optimizer, grad_scaler, optimize
 from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs_digest, key_mismatches,
                                    mask_options, resume_messages, save_roots, weights_identity, write_record)
 from engine.online_config import OnlineConfig
-from engine.pseudo_labels import IGNORE, FlowCache, TargetConfig, build_targets, label_cover, masked_seg_loss
+from engine.pseudo_labels import (IGNORE, FlowCache, TargetConfig, auto_band_weight, band_share, build_targets,
+                                  label_cover, masked_seg_loss)
 from engine.tta import TTA_CHOICES, sharpen, strong_view, tta_probs
 from models import build_mask_discriminator, build_model_from_checkpoint
 from models.backbone import Encoder
@@ -64,6 +65,16 @@ def _default(name: str) -> Any:
 
 
 _ONLINE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(OnlineConfig)}
+
+
+def _weight_or_auto(text: str) -> float | str:
+    """argparse type of ``--band_weight``: a number, or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
 def add_online_args(p: argparse.ArgumentParser) -> None:
@@ -127,9 +138,14 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--iou_weight", type=float, default=_default("iou_weight"),
                    help="cached targets: weight of the soft IoU term of the loss (BCE + this x IoU over the "
                         "labelled pixels; 0: BCE only)")
-    g.add_argument("--band_weight", type=float, default=_default("band_weight"),
+    g.add_argument("--band_weight", type=_weight_or_auto, default=_default("band_weight"), metavar="W|auto",
                    help="cached targets: weight of a BCE against the teacher's (fused) probability on the pixels "
-                        "between the --confidence thresholds, which are otherwise ignored (0: ignored)")
+                        "between the --confidence thresholds, which are otherwise ignored (0: ignored); auto: "
+                        "per video, from the share of its pixels in that band (--band_share)")
+    g.add_argument("--band_share", type=float, nargs=2, default=_default("band_share"), metavar=("LO", "HI"),
+                   help="--band_weight auto: a video's weight is 0 when at most LO of its pixels lie between the "
+                        "thresholds (a confident teacher: the student resolves them), 1 from HI on (an unsure one: "
+                        "the band holds the boundaries), linear between")
     g.add_argument("--tune", default=_default("tune"), choices=["all", "deep", "decoder"],
                    help="parameters the student learns: all; deep: all but the encoders' stem and blocks up to "
                         "stride 8 (a cheaper backward: no gradient at the high resolutions); decoder: fusion and "
@@ -256,7 +272,8 @@ class OnlineTuner:
         self.scaler_s = grad_scaler(dev, c.amp, c.amp_dtype)
         self.scaler_d = grad_scaler(dev, c.amp, c.amp_dtype)
         self.gen = torch.Generator().manual_seed(seed)
-        self.targets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # index -> (probability, labels)
+        # index -> (probability, labels, the video's band weight)
+        self.targets: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}
 
     def predictor(self) -> torch.nn.Module:
         return self.teacher if self.config.predict_with == "teacher" else unwrap(self.student)
@@ -324,9 +341,23 @@ class OnlineTuner:
         if not usable.all():
             _log.info("%s/%s: %d of %d frames below --min_cover %.2f are not learnt from", vid.dataset, vid.name,
                       int((~usable).sum()), len(indices), c.min_cover)
-        self.targets.update({i: (p.half(), lab) for i, p, lab, ok in zip(indices, prob, labels, usable.tolist())
-                             if ok})
+        weight = self._band_weight(prob, vid)
+        self.targets.update({i: (p.half(), lab, weight) for i, p, lab, ok in zip(indices, prob, labels,
+                                                                                  usable.tolist()) if ok})
         return True
+
+    def _band_weight(self, prob: torch.Tensor, vid) -> float:
+        """This video's ``--band_weight``: the option's, or with ``auto`` one read from how much of
+        the video the teacher is unsure of (no labels involved)."""
+        c = self.config
+        if c.band_weight != "auto":
+            return float(c.band_weight)
+        share = band_share(prob, *c.confidence)
+        weight = auto_band_weight(share, c.band_share)
+        _log.info("%s/%s: %.1f%% of the pixels between the --confidence thresholds: band weight %.2f "
+                  "(--band_weight auto, --band_share %.2f %.2f)", vid.dataset, vid.name, 100 * share, weight,
+                  *c.band_share)
+        return weight
 
     def step_cached(self, batch: dict) -> dict[str, torch.Tensor]:
         """One tuning step against the cached hard labels (ignored pixels give no loss)."""
@@ -341,11 +372,12 @@ class OnlineTuner:
             image, flow, labels, prob_t = strong_view(image, flow, labels, prob_t, self.gen, tuple(c.aug_scale))
         with autocast(dev, c.amp, c.amp_dtype):
             logits = self.student(image, flow)["logits"]
+        weights = torch.tensor([self.targets[batch["index"][k]][2] for k in keep])  # per video (transductive)
         band = None  # the pixels between the thresholds (not those the motion veto unlabelled)
-        if c.band_weight > 0:
+        if bool((weights > 0).any()):
             band = (labels == IGNORE) & (prob_t >= c.confidence[0]) & (prob_t <= c.confidence[1])
         seg = masked_seg_loss(logits, labels, iou_weight=c.iou_weight, soft=prob_t, band=band,
-                              band_weight=c.band_weight)
+                              band_weight=weights.to(dev))
         return self._update(seg, logits, prob_t, image)
 
     # modes ---------------------------------------------------------------------------------

@@ -75,7 +75,11 @@ class OnlineConfig:
     confidence: tuple[float, float] = (0.1, 0.9)
     motion_veto: float = 0.25  # held out: 35 -> 23 % of the mask's errors labelled, J&F 80.5 -> 80.9
     iou_weight: float = 1.0  # of the soft IoU term of the cached targets' loss (BCE + this x IoU)
-    band_weight: float = 0.0  # > 0: the band between the thresholds learns the teacher's probability
+    # > 0: the band between the thresholds learns the teacher's probability; auto: per video, from
+    # the share of its pixels in the band (band_share: 0 at LO or less, 1 at HI or more). Chosen on
+    # fold 1: the recipe model's videos have 1-15 % there, a less confident model's 38-83 %.
+    band_weight: float | str = "auto"
+    band_share: tuple[float, float] = (0.2, 0.4)
     min_cover: float = 0.3  # the recipe model's held-out frames are all above it; a 24.5 J&F model's none
     tune: str = "all"
     aug_scale: tuple[float, float] = (0.8, 1.25)
@@ -111,6 +115,10 @@ class OnlineConfig:
         # Refused here, before any file is read or written.
         if self.epochs < 0 or self.batch_size < 1:
             raise ValueError("--epochs must be >= 0 and --batch_size >= 1")
+        if self.band_weight != "auto" and not (isinstance(self.band_weight, (int, float)) and self.band_weight >= 0):
+            raise ValueError(f"--band_weight must be a weight >= 0 or 'auto', not {self.band_weight!r}")
+        if not 0 <= self.band_share[0] < self.band_share[1] <= 1:
+            raise ValueError(f"--band_share LO HI needs 0 <= LO < HI <= 1, not {list(self.band_share)}")
         if self.targets == "auto":  # cached targets need whole videos; causal mode sees frames as they come
             object.__setattr__(self, "targets", "per_step" if self.mode == "causal" else "cached")
         if self.write_temporal is None:  # auto: fused as test.py --temporal 1, except where no later frame is seen

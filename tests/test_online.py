@@ -354,6 +354,7 @@ def test_defaults_are_the_held_out_recipe_and_causal_mode_builds_targets_per_ste
     assert (c.student_aug, c.predict_with, c.lambda_adv, c.tune, c.min_cover, c.motion_veto) == (
         0, "student", 0.0, "all", 0.3, 0.25)
     assert c.write_temporal == (1,)  # the masks are fused over time as test.py --temporal 1 fuses them
+    assert (c.band_weight, c.band_share) == ("auto", (0.2, 0.4))  # the band's weight read per video
     # Causal mode sees each frame once, as it comes: cached targets cannot be built there.
     causal = OnlineConfig.from_args(parser.parse_args(["--weights", "w", "--mode", "causal"]))
     assert (causal.targets, causal.write_temporal) == ("per_step", ())  # no later frame to fuse with
@@ -375,6 +376,14 @@ def test_config_normalises_and_refuses():
         OnlineConfig(weights=("w",), epochs=-1)
     with pytest.raises(ValueError, match="causal mode"):
         OnlineConfig(weights=("w",), targets="cached", mode="causal")
+    for bad in (-1.0, "half"):
+        with pytest.raises(ValueError, match="--band_weight must be a weight >= 0 or 'auto'"):
+            OnlineConfig(weights=("w",), band_weight=bad)
+    with pytest.raises(ValueError, match="--band_share LO HI needs 0 <= LO < HI <= 1"):
+        OnlineConfig(weights=("w",), band_share=(0.4, 0.2))
+    with pytest.raises(SystemExit):  # neither a number nor auto
+        online_finetuning.get_parser().parse_args(["--weights", "w", "--band_weight", "half"])
+    assert online_finetuning.get_parser().parse_args(["--weights", "w", "--band_weight", "0.5"]).band_weight == 0.5
     with pytest.raises(ValueError, match="lack .*'lr'"):
         OnlineConfig.from_args(argparse.Namespace(weights=["w"]))
 
@@ -416,3 +425,39 @@ def test_tuner_leaves_logging_as_it_found_it(ckpt, davis_copy, tmp_path, caplog,
         OnlineTuner(dataclasses.replace(config, output_dir=str(tmp_path / "run2"))).run()
     assert (list(root.handlers), root.level) == before
     assert "about to fail" in (tmp_path / "run2/log.txt").read_text()
+
+
+
+@pytest.mark.parametrize("share_range, weight", [((0.6, 0.7), 0.0), ((0.3, 0.4), 1.0), ((0.4, 0.6), 0.5)],
+                         ids=["below", "above", "between"])
+def test_band_weight_auto_takes_the_weight_the_videos_band_share_gives(ckpt, davis_copy, tmp_path, monkeypatch,
+                                                                      caplog, share_range, weight):
+    """``--band_weight auto`` keeps each video's weight, read from its band share on the ramp,
+    with its targets, and a step learns exactly as with that fixed weight."""
+    import engine.online
+    from engine.pseudo_labels import hard_labels
+
+    # Targets of one 20-frame video: a left third of background labels, a middle band, a right
+    # third of object labels (the test checkpoint's own probabilities are all near 0.5).
+    prob = torch.linspace(0.0, 1.0, 96).expand(20, 1, 64, 96).contiguous()
+    monkeypatch.setattr(engine.online, "build_targets", lambda *a, **k: (prob, hard_labels(prob, 0.1, 0.9)))
+    monkeypatch.setattr(engine.online, "band_share", lambda p, lo, hi: 0.5)
+    caplog.set_level(logging.INFO, logger="engine.online")
+
+    def first_step_loss(name: str, *extra: str) -> tuple[torch.Tensor, OnlineTuner]:
+        args = online_finetuning.get_parser().parse_args(
+            ["--weights", str(ckpt), "--data_dir", str(davis_copy), "--test_datasets", "DAVIS-2016", "--size", "64",
+             "96", "--workers", "0", "--no_tensorboard", "--videos", "davis000", "--min_cover", "0", *extra,
+             "--output_dir", str(tmp_path / f"run_{name}"), "--save_dir", str(tmp_path / name)])
+        tuner = OnlineTuner(OnlineConfig.from_args(args))
+        key, idx = next(iter(tuner.data.video_items().items()))
+        tuner._fresh(seed=0)
+        assert tuner.make_targets(idx) and len(tuner.targets) == 20
+        return tuner.step_cached(next(iter(tuner._loader(idx[:2], None))))["loss"], tuner
+
+    auto, tuner = first_step_loss("auto", "--band_weight", "auto", "--band_share", *map(str, share_range))
+    assert [w for _, _, w in tuner.targets.values()] == pytest.approx([weight] * 20)
+    assert f"davis000: 50.0% of the pixels between the --confidence thresholds: band weight {weight:.2f}" in caplog.text
+    fixed = {w: first_step_loss(f"w{w}", "--band_weight", str(w))[0] for w in (0.0, weight, 1.0)}
+    assert torch.equal(auto, fixed[weight])
+    assert fixed[1.0] > fixed[0.0]  # the band term is there to be weighed

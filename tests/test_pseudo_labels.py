@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import online_finetuning
-from engine.pseudo_labels import (IGNORE, FlowCache, TargetConfig, background_residual, consistent, hard_labels,
-                                  label_cover, masked_seg_loss, motion_veto, pair_consistency, pair_flows,
-                                  temporal_fuse, warp)
+from engine.pseudo_labels import (IGNORE, FlowCache, TargetConfig, auto_band_weight, background_residual, band_share,
+                                  consistent, hard_labels, label_cover, masked_seg_loss, motion_veto,
+                                  pair_consistency, pair_flows, temporal_fuse, warp)
 from engine.inference import rescaled_size
 from engine.tta import strong_view
 
@@ -265,7 +265,7 @@ def test_tuning_a_part_leaves_the_rest(ckpt, synthetic_dir, tmp_path, tune):
     key, idx = next(iter(tuner.data.video_items().items()))
     tuner.tune_video(key, idx, seed=0)
     assert len(tuner.targets) == len(idx)
-    labels = torch.stack([lab for _, lab in tuner.targets.values()])
+    labels = torch.stack([lab for _, lab, _ in tuner.targets.values()])
     assert (labels != IGNORE).any()  # thresholds 0.5/0.5 label every pixel
     off, stu = tuner.offline.state_dict(), tuner.student.state_dict()
     enc = [k for k, _ in tuner.offline.named_parameters() if k.startswith(("rgb_encoder.", "flow_encoder."))]
@@ -332,3 +332,29 @@ def test_frames_below_min_cover_are_not_learnt_from(ckpt, synthetic_dir, tmp_pat
     tuner._fresh(0)
     assert tuner.make_targets(idx)
     assert sorted(tuner.targets) == sorted(i for k, i in enumerate(idx) if k != 1)
+
+
+def test_band_share_and_the_auto_weights_ramp():
+    prob = torch.tensor([0.0, 0.05, 0.1, 0.5, 0.9, 0.95, 1.0, 0.3]).view(2, 1, 2, 2)
+    assert band_share(prob, 0.1, 0.9) == pytest.approx(4 / 8)  # 0.1, 0.5, 0.9 (inclusive) and 0.3
+    assert [auto_band_weight(s, (0.2, 0.4)) for s in (0.0, 0.2, 0.25, 0.3, 0.4, 0.9)] == pytest.approx(
+        [0.0, 0.0, 0.25, 0.5, 1.0, 1.0])
+
+
+def test_band_term_with_one_weight_per_sample():
+    """Each sample's band pixels weigh its own weight; the sum is still over all band pixels."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 3, 3)
+    soft = torch.rand(2, 1, 3, 3)
+    labels = torch.full((2, 1, 3, 3), IGNORE, dtype=torch.uint8)
+    labels[:, :, 0] = 1
+    labels[:, :, 2] = 0
+    band = labels == IGNORE  # row 1 of each sample: 6 band pixels in all
+    base = masked_seg_loss(logits, labels)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, soft, reduction="none")[:, 0, 1].sum(1)
+    got = masked_seg_loss(logits, labels, soft=soft, band=band, band_weight=torch.tensor([0.0, 0.5]))
+    assert torch.allclose(got, base + 0.5 * bce[1] / 6)
+    # equal weights per sample are the one weight
+    assert torch.allclose(masked_seg_loss(logits, labels, soft=soft, band=band, band_weight=torch.tensor([0.5, 0.5])),
+                          masked_seg_loss(logits, labels, soft=soft, band=band, band_weight=0.5))
+    assert torch.equal(masked_seg_loss(logits, labels, soft=soft, band=band, band_weight=torch.zeros(2)), base)
