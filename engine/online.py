@@ -40,7 +40,7 @@ from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs
                                    mask_options, resume_messages, save_roots, weights_identity, write_record)
 from engine.online_config import OnlineConfig
 from engine.pseudo_labels import (IGNORE, FlowCache, TargetConfig, auto_band_weight, band_share, build_targets,
-                                  label_cover, masked_seg_loss)
+                                  in_band, label_cover, masked_seg_loss)
 from engine.tta import TTA_CHOICES, sharpen, strong_view, tta_probs
 from models import build_mask_discriminator, build_model_from_checkpoint
 from models.backbone import Encoder
@@ -375,7 +375,7 @@ class OnlineTuner:
         weights = torch.tensor([self.targets[batch["index"][k]][2] for k in keep])  # per video (transductive)
         band = None  # the pixels between the thresholds (not those the motion veto unlabelled)
         if bool((weights > 0).any()):
-            band = (labels == IGNORE) & (prob_t >= c.confidence[0]) & (prob_t <= c.confidence[1])
+            band = (labels == IGNORE) & in_band(prob_t, *c.confidence)
         seg = masked_seg_loss(logits, labels, iou_weight=c.iou_weight, soft=prob_t, band=band,
                               band_weight=weights.to(dev))
         return self._update(seg, logits, prob_t, image)

@@ -255,11 +255,17 @@ def label_cover(prob: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
             torch.where(n_rest > 0, bg / n_rest.clamp_min(1), torch.zeros_like(bg)))
 
 
+def in_band(prob: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """The pixels whose probability lies between the thresholds (``lo <= p <= hi``), where
+    :func:`hard_labels` gives no label."""
+    return (prob >= lo) & (prob <= hi)
+
+
 def band_share(prob: torch.Tensor, lo: float, hi: float) -> float:
-    """The share of a video's pixels whose probability lies between the thresholds (``lo <= p <= hi``):
-    how unsure the teacher is. The recipe's model leaves 1-15 % of a held-out video's pixels there,
-    a model trained for a third of its steps at a smaller size 38-83 % (README, "A less confident model")."""
-    return float(((prob >= lo) & (prob <= hi)).float().mean())
+    """The share of a video's pixels :func:`in_band`: how unsure the teacher is. The recipe's
+    model leaves 1-15 % of a held-out video's pixels there, a model trained for a third of its
+    steps at a smaller size 38-83 % (README, "A less confident model")."""
+    return float(in_band(prob, lo, hi).float().mean())
 
 
 def auto_band_weight(share: float, share_range: Sequence[float]) -> float:
