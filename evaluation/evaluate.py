@@ -124,7 +124,9 @@ def run_jobs(jobs: Sequence[SequenceJob], workers: int | None = None, progress: 
         else:
             # Longest sequences first so that no worker is left with a long tail.
             order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].frames))
-            with mp.get_context().Pool(n_proc) as pool:
+            # Spawn, not fork: a forked child inherits the locks of the parent's other threads
+            # (torch's and OpenCV's pools, a caller's tqdm monitor) and can block on one forever.
+            with mp.get_context("spawn").Pool(n_proc) as pool:
                 for i, res in zip(order, pool.imap(run_job, [jobs[i] for i in order], chunksize=1)):
                     results[i] = res
                     if bar is not None:

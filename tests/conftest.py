@@ -14,6 +14,14 @@ sys.path.insert(0, str(ROOT))
 torch.set_num_threads(2)
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Slow and faults tests (real-data recipes up to ~20 minutes) get an hour instead of the
+    fast tests' 5-minute limit of pytest.ini, unless they set their own."""
+    for item in items:
+        if (item.get_closest_marker("slow") or item.get_closest_marker("faults")) and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(3600))
+
+
 def davis_dir() -> Path | None:
     """The shared DAVIS-2016 copy (``$OAST_DAVIS_DIR`` or ``../shared/data/DAVIS``), if present."""
     p = Path(os.environ.get("OAST_DAVIS_DIR", ROOT.parent / "shared" / "data" / "DAVIS"))

@@ -297,6 +297,23 @@ def test_youtube_objects_per_sequence_and_category(tmp_path, workers):
     assert res.summary["J_class_mean"] == pytest.approx(0.75)
 
 
+def test_workers_start_fresh_not_forked(tmp_path, monkeypatch):
+    """Pool workers are spawned: they do not inherit the parent's state (with fork, a lock held
+    by one of the parent's threads at fork time can block a worker forever; CI hung on that)."""
+    import evaluation.evaluate as ev
+
+    _sparse_layout(tmp_path, "Youtube-objects")
+    ref = evaluate_dataset(tmp_path / "pred", tmp_path / "data", "Youtube-objects", workers=1).summary
+
+    def inherited(*a, **k):
+        raise RuntimeError("a worker ran the parent's copy of the module")
+
+    monkeypatch.setattr(ev, "read_gt", inherited)
+    with pytest.raises(RuntimeError, match="parent's copy"):
+        evaluate_dataset(tmp_path / "pred", tmp_path / "data", "Youtube-objects", workers=1)
+    assert evaluate_dataset(tmp_path / "pred", tmp_path / "data", "Youtube-objects", workers=2).summary == ref
+
+
 def test_fbms_has_no_categories(tmp_path):
     _sparse_layout(tmp_path, "FBMS")
     res = evaluate_dataset(tmp_path / "pred", tmp_path / "data", "FBMS", workers=1)
