@@ -34,7 +34,7 @@ ROWS = {
     "adv_unlabeled_holdout": "--train_args '--lambda_adv 1e-4 --unlabeled_datasets DAVIS-2016 "
                              "--unlabeled_split holdout'",
     "freeze_encoder_bn": "--train_args '--freeze_encoder_bn'",
-    "encoder_lr_x0.1_lr_1e-3": "--lr 1e-3 --train_args '--encoder_lr_mult 0.1'",
+    "encoder_lr_x0.1_lr_1e-3": "--lr 1e-3 --encoder_lr_mult 0.1",
     "flow_dis_fast": "--flow_preset fast",
     "batch_8": "--batch_size 8 --steps_per_epoch 75",
 }

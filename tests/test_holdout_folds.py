@@ -52,3 +52,30 @@ def test_fold_needs_holdout_eval(capsys):
     with pytest.raises(SystemExit):
         davis_real.main(["--eval", "val", "--fold", "2", "--davis", "/nonexistent"])
     assert "--fold 2 needs --eval holdout" in capsys.readouterr().err
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("extra, want", [([], "1.0"), (["--encoder_lr_mult", "0.1"], "0.1")])
+def test_recipe_passes_its_encoder_lr_multiplier_to_training(tmp_path, monkeypatch, extra, want):
+    """The recipe's training command carries the encoder lr multiplier once: the recipe's (1) or
+    the option's."""
+    import unlabeled_train
+    from benchmarks import davis_real
+
+    (tmp_path / "JPEGImages").mkdir()
+    seen = []
+
+    def fake_train(argv):
+        seen.append(list(argv))
+        raise _Stop
+
+    monkeypatch.setattr(davis_real, "prepare", lambda *a, **k: {})
+    monkeypatch.setattr(unlabeled_train, "main", fake_train)
+    with pytest.raises(_Stop):
+        davis_real.main(["--davis", str(tmp_path), "--out_dir", str(tmp_path / "out"), *extra])
+    argv = seen[0]
+    assert argv.count("--encoder_lr_mult") == 1
+    assert argv[argv.index("--encoder_lr_mult") + 1] == want
