@@ -45,8 +45,8 @@ FOLDS = {1: HOLDOUT,
 # The recipe (chosen on HOLDOUT, see README "Real video"): lite0 ImageNet encoders.
 RECIPE = {"pretrained": "efficientnet_lite0_pip", "size": (256, 448), "test_size": (320, 576), "epochs": 8,
           "steps_per_epoch": 150, "batch_size": 4, "lr": 1e-3, "lr_schedule": "cosine",
-          # The encoders at the decoder's lr. 0.1x gave fold 1 78.5 (1x: 68.5, 75.2, 76.6) but val
-          # 73.3 (1x: 75.3, 72.8): not confirmed on unseen video, so not adopted (README, Real video).
+          # The encoders at the decoder's lr. 0.1x gave fold 1 78.5 (1x: 68.5, 75.2, 76.6) and fold 3
+          # 64.8 (1x: 60.9) but val 73.3 (1x: 75.3, 72.8): not adopted yet (README, Real video).
           "encoder_lr_mult": 1.0,
           "online_epochs": 1, "online_lr": 1e-4,
           # The online stage's own defaults (engine/online_config.py), chosen on the held-out sequences.
