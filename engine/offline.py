@@ -344,18 +344,23 @@ class OfflineTrainer:
             raise ValueError(f"{path} was trained with --feature_disc {saved_disc}, not {self.args.feature_disc}; "
                              f"resume with --feature_disc {saved_disc} (or --preset of that run)")
         unwrap(self.disc).load_state_dict(ckpt["discriminator"])
+        old = ckpt.get("args") or {}
+        changed = [f"--{k} {v!r} (checkpoint: {old[k]!r})" for k, v in sorted(vars(self.args).items())
+                   if k in old and k not in _RUNTIME_OPTIONS and _plain(old[k]) != _plain(v)]
         for name in ("opt_g", "opt_d", "sched_g", "sched_d", "scaler_g", "scaler_d"):
-            getattr(self, name).load_state_dict(ckpt[name])
+            try:
+                getattr(self, name).load_state_dict(ckpt[name])
+            except (ValueError, KeyError) as e:  # e.g. --encoder_lr_mult 1 has one parameter group, others two
+                raise ValueError(f"{path}: its {name} state does not fit this run's ({e}); options that differ "
+                                 f"from the checkpoint's: {', '.join(changed) or 'none'}. Resume with the "
+                                 f"checkpoint's options, or start a new run in another --output_dir") from e
         self.start_epoch, self.global_step, self.best_j = ckpt["epoch"] + 1, ckpt["global_step"], ckpt["best_j"]
         self.summary = dict(ckpt.get("summary", {}))
         self.val_pending = bool(ckpt.get("val_pending", False)) and self.val is not None
         self._saved_epoch = ckpt["epoch"]
         _log.info("resumed %s: next epoch %d%s", path, self.start_epoch,
                   f" (epoch {ckpt['epoch']} is validated first)" if self.val_pending else "")
-        old = ckpt.get("args") or {}
         self._origin = {**vars(self.args), **old}
-        changed = [f"--{k} {v!r} (checkpoint: {old[k]!r})" for k, v in sorted(vars(self.args).items())
-                   if k in old and k not in _RUNTIME_OPTIONS and _plain(old[k]) != _plain(v)]
         if changed and self.info.is_main:
             _log.warning("resuming %s with options that differ from its run's: %s", path, ", ".join(changed))
 

@@ -37,9 +37,9 @@ MASK_OPTIONS = ("mode", "epochs", "causal_steps", "batch_size", "lr", "lr_d", "w
                 "predict_with", "flip", "size", "seed", "split", "save_prob", "arch", "model_scale", "backbone",
                 "amp", "amp_dtype", "mask_disc", "transductive_order", "d_loss_weight", "targets",
                 "target_scales", "target_flip", "temporal", "confidence", "motion_veto", "min_cover", "iou_weight",
-                "band_weight", "band_share", "tune", "aug_scale", "scales", "write_temporal")
+                "band_weight", "band_share", "tune", "aug_scale", "scales", "write_temporal", "write_blend")
 # Options that only matter when the masks are written (not for a tuned transductive state).
-OUTPUT_ONLY = ("predict_with", "flip", "save_prob", "scales", "write_temporal")
+OUTPUT_ONLY = ("predict_with", "flip", "save_prob", "scales", "write_temporal", "write_blend")
 
 
 def file_sha1(path: str | Path) -> str:

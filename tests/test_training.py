@@ -113,6 +113,18 @@ def test_resume_rejects_weights_only_file(synthetic_dir, tmp_path):
         OfflineTrainer(_args(synthetic_dir, tmp_path / "r", "--epochs", "1", "--resume", str(tmp_path / "bare.pth")))
 
 
+def test_resume_with_other_optimizer_groups_names_the_file_and_the_option(synthetic_dir, tmp_path):
+    """A run trained with --encoder_lr_mult 0.1 (two parameter groups) resumed at 1 (one group)
+    is refused with the checkpoint and the differing option named, not torch's bare message."""
+    unlabeled_train.main(["--data_dir", str(synthetic_dir), "--output_dir", str(tmp_path / "r"), *SMALL,
+                          "--epochs", "1", "--encoder_lr_mult", "0.1"])
+    ckpt = tmp_path / "r" / "checkpoint_last.pth"
+    with pytest.raises(ValueError, match=r"checkpoint_last\.pth: its opt_g state does not fit .*"
+                                         r"--encoder_lr_mult 1\.0 \(checkpoint: 0\.1\)"):
+        OfflineTrainer(_args(synthetic_dir, tmp_path / "r", "--epochs", "1", "--resume", "auto"))
+    assert load_checkpoint(ckpt)["epoch"] == 0  # the run is left as it was
+
+
 def test_finetune_loads_weights_only(synthetic_dir, tmp_path):
     unlabeled_train.main(["--data_dir", str(synthetic_dir), "--output_dir", str(tmp_path / "s1"), *SMALL, "--epochs", "1"])
     tr = OfflineTrainer(_args(synthetic_dir, tmp_path / "s2", "--epochs", "1", "--labeled_datasets", "DAVIS-2016",
