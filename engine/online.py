@@ -167,8 +167,8 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--write_blend", type=float, default=_default("write_blend"), metavar="W",
                    help="each written probability is W x the tuned network's + (1 - W) x the video's first "
                         "targets' fused probability (the offline model's, as test.py --temporal writes it with "
-                        "the targets' views); 1: the tuned network's alone. Needs cached targets and "
-                        "--write_temporal")
+                        "the targets' views); 1: the tuned network's alone. Needs --mode per_video, cached "
+                        "targets and --write_temporal")
     g.add_argument("--save_dir", default=_default("save_dir"), help="output root for binary masks")
     g.add_argument("--save_prob", action="store_true", help="also write probability maps")
     g.add_argument("--prob_dir", default=_default("prob_dir"), help="probability maps root; default <save_dir>_prob")

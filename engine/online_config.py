@@ -128,9 +128,10 @@ class OnlineConfig:
             object.__setattr__(self, "write_temporal", () if self.mode == "causal" else (1,))
         if not 0 <= self.write_blend <= 1:
             raise ValueError(f"--write_blend must lie in [0, 1], not {self.write_blend}")
-        if self.write_blend < 1 and (self.targets != "cached" or not self.write_temporal):
-            raise ValueError("--write_blend < 1 blends the written masks with the cached targets' probability: it "
-                             "needs --targets cached and --write_temporal (the masks written per whole video)")
+        if self.write_blend < 1 and (self.mode != "per_video" or self.targets != "cached" or not self.write_temporal):
+            # transductive mode resumes from a tuned teacher, whose targets are no longer the offline model's
+            raise ValueError("--write_blend < 1 blends the written masks with the first cached targets' probability: "
+                             "it needs --mode per_video, --targets cached and --write_temporal")
         if self.write_temporal and self.mode == "causal":
             raise ValueError("--write_temporal fuses each mask with later frames; causal mode writes each frame "
                              "before it has seen the next")

@@ -489,10 +489,11 @@ def test_write_blend_needs_cached_targets_written_per_video():
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match=r"--write_blend must lie in \[0, 1\]"):
             OnlineConfig(weights=("w",), write_blend=bad)
-    with pytest.raises(ValueError, match="--write_blend < 1 .* needs --targets cached and --write_temporal"):
-        OnlineConfig(weights=("w",), targets="per_step", write_blend=0.5)
-    with pytest.raises(ValueError, match="--write_blend < 1 .* needs --targets cached and --write_temporal"):
-        OnlineConfig(weights=("w",), write_temporal=(), write_blend=0.5)
+    need = "--write_blend < 1 .* needs --mode per_video, --targets cached and --write_temporal"
+    for bad in ({"targets": "per_step"}, {"write_temporal": ()}, {"mode": "transductive"}):
+        with pytest.raises(ValueError, match=need):
+            OnlineConfig(weights=("w",), write_blend=0.5, **bad)
+    assert OnlineConfig(weights=("w",), write_blend=0.5).write_blend == 0.5  # the defaults allow it
 
 
 def test_online_blend_benchmark_mixes_two_probability_folders(tmp_path):
