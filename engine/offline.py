@@ -32,7 +32,7 @@ from engine.adversarial import discriminator_step, generator_loss
 from engine.validate import validate
 from models import build_feature_discriminator, build_model
 from models.discriminators import build_authors_feature_discriminator
-from models.losses import batch_iou, seg_loss
+from models.losses import batch_iou, boundary_loss, non_negative, positive_int, seg_loss
 from utils.checkpoint import load_checkpoint, load_model_weights, remove_orphan_tmp, save_checkpoint
 from utils.distributed import DistInfo, all_gather_objects, barrier, convert_sync_bn
 from utils.log import TensorBoard, begin_run, check_run_folder, delete_run_files, open_run
@@ -75,6 +75,11 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr_gamma", type=float, default=0.1, help="learning-rate decay factor")
     g.add_argument("--encoder_lr_mult", type=float, default=1.0,
                    help="learning rate of both encoders relative to --lr (ImageNet-initialised encoders may want < 1)")
+    g.add_argument("--boundary_weight", type=non_negative, default=0.0,
+                   help="weight of an extra BCE averaged over the pixels within --boundary_radius of each mask's "
+                        "edge (0: off, the paper's loss)")
+    g.add_argument("--boundary_radius", type=positive_int, default=3, help="half-width in pixels (at the training size) "
+                   "of the band that --boundary_weight's term averages over")
     g.add_argument("--freeze_encoder_bn", action="store_true",
                    help="keep the encoders' BatchNorm statistics as loaded (small batches)")
     g.add_argument("--lr_schedule", default="step", choices=["step", "cosine"],
@@ -297,9 +302,13 @@ class OfflineTrainer:
         logits = out["logits"]
         seg = seg_loss(logits, mask, a.iou_smooth)
         loss, logs = seg, {}
+        if a.boundary_weight > 0:
+            edge = boundary_loss(logits, mask, a.boundary_radius)
+            loss = loss + a.boundary_weight * edge
+            logs["edge"] = edge.detach()
         if unlabeled is not None:
             adv = generator_loss(self.disc, u_out["features"], None, dev, a.amp, a.amp_dtype)
-            loss = seg + a.lambda_adv * adv
+            loss = loss + a.lambda_adv * adv
             logs["adv"] = adv.detach()
         optimizer_step(loss, self.opt_g, self.scaler_g, self.net.parameters(), a.clip_grad)
         if a.lr_schedule == "cosine":
