@@ -493,7 +493,8 @@ class OnlineTuner:
         if c.write_temporal:
             prior = None  # no targets were made (--epochs 0): the network is the offline one anyway
             if c.write_blend < 1 and all(i in self.prior for i in indices):
-                prior = torch.stack([self.prior[i] for i in indices]).float()
+                # popped: a video's prior is used once, and kept ones would pile up over the whole run
+                prior = torch.stack([self.prior.pop(i) for i in indices]).float()
             return write_fused_video(self.predictor(), self.data, indices, self.writer, c.size, c.scales, c.flip,
                                      c.write_temporal, dev, c.batch_size, c.workers, c.amp, c.amp_dtype,
                                      self.flow_cache, prior, c.write_blend)

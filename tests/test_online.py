@@ -485,6 +485,24 @@ def test_write_blend_mixes_the_tuned_network_with_the_targets_probability(ckpt, 
         assert np.abs(probs["0.3"][k] - (0.3 * probs["1"][k] + 0.7 * probs["0"][k])).max() <= 1.5
 
 
+def test_write_blend_keeps_no_prior_after_a_video_is_written(ckpt, davis_copy, tmp_path, monkeypatch):
+    """The first targets' probability is held only until its video's masks are written, not for the run."""
+    held = []
+    write = OnlineTuner._write
+
+    def recording_write(self, *a, **k):
+        n = write(self, *a, **k)
+        held.append(len(self.prior))
+        return n
+
+    monkeypatch.setattr(OnlineTuner, "_write", recording_write)
+    online_finetuning.main(["--weights", str(ckpt), "--data_dir", str(davis_copy), "--test_datasets", "DAVIS-2016",
+                            "--size", "64", "96", "--workers", "0", "--no_tensorboard", "--batch_size", "2",
+                            "--confidence", "0.5", "0.5", "--write_blend", "0.5", "--save_dir", str(tmp_path / "m"),
+                            "--output_dir", str(tmp_path / "run")])
+    assert len(held) >= 2 and held == [0] * len(held)  # every video written, nothing left behind
+
+
 def test_write_blend_needs_cached_targets_written_per_video():
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match=r"--write_blend must lie in \[0, 1\]"):
