@@ -10,7 +10,6 @@ import torch
 
 from utils.flow import transform_flow_image
 
-ZERO_FLOW_RGB = (255, 255, 255)  # the encoding of "no motion" (white), used to fill borders
 
 
 @dataclass
@@ -43,24 +42,48 @@ def vector_matrix(p: GeometricParams) -> np.ndarray:
 
 def warp_sample(image: np.ndarray, flow: np.ndarray, mask: np.ndarray | None, p: GeometricParams,
                 out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Apply one geometric draw to image (bilinear), flow image (bilinear + vector turn), mask (nearest)."""
+    """Apply one geometric draw to image (bilinear), flow image (bilinear + vector turn), mask (nearest).
+
+    Outside the frame all three repeat their edge pixel (one fill rule, so image, flow and mask
+    agree there); :meth:`TrainAugment.draw` keeps the crop inside the frame, so training never
+    samples it.
+    """
     m = affine_matrix(p, out_hw)
     size = (out_hw[1], out_hw[0])
-    image = cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    flow = cv2.warpAffine(flow, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=ZERO_FLOW_RGB)
+    image = cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    flow = cv2.warpAffine(flow, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if p.flip or p.angle:
         flow = transform_flow_image(torch.from_numpy(flow).permute(2, 0, 1), vector_matrix(p)).permute(1, 2, 0).numpy()
     if mask is not None:
-        mask = cv2.warpAffine(mask, m, size, flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        mask = cv2.warpAffine(mask, m, size, flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
     return image, flow, mask
+
+
+def crop_extent(out_hw: tuple[int, int], angle: float, scale: float) -> tuple[float, float]:
+    """Half width and half height, in input pixels, of the box around a crop turned by ``angle``.
+
+    Measured between pixel centres (a crop of W pixels spans W - 1), as ``cv2.warpAffine`` samples.
+    """
+    t = math.radians(angle)
+    c, s = abs(math.cos(t)), abs(math.sin(t))
+    w, h = out_hw[1] - 1, out_hw[0] - 1
+    return (w * c + h * s) / (2 * scale), (w * s + h * c) / (2 * scale)
+
+
+def min_inside_scale(in_hw: tuple[int, int], out_hw: tuple[int, int], angle: float) -> float:
+    """The smallest scale at which a crop turned by ``angle`` fits inside the frame."""
+    hx, hy = crop_extent(out_hw, angle, 1.0)
+    return max(2 * hx / max(in_hw[1] - 1, 1), 2 * hy / max(in_hw[0] - 1, 1))
 
 
 class TrainAugment:
     """Random scale, crop, horizontal flip and small rotation (paired), photometric jitter (image).
 
-    The crop always covers ``out_hw`` at scale 1 (the frame is first fitted to cover the
-    crop); ``scale_range`` multiplies that, so values < 1 show some border.
+    Every crop lies inside the frame: a zoom-out or a turned corner never shows pixels from
+    outside it. Filling them (a mirrored image with a background mask and still flow, as
+    before) taught mirrored objects as background. ``scale_range`` multiplies the scale at
+    which the unturned crop just covers the frame; draws below what the drawn angle needs to
+    stay inside are taken from the part of the range above it (its upper end when none is).
     """
 
     def __init__(self, out_hw: tuple[int, int] = (384, 640), scale_range: tuple[float, float] = (0.8, 1.25),
@@ -71,15 +94,15 @@ class TrainAugment:
 
     def draw(self, in_hw: tuple[int, int], rng: np.random.Generator) -> GeometricParams:
         h, w = in_hw
-        base = max(self.out_hw[0] / h, self.out_hw[1] / w)
-        scale = base * rng.uniform(*self.scale_range)
-        # Keep the crop inside the scaled frame where it fits; otherwise centre it.
-        half = np.array([self.out_hw[1], self.out_hw[0]]) / (2 * scale)
-        lo = np.minimum(half, np.array([w, h]) / 2)
-        hi = np.maximum(np.array([w, h]) - half, np.array([w, h]) / 2)
-        center = (float(rng.uniform(lo[0], hi[0])), float(rng.uniform(lo[1], hi[1])))
-        return GeometricParams(scale, float(rng.uniform(-self.max_rotation, self.max_rotation)),
-                               bool(rng.random() < self.flip_prob), center)
+        angle = float(rng.uniform(-self.max_rotation, self.max_rotation))
+        base = min_inside_scale(in_hw, self.out_hw, 0.0)
+        need = min_inside_scale(in_hw, self.out_hw, angle)
+        lo, hi = (base * r for r in self.scale_range)
+        scale = float(rng.uniform(max(lo, need), max(hi, need)))
+        hx, hy = crop_extent(self.out_hw, angle, scale)
+        # Centre anywhere the turned crop stays inside (pixel centres 0 .. w - 1).
+        center = (float(rng.uniform(hx, max(w - 1 - hx, hx))), float(rng.uniform(hy, max(h - 1 - hy, hy))))
+        return GeometricParams(scale, angle, bool(rng.random() < self.flip_prob), center)
 
     def photometric(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = image.astype(np.float32)

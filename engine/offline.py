@@ -98,7 +98,8 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
                         "concatenated batch (measured much worse, benchmarks/ablation_offline.py)")
     g.add_argument("--d_width", type=int, default=64, help="feature discriminator width")
     g.add_argument("--clip_grad", type=float, default=None, help="clip gradient norm to this value (off if unset)")
-    g.add_argument("--scale_range", type=float, nargs=2, default=(0.8, 1.25), help="random scale range of crops")
+    g.add_argument("--scale_range", type=float, nargs=2, default=(0.8, 1.25), help="random scale of crops, relative to the scale at which the crop just covers the frame; "
+                        "crops always stay inside the frame, so draws too small for the drawn rotation are raised")
     g.add_argument("--max_rotation", type=float, default=10.0, help="random rotation range in degrees (+/-)")
     g.add_argument("--max_steps_per_epoch", type=int, default=None, help="cap steps per epoch (quick runs)")
     v = p.add_argument_group("validation and checkpoints")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from datasets import FrameDataset, TrainAugment, collate_frames, labeled_frames, read_mask, scan_split
 from datasets.synthetic import SYNTHETIC_LAYOUT
-from datasets.transforms import GeometricParams, vector_matrix, warp_sample
+from datasets.transforms import GeometricParams, affine_matrix, crop_extent, min_inside_scale, vector_matrix, warp_sample
 from utils.flow import decode_flow, flow_to_image, read_flo
 
 
@@ -174,3 +174,49 @@ def test_augmentation_is_seeded(synthetic_dir):
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
     ds.set_epoch(1)
     assert not torch.equal(ds[5]["image"], a["image"])
+
+
+def _border_object_frame() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 60 x 100 frame whose object (red, moving right) fills the left 30 columns, up to the border."""
+    image = np.full((60, 100, 3), 128, np.uint8)
+    image[:, :30] = (255, 0, 0)
+    flow = np.full((60, 100, 3), 255, np.uint8)  # white: no motion
+    flow[:, :30] = (255, 0, 0)  # red hue: motion to the right
+    mask = np.zeros((60, 100), np.uint8)
+    mask[:, :30] = 1
+    return image, flow, mask
+
+
+@pytest.mark.parametrize("scale_range,rotation", [((0.5, 0.8), 0.0), ((0.6, 1.0), 15.0), ((0.9, 1.3), 10.0)])
+def test_augmented_crop_never_shows_the_outside_of_the_frame(scale_range, rotation):
+    """Zoom-out and rotation draws used to fill the outside with a mirrored image under a background
+    mask and still flow: a mirrored object learnt as background. Every crop now lies in the frame."""
+    image, flow, mask = _border_object_frame()
+    aug = TrainAugment((40, 72), scale_range=scale_range, max_rotation=rotation, color_jitter=0, blur_prob=0)
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        p = aug.draw(image.shape[:2], rng)
+        # Every output pixel's centre maps inside the frame's pixel centres.
+        m = affine_matrix(p, (40, 72))
+        inv = cv2.invertAffineTransform(m)
+        ys, xs = np.mgrid[0:40, 0:72]
+        src = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)])
+        x, y = inv @ src
+        assert x.min() >= -1e-6 and x.max() <= 99 + 1e-6 and y.min() >= -1e-6 and y.max() <= 59 + 1e-6, (seed, p)
+        img, flo, msk = warp_sample(image, flow, mask, p, (40, 72))
+        red = (img[..., 0] > 200) & (img[..., 1] < 60)
+        grey = (np.abs(img.astype(int) - 128) < 10).all(-1)
+        speed = np.linalg.norm(decode_flow(torch.from_numpy(flo).permute(2, 0, 1)).numpy(), axis=0)
+        # Object pixels are red, carry the object's motion and are labelled 1; background is grey, still, 0.
+        assert not (red & (msk == 0)).any() and not (grey & (msk == 1)).any(), seed
+        assert not ((speed > 0.6) & (msk == 0)).any() and not ((speed < 0.1) & (msk == 1)).any(), seed
+
+
+def test_min_inside_scale_by_hand():
+    # Unturned: the crop's span over the frame's (pixel centres), the larger of the two axes.
+    assert min_inside_scale((61, 101), (41, 51), 0.0) == pytest.approx(max(50 / 100, 40 / 60))
+    # Turned 90 degrees the crop's width lies along the frame's height.
+    assert min_inside_scale((61, 101), (41, 51), 90.0) == pytest.approx(max(40 / 100, 50 / 60))
+    hx, hy = crop_extent((41, 51), 30.0, 2.0)
+    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
+    assert (hx, hy) == pytest.approx(((50 * c + 40 * s) / 4, (50 * s + 40 * c) / 4))
