@@ -6,6 +6,7 @@ non-finite check across ranks and TensorBoard scalars. Each stage only writes it
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Callable, Iterable
 
@@ -95,12 +96,32 @@ def build_optimizer(params: Iterable[nn.Parameter] | list[dict], lr: float, weig
 ENCODER_PREFIXES = ("rgb_encoder.", "flow_encoder.", "encoder.")  # two_stream's two encoders; oast3d's one
 
 
-def encoder_param_groups(net: nn.Module, lr: float, encoder_lr_mult: float) -> list[dict]:
-    """Encoders (ImageNet-initialised) at ``lr * encoder_lr_mult``, everything else at ``lr``."""
-    enc = [p for n, p in net.named_parameters() if n.startswith(ENCODER_PREFIXES)]
-    ids = {id(p) for p in enc}
-    rest = [p for p in net.parameters() if id(p) not in ids]
-    return [{"params": enc, "lr": lr * encoder_lr_mult}, {"params": rest, "lr": lr}]
+def param_groups(net: nn.Module, lr: float, encoder_lr_mult: float = 1.0,
+                 weight_decay: float | None = None) -> list[dict]:
+    """Optimizer groups: encoders at ``lr * encoder_lr_mult``, the rest at ``lr``; with
+    ``weight_decay`` given, each splits further into decayed weights and the norms' weights and
+    biases (every 1-d parameter), which get none: decay pulls a norm's scale towards 0, which
+    only shrinks activations instead of regularising. Empty groups are left out."""
+    groups = []
+    for is_enc, mult in ((True, encoder_lr_mult), (False, 1.0)):
+        named = [p for n, p in net.named_parameters() if n.startswith(ENCODER_PREFIXES) == is_enc]
+        if weight_decay is None:
+            groups.append({"params": named, "lr": lr * mult})
+            continue
+        groups.append({"params": [p for p in named if p.ndim > 1], "lr": lr * mult, "weight_decay": weight_decay})
+        groups.append({"params": [p for p in named if p.ndim <= 1], "lr": lr * mult, "weight_decay": 0.0})
+    return [g for g in groups if g["params"]]
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """lr factor of step ``k``: linear from ``1 / warmup_steps`` to 1 over the warm-up, then a
+    cosine from 1 to 0 at ``total_steps`` (what ``CosineAnnealingLR`` gives without warm-up)."""
+    def factor(k: int) -> float:
+        if k < warmup_steps:
+            return (k + 1) / warmup_steps
+        t = min(k, total_steps) / max(total_steps, 1)
+        return 0.5 * (1 + math.cos(math.pi * t))
+    return factor
 
 
 def freeze_batchnorm(module: nn.Module) -> None:

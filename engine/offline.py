@@ -21,13 +21,14 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import torch
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
 from datasets import FrameDataset, TrainAugment, collate_frames
-from engine.loop import (build_optimizer, encoder_param_groups, freeze_batchnorm, grad_scaler, optimizer_step,
-                         run_epoch, unwrap)
+from engine.loop import (build_optimizer, freeze_batchnorm, grad_scaler, optimizer_step, param_groups, run_epoch,
+                         unwrap, warmup_cosine)
 from engine.adversarial import discriminator_step, generator_loss
 from engine.validate import validate
 from models import build_feature_discriminator, build_model
@@ -71,6 +72,16 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate of the segmentation network")
     g.add_argument("--lr_d", type=float, default=1e-4, help="AdamW learning rate of the feature discriminator")
     g.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW weight decay (both networks)")
+    g.add_argument("--no_decay_norm_bias", action="store_true",
+                   help="no weight decay on the norms' weights and on biases (every 1-d parameter); the paper "
+                        "decays every parameter")
+    g.add_argument("--warmup_steps", type=int, default=0,
+                   help="linear learning-rate warm-up over the first N steps (needs --lr_schedule cosine; 0: none)")
+    g.add_argument("--ema_decay", type=non_negative, default=0.0,
+                   help="keep an exponential moving average of the network's weights (decay ramping up to this "
+                        "value, timm's ModelEmaV3 warm-up); checkpoints' 'model' then holds the average, which "
+                        "validation, test.py and the online stage use, and 'model_train' the trained weights "
+                        "(0: off, the paper's)")
     g.add_argument("--lr_step", type=int, default=10, help="decay both learning rates every N epochs")
     g.add_argument("--lr_gamma", type=float, default=0.1, help="learning-rate decay factor")
     g.add_argument("--encoder_lr_mult", type=float, default=1.0,
@@ -163,6 +174,9 @@ class OfflineTrainer:
     def __init__(self, args: argparse.Namespace, info: DistInfo | None = None):
         """Check every option (folder, weights, data, resume file) first; only then write the run folder."""
         self.args = args
+        if args.warmup_steps > 0 and args.lr_schedule != "cosine":
+            raise ValueError(f"--warmup_steps {args.warmup_steps} needs --lr_schedule cosine (the step schedule "
+                             f"changes the rate once an epoch)")
         args.output_dir = default_output_dir(args)  # resolved, so args.yaml and checkpoints record it
         self.info, self.run_dir = begin_run(args, info)
         self._replaced = check_run_folder(self.run_dir, args.resume, args.overwrite, args.finetune)
@@ -184,11 +198,16 @@ class OfflineTrainer:
             ids = [dev.index] if dev.type == "cuda" else None
             model, disc = DDP(model, device_ids=ids), DDP(disc, device_ids=ids)
         self.model, self.disc = model, disc  # what trains: PairedForward, DDP-wrapped when distributed
-        # One parameter group unless the encoders get their own rate (keeps old runs resumable).
-        params = (self.net.parameters() if args.encoder_lr_mult == 1
-                  else encoder_param_groups(self.net, args.lr, args.encoder_lr_mult))
+        # One parameter group unless the encoders get their own rate or the norms and biases no
+        # decay (keeps old runs resumable).
+        params = (self.net.parameters() if args.encoder_lr_mult == 1 and not args.no_decay_norm_bias
+                  else param_groups(self.net, args.lr, args.encoder_lr_mult,
+                                    args.weight_decay if args.no_decay_norm_bias else None))
         self.opt_g = build_optimizer(params, args.lr, args.weight_decay)
         self.opt_d = build_optimizer(disc.parameters(), args.lr_d, args.weight_decay)
+        # The averaged weights: what is validated, tested and saved as 'model'.
+        self.ema = ModelEmaV3(self.net, decay=args.ema_decay, use_warmup=True) if args.ema_decay > 0 else None
+        self.ema_updates = 0
         self._build_data()
         self.sched_g, self.sched_d = self._scheduler(self.opt_g), self._scheduler(self.opt_d)
         self.scaler_g = grad_scaler(dev, args.amp, args.amp_dtype)
@@ -233,7 +252,10 @@ class OfflineTrainer:
         """The paper's step decay (stepped per epoch), or a per-step cosine for short runs."""
         a = self.args
         if a.lr_schedule == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(a.epochs * self.steps_per_epoch, 1))
+            total = max(a.epochs * self.steps_per_epoch, 1)
+            if a.warmup_steps > 0:
+                return torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, a.warmup_steps))
+            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
         return torch.optim.lr_scheduler.StepLR(opt, a.lr_step, a.lr_gamma)
 
     @property
@@ -312,6 +334,9 @@ class OfflineTrainer:
             loss = loss + a.lambda_adv * adv
             logs["adv"] = adv.detach()
         optimizer_step(loss, self.opt_g, self.scaler_g, self.net.parameters(), a.clip_grad)
+        if self.ema is not None:
+            self.ema_updates += 1
+            self.ema.update(self.net, self.ema_updates)
         if a.lr_schedule == "cosine":
             self._step_schedulers()
         if unlabeled is not None:  # B_l real + B_u fake
@@ -328,8 +353,16 @@ class OfflineTrainer:
             self.sched_d.step()
 
     # checkpoints -------------------------------------------------------------------------
+    @property
+    def eval_net(self) -> nn.Module:
+        """The weights that are validated and saved as 'model': the average when --ema_decay is on."""
+        return self.ema.module if self.ema is not None else self.net
+
     def state(self, epoch: int) -> dict:
-        return {"model": self.net.state_dict(), "discriminator": unwrap(self.disc).state_dict(),
+        weights = {"model": self.eval_net.state_dict()}
+        if self.ema is not None:
+            weights |= {"model_train": self.net.state_dict(), "ema_updates": self.ema_updates}
+        return {**weights, "discriminator": unwrap(self.disc).state_dict(),
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict(),
                 "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
@@ -348,7 +381,13 @@ class OfflineTrainer:
         if ckpt.get("stage") != "offline" or "opt_g" not in ckpt:
             raise ValueError(f"{path} is not an offline-training checkpoint with optimizer state; "
                              f"use --finetune to start from its weights")
-        load_model_weights(self.net, path, self.cfg)
+        load_model_weights(self.net, path, self.cfg, key="model_train")  # 'model' when it has no average
+        if self.ema is not None:
+            if "model_train" in ckpt:
+                self.ema.module.load_state_dict(ckpt["model"])
+                self.ema_updates = int(ckpt.get("ema_updates", 0))
+            else:  # a run without the average: it starts from the resumed weights
+                self.ema.module.load_state_dict(self.net.state_dict())
         saved_disc = (ckpt.get("args") or {}).get("feature_disc", "ours")
         if saved_disc != self.args.feature_disc:
             raise ValueError(f"{path} was trained with --feature_disc {saved_disc}, not {self.args.feature_disc}; "
@@ -448,7 +487,7 @@ class OfflineTrainer:
         """Validate the weights of ``epoch`` (already saved), then update the best and last checkpoints."""
         a = self.args
         self._where = f"validation of epoch {epoch}"
-        res, samples = validate(self.net, self.val, self.info, a.batch_size * 2, a.workers, a.amp, a.amp_dtype)
+        res, samples = validate(self.eval_net, self.val, self.info, a.batch_size * 2, a.workers, a.amp, a.amp_dtype)
         val_j = res["J"]
         self.summary["val_J"] = val_j
         if a.skip_bad_frames:
@@ -478,7 +517,7 @@ class OfflineTrainer:
 
     def evaluate_only(self) -> float:
         """Validation J of the current weights (no training)."""
-        res, _ = validate(self.net, self.val, self.info, self.args.batch_size * 2, self.args.workers,
+        res, _ = validate(self.eval_net, self.val, self.info, self.args.batch_size * 2, self.args.workers,
                           self.args.amp, self.args.amp_dtype)
         return res["J"]
 

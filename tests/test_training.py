@@ -1,6 +1,7 @@
 """Offline training: adversarial step, lambda_adv 0, exact resume, 2-process DDP, learning."""
 from __future__ import annotations
 
+import math
 import os
 import socket
 
@@ -97,8 +98,11 @@ def test_lambda_zero_equals_supervised_only(synthetic_dir, tmp_path):
     assert not _same(a, c)  # the adversarial run really differs
 
 
-def test_kill_and_resume_matches_uninterrupted(synthetic_dir, tmp_path, monkeypatch):
-    extra = ["--epochs", "2", "--lr_step", "1"]
+@pytest.mark.parametrize("options", [["--lr_step", "1"],
+                                     ["--lr_schedule", "cosine", "--warmup_steps", "4", "--no_decay_norm_bias",
+                                      "--ema_decay", "0.9"]])
+def test_kill_and_resume_matches_uninterrupted(synthetic_dir, tmp_path, monkeypatch, options):
+    extra = ["--epochs", "2", *options]
     unlabeled_train.main(["--data_dir", str(synthetic_dir), "--output_dir", str(tmp_path / "full"), *SMALL, *extra])
 
     calls = {"n": 0}
@@ -120,6 +124,9 @@ def test_kill_and_resume_matches_uninterrupted(synthetic_dir, tmp_path, monkeypa
     full, cut = load_checkpoint(tmp_path / "full/checkpoint_last.pth"), load_checkpoint(tmp_path / "cut/checkpoint_last.pth")
     assert _same(full["model"], cut["model"]) and _same(full["discriminator"], cut["discriminator"])
     assert full["sched_g"] == cut["sched_g"] and cut["epoch"] == 1
+    if "--ema_decay" in options:  # the average and the trained weights both resume
+        assert _same(full["model_train"], cut["model_train"]) and full["ema_updates"] == cut["ema_updates"] == 6
+        assert not _same(full["model"], full["model_train"])
 
 
 def test_resume_rejects_weights_only_file(synthetic_dir, tmp_path):
@@ -185,3 +192,67 @@ def test_two_process_ddp_gloo_same_weights(synthetic_dir, tmp_path):
     a, b = (torch.load(p) for p in digests)
     assert _same(a["params"], b["params"])
     assert all(torch.allclose(a["buffers"][k], b["buffers"][k], atol=0.5, rtol=0.5) for k in a["buffers"])
+
+
+class _EncDec(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rgb_encoder = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+        self.decoder = torch.nn.Conv2d(4, 1, 1)
+
+
+def test_param_groups_split_encoders_and_norms_and_biases():
+    from engine.loop import param_groups
+
+    net = _EncDec()
+    enc_w, enc_bias = net.rgb_encoder[0].weight, net.rgb_encoder[0].bias
+    bn_w, bn_b = net.rgb_encoder[1].weight, net.rgb_encoder[1].bias
+    dec_w, dec_b = net.decoder.weight, net.decoder.bias
+    groups = param_groups(net, 1e-3, 0.1, weight_decay=0.05)
+    got = [({id(p) for p in g["params"]}, g["lr"], g["weight_decay"]) for g in groups]
+    assert got == [({id(enc_w)}, pytest.approx(1e-4), 0.05), ({id(enc_bias), id(bn_w), id(bn_b)}, pytest.approx(1e-4), 0.0),
+                   ({id(dec_w)}, 1e-3, 0.05), ({id(dec_b)}, 1e-3, 0.0)]
+    # Without a decay split: two groups by lr only; the optimizer's own decay applies to both.
+    plain = param_groups(net, 1e-3, 0.1)
+    assert [len(g["params"]) for g in plain] == [4, 2] and "weight_decay" not in plain[0]
+
+
+def test_warmup_cosine_by_hand():
+    from engine.loop import warmup_cosine
+
+    f = warmup_cosine(10, 4)
+    assert [f(k) for k in range(3)] == pytest.approx([0.25, 0.5, 0.75])
+    assert f(4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.4))) and f(10) == pytest.approx(0.0)
+    assert warmup_cosine(10, 0)(5) == pytest.approx(0.5)  # no warm-up: CosineAnnealingLR's curve
+
+
+def test_warmup_needs_the_cosine_schedule(synthetic_dir, tmp_path):
+    with pytest.raises(ValueError, match="--warmup_steps 5 needs --lr_schedule cosine"):
+        OfflineTrainer(_args(synthetic_dir, tmp_path / "w", "--epochs", "1", "--warmup_steps", "5"))
+    assert not (tmp_path / "w").exists()  # refused before anything is written
+
+
+def test_ema_weights_are_the_hand_computed_average_and_what_is_saved(synthetic_dir, tmp_path, monkeypatch):
+    snaps = []
+    real_step = OfflineTrainer.step
+
+    def step(self, batch, unl):
+        out = real_step(self, batch, unl)
+        snaps.append({k: v.detach().clone() for k, v in self.net.state_dict().items()})
+        return out
+
+    monkeypatch.setattr(OfflineTrainer, "step", step)
+    tr = OfflineTrainer(_args(synthetic_dir, tmp_path / "e", "--epochs", "1", "--lambda_adv", "0",
+                              "--ema_decay", "0.5"))
+    tr.fit()
+    # timm's warm-up: decay 0 at the first update, then min(0.5, 1 - (1 + (k - 1)) ** -2/3) at update k.
+    ema = {k: v.clone().double() for k, v in snaps[0].items()}
+    for k_upd, snap in enumerate(snaps[1:], start=2):
+        d = min(0.5, 1 - (1 + (k_upd - 1)) ** (-2 / 3))
+        for k, v in snap.items():
+            if v.is_floating_point():
+                ema[k] = d * ema[k] + (1 - d) * v.double()
+    ckpt = load_checkpoint(tmp_path / "e/checkpoint_last.pth")
+    floats = [k for k, v in ckpt["model"].items() if v.is_floating_point()]
+    assert all(torch.allclose(ckpt["model"][k].double(), ema[k], atol=1e-6) for k in floats)
+    assert _same(ckpt["model_train"], snaps[-1]) and not _same(ckpt["model"], ckpt["model_train"])
