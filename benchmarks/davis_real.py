@@ -13,7 +13,10 @@ Split by sequence, as the benchmark:
     python benchmarks/davis_real.py --eval holdout --train_args "--lr 1e-4" # one ablation row
 
 Flow and converted frames are cached in ``<out_dir>/data`` (and reused across runs that
-share it); each run's checkpoints and masks go under ``<out_dir>/<name>``.
+share it); each run's checkpoints and masks go under ``<out_dir>/<name>_s<seed>``. One training
+is one draw: ``--seed 0 1 2`` trains three, one after another. Each finished run appends one
+line to the run ledger (``benchmarks/results/ledger.jsonl``; ``python benchmarks/results.py``
+prints mean +- sd per setting): commit it as soon as the run ends.
 """
 from __future__ import annotations
 
@@ -21,13 +24,16 @@ import argparse
 import json
 import os
 import shlex
+import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+LEDGER = ROOT / "benchmarks" / "results" / "ledger.jsonl"
 DEFAULT_DAVIS = os.environ.get("OAST_DAVIS_DIR", str(ROOT.parent / "shared/data/DAVIS"))
 # 10 of the 30 DAVIS-2016 train sequences, held out for choosing settings: the first five
 # held out before, plus every sixth from the fourth in sorted order (5 were too noisy for a
@@ -59,8 +65,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--davis", default=DEFAULT_DAVIS, help="official DAVIS-2016 layout (default: ../shared/data/DAVIS "
                                                           "or $OAST_DAVIS_DIR)")
     p.add_argument("--out_dir", default="/tmp/oast_davis_real", help="work folder (data cache, runs, masks)")
-    p.add_argument("--name", default=None, help="run name under out_dir (default: the split scored: val, holdout, "
-                                                 "holdout_fold2, holdout_fold3)")
+    p.add_argument("--name", default=None, help="run name under out_dir, followed by _s<seed> (default: the split "
+                                                 "scored: val, holdout, holdout_fold2, holdout_fold3)")
+    p.add_argument("--seed", type=int, nargs="+", default=[0],
+                   help="training seeds (one training each, one after another; the online stage uses the same seed)")
+    p.add_argument("--ledger", default=str(LEDGER),
+                   help="run ledger (JSON lines) that each finished run appends its figures to ('' for none)")
+    p.add_argument("--note", default="", help="free text kept in the ledger row (e.g. 'overlapped a test run')")
     p.add_argument("--fold", type=int, default=1, choices=sorted(FOLDS),
                    help="with --eval holdout: which 10 train sequences are held out (1: the ones every setting "
                         "was chosen on; 2, 3: never looked at, for checking)")
@@ -83,6 +94,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_flip", action="store_true", help="no flip TTA when writing masks")
     p.add_argument("--scales", type=float, nargs="+", default=[1.0],
                    help="test-time input sizes (multiples of --test_size) for test.py and the online masks")
+    p.add_argument("--temporal", type=int, nargs="*", default=[1],
+                   help="the best offline inference: a second test.py pass with --temporal K (nothing: skip it)")
     p.add_argument("--train_args", default="", help="extra unlabeled_train.py options (ablations)")
     p.add_argument("--online", default="per_video", help="online modes to run, comma separated ('' for none)")
     p.add_argument("--online_epochs", type=int, default=r["online_epochs"], help="online passes per video")
@@ -137,8 +150,9 @@ def make_holdout_splits(root: Path, holdout: tuple[str, ...] = HOLDOUT, train_sp
                     link.symlink_to((train / kind / n).resolve(), target_is_directory=True)
 
 
-def run(a: argparse.Namespace) -> dict:
-    """Train, test, tune online, evaluate; returns the figures (also written as JSON)."""
+def run(a: argparse.Namespace, seed: int = 0) -> dict:
+    """Train (with ``seed``), test, tune online, evaluate; returns the figures (also written as
+    JSON in the run folder, and appended to the ledger)."""
     import online_finetuning
     import test as test_script
     import unlabeled_train
@@ -152,12 +166,12 @@ def run(a: argparse.Namespace) -> dict:
     times = prepare(a.davis, data, a.flow_preset, a.workers)
     train_split, test_split = ("train", "val") if a.eval == "val" else holdout_splits(a.fold)
     # Named for the split scored, so another fold's run never resumes or overwrites this one.
-    run_dir = out / (a.name or test_split)
+    run_dir = out / f"{a.name or test_split}_s{seed}"
     common = ["--data_dir", str(data), "--size", *map(str, a.size), "--workers", str(a.workers)]
     test_common = ["--data_dir", str(data), "--size", *map(str, a.test_size or a.size), "--workers", str(a.workers)]
     train = [*common, "--labeled_datasets", "DAVIS-2016", "--labeled_split", train_split,
              "--epochs", str(a.epochs), "--max_steps_per_epoch", str(a.steps_per_epoch),
-             "--batch_size", str(a.batch_size), "--lr", str(a.lr), "--lr_d", str(a.lr),
+             "--batch_size", str(a.batch_size), "--lr", str(a.lr), "--seed", str(seed),
              "--lr_schedule", a.lr_schedule, "--lr_step", str(max(a.epochs - 2, 1)), "--lambda_adv", "0",
              "--encoder_lr_mult", str(a.encoder_lr_mult),
              "--val_every", "0", "--output_dir", str(run_dir / "train"), "--resume", "auto", "--no_tensorboard",
@@ -185,11 +199,26 @@ def run(a: argparse.Namespace) -> dict:
         atomic_write(marker, lambda tmp: tmp.write_text(json.dumps(test_argv)))
         times["test"] = time.time() - t
     before = evaluate_datasets(offline, data, ["DAVIS-2016"], split=test_split)
+    best = None
+    if a.temporal:  # the best offline inference: the same views fused over time
+        best_dir = offline.with_name(offline.name + "_t" + "+".join(map(str, a.temporal)))
+        best_marker = best_dir.with_name(best_dir.name + ".done.json")
+        best_argv = [*test_argv[:test_argv.index("--save_dir")], "--save_dir", str(best_dir), *views,
+                     "--temporal", *map(str, a.temporal)]
+        t = time.time()
+        if not (best_marker.is_file() and json.loads(best_marker.read_text()) == best_argv):
+            test_script.main(best_argv)
+            atomic_write(best_marker, lambda tmp: tmp.write_text(json.dumps(best_argv)))
+            times["best_offline"] = time.time() - t
+        best = evaluate_datasets(best_dir, data, ["DAVIS-2016"], split=test_split)
     n_frames = sum(1 for _ in (data / "DAVIS-2016" / test_split / "images").glob("*/*.jpg"))
     if "test" in times:
         times["test_s_per_frame"] = times["test"] / max(n_frames, 1)
-    result = {"eval": a.eval, "offline": scores(before), "times": times, "argv": sys.argv[1:], "online": {},
-              "offline_dir": str(offline)}
+    result = {"eval": a.eval, "offline": scores(before), "times": times, "argv": a.argv, "online": {},
+              "offline_dir": str(offline), "seed": seed, "split": test_split, "train_split": train_split,
+              "offline_per_video": per_video(before)}
+    if best is not None:
+        result["best_offline"], result["best_offline_per_video"] = scores(best), per_video(best)
     print(f"\nDAVIS-2016 {test_split} ({len(before[0].sequences)} sequences), trained on {train_split}")
     for mode in [m for m in a.online.split(",") if m]:
         t = time.time()
@@ -197,10 +226,11 @@ def run(a: argparse.Namespace) -> dict:
                                          "--split", test_split, "--mode", mode, "--epochs", str(a.online_epochs),
                                          "--lr", str(a.online_lr), "--save_dir", str(run_dir / f"online_{mode}{a.tag}"),
                                          "--output_dir", str(run_dir / f"runs_online_{mode}{a.tag}"), "--no_tensorboard",
+                                         "--seed", str(seed),
                                          *views, *shlex.split(a.online_args)])
         times[f"online_{mode}"] = time.time() - t
         after = evaluate_datasets(run_dir / f"online_{mode}{a.tag}", data, ["DAVIS-2016"], split=test_split)
-        result["online"][mode] = {"scores": scores(after), "timing": timing,
+        result["online"][mode] = {"scores": scores(after), "timing": timing, "per_video": per_video(after),
                                   "per_video_delta": per_video_delta(before, after)}
         print(f"\nonline mode {mode}:\n" + comparison_table(before, after))
         print(f"online: {timing['tune_s_per_frame']:.3f} s/frame tuning, "
@@ -212,7 +242,29 @@ def run(a: argparse.Namespace) -> dict:
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
     text = json.dumps(result, indent=1, default=str)
     atomic_write(run_dir / f"result{a.tag}.json", lambda tmp: tmp.write_text(text))
+    if a.ledger:
+        from benchmarks.ledger import append_row, ledger_row
+
+        append_row(a.ledger, ledger_row(result, a, seed, n_frames, git_commit()))
+        print(f"ledger: appended to {a.ledger} (commit it now)")
     return result
+
+
+def git_commit() -> str:
+    """The checkout's commit, with '+dirty' when tracked files differ from it ('unknown' outside git)."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")
+
+
+def per_video(results: list) -> dict[str, float]:
+    """J&F per DAVIS sequence."""
+    return {s.name: s.metrics["JF_mean"] for s in results[0].sequences}
 
 
 def per_video_delta(before: list, after: list) -> dict[str, float]:
@@ -221,15 +273,22 @@ def per_video_delta(before: list, after: list) -> dict[str, float]:
     return {s.name: a[s.name] - s.metrics["JF_mean"] for s in before[0].sequences}
 
 
-def main(argv: list[str] | None = None) -> dict | None:
+def main(argv: list[str] | None = None) -> dict | list[dict] | None:
+    """The figures of the run (a list of them with several ``--seed``), or None without DAVIS data."""
     p = get_parser()
     a = p.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)  # what the ledger records
     if a.fold != 1 and a.eval != "holdout":
         p.error(f"--fold {a.fold} needs --eval holdout (val is one split, not a fold)")
+    if "--seed" in shlex.split(a.train_args):
+        p.error("give the training seed as --seed, not inside --train_args (it names the run folder)")
+    if len(set(a.seed)) != len(a.seed):
+        p.error(f"--seed {' '.join(map(str, a.seed))}: each seed once")
     if not (Path(a.davis) / "JPEGImages").is_dir():
         print(f"skipped: no DAVIS data at {a.davis}")
         return None
-    return run(a)
+    results = [run(a, seed) for seed in a.seed]
+    return results[0] if len(results) == 1 else results
 
 
 if __name__ == "__main__":

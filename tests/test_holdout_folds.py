@@ -79,3 +79,43 @@ def test_recipe_passes_its_encoder_lr_multiplier_to_training(tmp_path, monkeypat
     argv = seen[0]
     assert argv.count("--encoder_lr_mult") == 1
     assert argv[argv.index("--encoder_lr_mult") + 1] == want
+
+
+@pytest.mark.parametrize("seed_args, seed", [([], "0"), (["--seed", "3"], "3")])
+def test_recipe_trains_the_seed_in_its_own_folder_with_the_trainers_lr_d(tmp_path, monkeypatch, seed_args, seed):
+    """--seed N: the training's seed, its folder <name>_s<N>; the feature discriminator's lr is the
+    trainer's own default, not the generator's."""
+    import unlabeled_train
+    from benchmarks import davis_real
+
+    (tmp_path / "JPEGImages").mkdir()
+    seen = []
+
+    def fake_train(argv):
+        seen.append(list(argv))
+        raise _Stop
+
+    monkeypatch.setattr(davis_real, "prepare", lambda *a, **k: {})
+    monkeypatch.setattr(unlabeled_train, "main", fake_train)
+    with pytest.raises(_Stop):
+        davis_real.main(["--davis", str(tmp_path), "--out_dir", str(tmp_path / "out"), *seed_args])
+    argv = seen[0]
+    assert argv[argv.index("--seed") + 1] == seed and "--lr_d" not in argv
+    assert argv[argv.index("--output_dir") + 1] == str(tmp_path / "out" / f"val_s{seed}" / "train")
+
+
+def test_several_seeds_train_one_after_another(tmp_path, monkeypatch):
+    from benchmarks import davis_real
+
+    (tmp_path / "JPEGImages").mkdir()
+    monkeypatch.setattr(davis_real, "run", lambda a, seed: {"seed": seed})
+    got = davis_real.main(["--davis", str(tmp_path), "--seed", "2", "0", "1"])
+    assert [r["seed"] for r in got] == [2, 0, 1]
+
+
+def test_seed_inside_train_args_is_refused(capsys):
+    from benchmarks import davis_real
+
+    with pytest.raises(SystemExit):
+        davis_real.main(["--davis", "/nonexistent", "--train_args=--seed 2"])
+    assert "give the training seed as --seed" in capsys.readouterr().err

@@ -37,7 +37,7 @@ def test_short_recipe_on_held_out_sequences(davis_root, tmp_path):
 
     args = ["--davis", str(davis_root), "--out_dir", str(tmp_path), "--eval", "holdout", "--epochs", "4",
             "--steps_per_epoch", "100", "--size", "160", "288", "--test_size", "160", "288", "--online", "per_video",
-            "--workers", "1"]
+            "--workers", "1", "--ledger", str(tmp_path / "ledger.jsonl")]
     res = davis_real.main([*args, "--online_args", ""])
     jf = res["offline"]["DAVIS-2016 J&F"]
     gain = res["online"]["per_video"]["scores"]["DAVIS-2016 J&F"] - jf
