@@ -44,7 +44,7 @@ _log = logging.getLogger(__name__)
 STAGE1_DIR, STAGE2_DIR = "runs/stage1", "runs/stage2"
 RANDOM_INIT_WARNING = ("no --pretrained: both encoders start from random initialisation, and results will be "
                        "poor (far below the paper's). Pass --pretrained with ImageNet weights for the encoders "
-                       "(README, 'Weights')")
+                       "(docs/weights.md)")
 # Options that change how a run is executed, not what it computes (no warning when they differ on resume).
 _RUNTIME_OPTIONS = {"resume", "output_dir", "workers", "local_rank", "device", "overwrite", "config", "log_every",
                     "no_tensorboard", "skip_bad_frames"}
