@@ -6,10 +6,10 @@ sequences, writes offline masks, runs online self-tuning, and prints J&F offline
 Split by sequence, as the benchmark:
 
 * ``--eval holdout`` (for choosing settings): train on 20 train sequences, score the 10
-  held out (``HOLDOUT``). Every recipe choice in the README was made this way.
+  held out (``HOLDOUT``). Every recipe choice in benchmarks/RESULTS.md was made this way.
 * ``--eval val`` (for reporting, once): train on all 30 train sequences, score the val ones.
 
-    python benchmarks/davis_real.py --out_dir /tmp/davis_real              # the README's figure
+    python benchmarks/davis_real.py --out_dir /tmp/davis_real              # the README's val figure
     python benchmarks/davis_real.py --eval holdout --train_args "--lr 1e-4" # one ablation row
 
 Flow and converted frames are cached in ``<out_dir>/data`` (and reused across runs that
@@ -48,11 +48,11 @@ FOLDS = {1: HOLDOUT,
              "scooter-gray", "stroller", "tennis"),
          3: ("boat", "dance-jump", "drift-turn", "hockey", "kite-walk", "motocross-bumps", "paragliding",
              "soccerball", "surf", "train")}
-# The recipe (chosen on HOLDOUT, see README "Real video"): lite0 ImageNet encoders.
+# The recipe (chosen on HOLDOUT, see benchmarks/RESULTS.md): lite0 ImageNet encoders.
 RECIPE = {"pretrained": "efficientnet_lite0_pip", "size": (256, 448), "test_size": (320, 576), "epochs": 8,
           "steps_per_epoch": 150, "batch_size": 4, "lr": 1e-3, "lr_schedule": "cosine",
           # The encoders at the decoder's lr. 0.1x gave fold 1 78.5 (1x: 68.5, 75.2, 76.6) and fold 3
-          # 64.8 (1x: 60.9) but val 73.3 (1x: 75.3, 72.8): not adopted yet (README, Real video).
+          # 64.8 (1x: 60.9) but val 73.3 (1x: 75.3, 72.8): not adopted yet (benchmarks/RESULTS.md, Encoder).
           "encoder_lr_mult": 1.0,
           "online_epochs": 1, "online_lr": 1e-4,
           # The online stage's own defaults (engine/online_config.py), chosen on the held-out sequences.

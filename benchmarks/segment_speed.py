@@ -54,7 +54,7 @@ CONFIGS = {
     "batch1": "--batch_size 1",
     "batch2": "--batch_size 2",
     "batch8": "--batch_size 8",
-    "flow_network": "--flow_size network",  # fastest flow, less accurate (README, Speed)
+    "flow_network": "--flow_size network",  # fastest flow, less accurate (benchmarks/RESULTS.md, Speed)
     "sequential": "--no_overlap",  # the stages one after another (each stage's time alone)
     "flow_network_sequential": "--flow_size network --no_overlap",
     "int8": "--runtime int8",  # calibrated on the input itself: the first timed run quantises

@@ -44,7 +44,7 @@ def scan_split(data_dir: str | Path, dataset: str, split: str, need_labels: bool
     if not img_root.is_dir():
         raise FileNotFoundError(
             f"{img_root} not found: expected <data_dir>/<dataset>/<split>/images/<video>/<frame>.jpg "
-            f"(see README, 'Data layout')")
+            f"(see docs/data_preparation.md, 'Layout')")
     names = sorted(p.name for p in img_root.iterdir() if p.is_dir())
     if videos is not None:
         unknown = sorted(set(videos) - set(names))

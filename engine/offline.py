@@ -45,7 +45,7 @@ _log = logging.getLogger(__name__)
 STAGE1_DIR, STAGE2_DIR = "runs/stage1", "runs/stage2"
 RANDOM_INIT_WARNING = ("no --pretrained: both encoders start from random initialisation, and results will be "
                        "poor (far below the paper's). Pass --pretrained with ImageNet weights for the encoders "
-                       "(README, 'Pretrained backbone weights')")
+                       "(docs/weights.md)")
 # Options that change how a run is executed, not what it computes (no warning when they differ on resume).
 _RUNTIME_OPTIONS = {"resume", "output_dir", "workers", "local_rank", "device", "overwrite", "config", "log_every",
                     "no_tensorboard", "skip_bad_frames"}
@@ -106,7 +106,7 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--start_adv", type=int, default=0, help="first epoch (0-based) with adversarial training")
     g.add_argument("--unlabeled_bn", default="separate", choices=["separate", "joint"],
                    help="separate: labeled and unlabeled frames in separate BatchNorm batches; joint: one "
-                        "concatenated batch (measured much worse, benchmarks/ablation_offline.py)")
+                        "concatenated batch (BatchNorm then mixes the two domains; benchmarks/RESULTS.md)")
     g.add_argument("--d_width", type=int, default=64, help="feature discriminator width")
     g.add_argument("--clip_grad", type=float, default=None, help="clip gradient norm to this value (off if unset)")
     g.add_argument("--scale_range", type=float, nargs=2, default=(0.8, 1.25), help="random scale of crops, relative to the scale at which the crop just covers the frame; "

@@ -79,7 +79,7 @@ def _weight_or_auto(text: str) -> float | str:
 
 def add_online_args(p: argparse.ArgumentParser) -> None:
     """Online options; their defaults are :class:`OnlineConfig`'s: the setting chosen on held-out
-    DAVIS train sequences (README, Real video); ``--preset authors`` gives the authors' one."""
+    DAVIS train sequences (benchmarks/RESULTS.md); ``--preset authors`` gives the authors' one."""
     g = p.add_argument_group("online self-tuning")
     g.add_argument("--weights", "--weight", nargs="+", required=True,
                    help="offline checkpoint(s) (several are averaged) to start student and teacher from")

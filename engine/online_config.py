@@ -60,7 +60,7 @@ class OnlineConfig:
     lr_d: float = 1e-5
     weight_decay: float = 1e-2
     ema: float = 0.99
-    lambda_adv: float = 0.0  # the mask discriminator measured no effect on held-out video; the authors' is 1e-4
+    lambda_adv: float = 0.0  # the mask discriminator is off; the authors' setting is 1e-4 (benchmarks/RESULTS.md)
     d_loss_weight: float = 1.0
     iou_smooth: float = IOU_SMOOTH
     tta: tuple[str, ...] = TTA_VIEWS
@@ -73,14 +73,14 @@ class OnlineConfig:
     target_flip: int = 1
     temporal: tuple[int, ...] = (1,)
     confidence: tuple[float, float] = (0.1, 0.9)
-    motion_veto: float = 0.25  # held out: 35 -> 23 % of the mask's errors labelled, J&F 80.5 -> 80.9
+    motion_veto: float = 0.25  # drop background labels that move on their own (benchmarks/RESULTS.md)
     iou_weight: float = 1.0  # of the soft IoU term of the cached targets' loss (BCE + this x IoU)
     # > 0: the band between the thresholds learns the teacher's probability; auto: per video, from
-    # the share of its pixels in the band (band_share: 0 at LO or less, 1 at HI or more). Chosen on
-    # fold 1: the recipe model's videos have 1-15 % there, a less confident model's 38-83 %.
+    # the share of its pixels in the band (band_share: 0 at LO or less, 1 at HI or more); the range
+    # was set between a confident and a less confident model's shares (benchmarks/RESULTS.md).
     band_weight: float | str = "auto"
     band_share: tuple[float, float] = (0.2, 0.4)
-    min_cover: float = 0.3  # the recipe model's held-out frames are all above it; a 24.5 J&F model's none
+    min_cover: float = 0.3  # a confident model's frames pass it; a weak model's, labelled on one side only, do not
     tune: str = "all"
     aug_scale: tuple[float, float] = (0.8, 1.25)
     mask_disc: str = "ours"

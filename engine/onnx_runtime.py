@@ -39,8 +39,8 @@ EXPORT_VERSION = 1  # bump when the exported graph changes for the same checkpoi
 ATOL = 1e-3  # largest accepted |probability(ONNX) - probability(PyTorch)| on the check input
 INT8_VERSION = 1  # bump when the quantisation recipe changes
 # Smallest accepted share of calibration pixels whose mask (p >= 0.5) int8 and float agree on.
-# Measured 0.997 on ten held-out DAVIS train sequences with the real-data recipe's model (README, Speed);
-# a broken quantisation (wrong ranges, a mistranslated layer) falls far below it.
+# A sound quantisation agrees on nearly every pixel (benchmarks/RESULTS.md, Speed); a broken one
+# (wrong ranges, a mistranslated layer) falls far below this bound.
 INT8_MIN_AGREEMENT = 0.98
 
 
@@ -90,8 +90,8 @@ class OnnxNetwork:
         opts.intra_op_num_threads = int(threads or torch.get_num_threads())
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Idle pool threads sleep instead of spinning: spinning takes the cores that the video tool's
-        # decoding, flow and writing threads need (overlapping its stages gained 0.7 frames/s with
-        # spinning, 2.9 without; run one stage after another, no change; README, Speed).
+        # decoding, flow and writing threads need, which undoes most of what overlapping the stages
+        # gains (benchmarks/RESULTS.md, Speed).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
 
@@ -174,7 +174,7 @@ def export(model: torch.nn.Module, path: str | Path, size_hw: Sequence[int], ato
 
     def write(tmp: Path) -> None:
         try:
-            # The dynamo exporter: the TorchScript one mistranslates this network (measured: logits off by up to 94).
+            # The dynamo exporter: the TorchScript one mistranslates this network (its logits are far off).
             torch.onnx.export(_Logits(model).eval(), example, str(tmp), dynamo=True, external_data=False, verbose=False,
                               input_names=["image", "flow"], output_names=["logits"], opset_version=OPSET,
                               dynamic_shapes={"image": {0: batch}, "flow": {0: batch}})

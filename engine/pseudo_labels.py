@@ -14,8 +14,8 @@ A frame's target is made in three steps, each optional:
    background. The background's motion is a homography fitted (RANSAC) to the flow at the
    background labels; a pixel whose flow departs from it by more than a share of the object
    labels' typical departure is moving on its own, and a confident "background" there is the
-   appearance model's error more often than not (measured on held-out train sequences: the
-   errors the targets teach are mostly missed moving parts). Frames where the veto would drop
+   appearance model's error more often than not (a missed moving part of the object; see
+   benchmarks/RESULTS.md). Frames where the veto would drop
    many background labels (water, smoke, a failed fit) keep theirs.
 
 A frame whose labels cover little of either side of the teacher's mask (:func:`label_cover`)
@@ -262,9 +262,9 @@ def in_band(prob: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
 
 
 def band_share(prob: torch.Tensor, lo: float, hi: float) -> float:
-    """The share of a video's pixels :func:`in_band`: how unsure the teacher is. The recipe's
-    model leaves 1-15 % of a held-out video's pixels there, a model trained for a third of its
-    steps at a smaller size 38-83 % (README, "A less confident model")."""
+    """The share of a video's pixels :func:`in_band`: how unsure the teacher is. A confident
+    model leaves few pixels there, a less confident one many (the shares measured per model are
+    in benchmarks/RESULTS.md, "The band between the thresholds")."""
     return float(in_band(prob, lo, hi).float().mean())
 
 

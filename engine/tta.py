@@ -13,7 +13,7 @@ from engine.inference import hflip_logits, rescaled_size
 from utils.flow import hflip_flow_image
 
 TTA_VIEWS = ("identity", "flip", "jitter", "scale")  # the default --tta: keep as is
-# The authors' two other views (issue 13): PIL-style colour enhancement, and one rescale
+# The authors' two other views: PIL-style colour enhancement, and one rescale
 # factor drawn per step from AUTHORS_SCALES, sizes rounded to multiples of 64.
 AUTHORS_TTA_VIEWS = ("jitter_pil", "scale_set")
 TTA_CHOICES = TTA_VIEWS + AUTHORS_TTA_VIEWS  # what --tta accepts

@@ -21,7 +21,7 @@ _log = logging.getLogger(__name__)
 
 
 ARCHS = ("two_stream", "oast3d")
-DEFAULT_HEAD = "linear"  # decoder head of new two_stream models (``--decoder_head``); README: Real video
+DEFAULT_HEAD = "linear"  # decoder head of new two_stream models (``--decoder_head``); benchmarks/RESULTS.md, Decoder head
 
 
 def model_config(model_scale: str = "xxs", backbone: str | None = None,

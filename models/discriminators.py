@@ -56,7 +56,7 @@ class MaskDiscriminator(nn.Module):
         return self.net(x)  # B x 1 x h/8 x w/8 logits
 
 
-# --- The authors' discriminators (issue 13: selectable beside ours) ------------------------------
+# --- The authors' discriminators (selectable beside ours) ------------------------------------------
 # Written from the behaviour of the published OAST code (models/discriminator.py there), with
 # its double sigmoid removed: these return logits, like ours, for ``adversarial_loss``.
 

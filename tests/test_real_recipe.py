@@ -10,7 +10,7 @@ from models.pretrained import resolve_pretrained
 pytestmark = pytest.mark.slow
 
 # Measured with this exact command, alone (benchmarks/davis_real.py with the same arguments,
-# 751 s; README, "A less confident model"): held-out J&F 0.569. The floor leaves 12 points for
+# 751 s; benchmarks/RESULTS.md, "The band between the thresholds"): held-out J&F 0.569. The floor leaves 12 points for
 # thread-count and library-version noise; an untrained decoder, or encoders that lost their
 # ImageNet weights, fall far below it (2 x 60 steps gave 0.256).
 FLOOR_MEASURED = 0.569

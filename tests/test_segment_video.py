@@ -58,7 +58,7 @@ def _frames(n: int = N, h: int = H, w: int = W) -> list[np.ndarray]:
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
     """One intra-op thread: on a small machine shared with other jobs, OpenMP threads waiting for
-    each other make these tiny forward passes far slower (README, Speed)."""
+    each other make these tiny forward passes far slower (benchmarks/RESULTS.md, Speed)."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

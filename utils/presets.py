@@ -2,7 +2,7 @@
 
 ``--preset authors`` sets every option below to the value of the authors' code
 (sutiankang/OAST: ``unlabeled_train.py``, ``online_finetuning.py``, ``models/discriminator.py``,
-``datasets/dataset.py``), with their bugs fixed (README, "Differences from the authors'
+``datasets/dataset.py``), with their bugs fixed (docs/authors_network.md, "Differences from the authors'
 code"). ``--preset ours`` (the default) changes nothing.
 
 :func:`utils.config.parse_with_config` applies them; precedence, lowest first::
