@@ -532,6 +532,8 @@ def segment_videos(cfg: VideoConfig | argparse.Namespace, progress: bool = True)
     if cfg.name is not None:
         raise ValueError("--name names one video; with several, each is named by its file or folder")
     cfg, pipeline = _checked(cfg)
+    for path in cfg.inputs:  # e.g. the output folder itself given as the folder of videos
+        outputs.check_input_placement(path, cfg.output_dir)
     videos = named_videos(list_videos(cfg.inputs))
     outputs.check_batch_folder(cfg.output_dir)
     if cfg.size is None:
