@@ -6,7 +6,7 @@
         --flow raft_small --raft_weights raft_small.pth --online --online_epochs 2 --overlay frames
     python scripts/segment_video.py --input my.mp4 --weights ckpt.pth --output_dir out/ \\
         --size 224 416 --flow_size network          # faster: flow at the network input size
-    python scripts/segment_video.py --input my.mp4 --weights ckpt.pth --output_dir out/ \
+    python scripts/segment_video.py --input my.mp4 --weights ckpt.pth --output_dir out/ \\
         --quality accurate                          # the masks of test.py --flip --temporal 1 at 320x576
     python scripts/segment_video.py --input clips/ --weights ckpt.pth --output_dir out/
                                                     # every video of clips/ into out/<video>/

@@ -78,7 +78,8 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dis_preset", default=None, choices=sorted(DIS_PRESETS),
                    help="DIS speed/quality preset; default: --quality's")
     g.add_argument("--flow_size", type=flow_size_arg, default=None, metavar="{frame,network,HxW}",
-                   help="default: --quality's. Size the frames are downscaled to before flow estimation: frame (none), network "
+                   help="default: --quality's. Size the frames are downscaled to before flow estimation: frame "
+                        "(none), network "
                         "(--size), or HxW; never upscaled. Much cheaper, but less accurate (README, 'Speed'). "
                         "Files pipeline: the flow is scaled back to the frame size before encoding")
     g.add_argument("--raft_weights", type=Path, default=None,
@@ -103,10 +104,12 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                         "default: --quality's (fast: the size the checkpoint was trained at, else 384 640)")
     g.add_argument("--batch_size", type=int, default=4, help="frames per forward pass")
     g.add_argument("--memory_format", default=None, choices=MEMORY_FORMATS,
-                   help="default: --quality's. Network tensor layout for plain inference; channels_last is faster for convolutions on "
+                   help="default: --quality's. Network tensor layout for plain inference; channels_last is faster "
+                        "for convolutions on "
                         "CPU and gives the same masks up to float rounding")
     g.add_argument("--runtime", default=None, choices=RUNTIMES,
-                   help="default: --quality's. Network runtime for plain inference: onnx (ONNX Runtime on the CPU: the network is exported "
+                   help="default: --quality's. Network runtime for plain inference: onnx (ONNX Runtime on the CPU: "
+                        "the network is exported "
                         "once per checkpoint and size, cached beside the checkpoint and checked against PyTorch; "
                         "needs requirements-onnx.txt), int8 (that network quantised to int8, calibrated on "
                         "--int8_calibration; the network about twice as fast, J 0.4 lower on held-out videos: "
@@ -116,14 +119,16 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--int8_calibration", type=Path, default=None,
                    help="--runtime int8: video file or frames folder whose frames calibrate the int8 network "
                         "(cached beside the checkpoint per source: one source for many videos quantises once); "
-                        "default: the input video itself (quantised once per video, a few seconds)")
+                        "default: the input video itself (quantised once per video, a few seconds; with several "
+                        "videos, the first, once for all)")
     g.add_argument("--int8_frames", type=int, default=16,
                    help="--runtime int8: evenly spaced calibration frames (with their flow)")
     g.add_argument("--workers", type=int, default=2,
                    help="DataLoader worker processes (files pipeline and --online)")
     g.add_argument("--flip", action="store_true", default=None,
                    help="horizontal-flip test-time augmentation; default: --quality's")
-    g.add_argument("--no_flip", dest="flip", action="store_false", default=None, help="no flip, whatever --quality says")
+    g.add_argument("--no_flip", dest="flip", action="store_false", default=None,
+                   help="no flip, whatever --quality says")
     g.add_argument("--temporal", type=int, nargs="*", default=None, metavar="K",
                    help="fuse each frame's probability with its neighbours t-k and t+k, warped in with DIS flow "
                         "where a forward-backward check passes, as test.py --temporal (the same code; files "

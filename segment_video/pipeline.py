@@ -416,7 +416,8 @@ def _segment_with_files(cfg: VideoConfig, path: Path, name: str, device: torch.d
 def _run_options(cfg: VideoConfig, pipeline: str) -> dict:
     """The options a run records in the manifest (for the user; only input, name and weights decide)."""
     keys = ("input", "name", "quality", "stride", "max_frames", "size", "flow", "dis_preset", "flow_size",
-            "threshold", "flip", "temporal", "memory_format", "online", "online_epochs", "overlay", "save_prob", "runtime", "int8_calibration", "int8_frames")
+            "threshold", "flip", "temporal", "memory_format", "online", "online_epochs", "overlay", "save_prob",
+            "runtime", "int8_calibration", "int8_frames")
     out = {k: getattr(cfg, k) for k in keys}
     return {**{k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in out.items()},
             "pipeline": pipeline}
