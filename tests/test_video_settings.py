@@ -99,7 +99,11 @@ def test_an_option_given_wins_over_its_setting():
         False, (), (64, 96), "onnx", "fast", "network", "channels_last")
     cfg = _config("--flip", "--temporal", "1", "2", "--runtime", "torch")
     assert (cfg.quality, cfg.flip, cfg.temporal, cfg.runtime, cfg.size) == ("fast", True, (1, 2), "torch", None)
-    assert _config("--quality", "accurate", "--online").online  # --online goes on top of either
+    # --online goes on top of either: the tuner runs at the setting's size with its flip.
+    from segment_video.online import online_config
+
+    tuned = online_config(_config("--quality", "accurate", "--online"), Path("work"), "clip")
+    assert (tuned.size, tuned.flip) == (RECIPE_TEST_SIZE, True)
     with pytest.raises(SystemExit):
         script.get_parser().parse_args(["--input", "a.mp4", "--weights", "w", "--output_dir", "o", "--quality", "x"])
 
