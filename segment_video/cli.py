@@ -1,5 +1,9 @@
 """Command-line options of ``scripts/segment_video.py`` (model and runtime options come from
-the parent parsers of :mod:`utils.config`)."""
+the parent parsers of :mod:`utils.config`).
+
+The options that a ``--quality`` setting bundles (:mod:`segment_video.quality`) default to
+``None`` here, meaning "not given": :class:`~segment_video.config.VideoConfig` fills them from
+the setting, so an option on the command line wins over its setting's value."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +13,7 @@ from pathlib import Path
 from engine.online_config import OnlineConfig
 from engine.tta import TTA_VIEWS
 from segment_video.overlay import DEFAULT_FPS, OVERLAY_MODES
+from segment_video.quality import DEFAULT_QUALITY, QUALITIES, describe
 from utils.optical_flow import DIS_PRESETS, METHODS
 
 PIPELINES = ("auto", "memory", "files")
@@ -40,11 +45,20 @@ def unit_interval(text: str) -> float:
 
 def add_video_args(p: argparse.ArgumentParser) -> None:
     """Options of ``scripts/segment_video.py``."""
+    g = p.add_argument_group("setting")
+    g.add_argument("--quality", default=DEFAULT_QUALITY, choices=sorted(QUALITIES),
+                   help="named setting: the defaults of the options it bundles (an option given on the command line "
+                        "wins). " + "; ".join(f"{q}: {describe(q)}" for q in QUALITIES)
+                        + ". accurate gives the masks of test.py --flip --temporal 1 at that size (docs/video_tool.md)")
+
     g = p.add_argument_group("input")
-    g.add_argument("--input", required=True, type=Path,
-                   help="video file (mp4, avi, ... anything OpenCV decodes) or folder of .jpg/.png frames (sorted)")
+    g.add_argument("--input", dest="inputs", nargs="+", required=True, type=Path,
+                   help="video file (mp4, avi, ... anything OpenCV decodes) or folder of .jpg/.png frames (sorted); "
+                        "several of them, or a folder holding video files and/or frames folders, segment each "
+                        "video into its own <output_dir>/<video>/ with the model loaded once")
     g.add_argument("--name", default=None,
-                   help="video name used for output folders; default: the input's file or folder name")
+                   help="video name used for output folders; default: the input's file or folder name (one "
+                        "video only)")
     g.add_argument("--stride", type=int, default=1, help="keep every N-th input frame")
     g.add_argument("--max_frames", type=int, default=None, help="keep at most N frames (after --stride)")
     g.add_argument("--pipeline", default="auto", choices=PIPELINES,
@@ -52,7 +66,7 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                         "mask -> overlay (fastest; the flow image is encoded at the network input size; nothing "
                         "to resume); files: frames and flow images are written as JPEGs under <output_dir>/work "
                         "and read back (a rerun reuses them); auto: memory, or files with --online (the tuner "
-                        "reads the work folder)")
+                        "reads the work folder) or temporal fusion (--temporal: it needs the whole video)")
 
     g.add_argument("--no_overlap", dest="overlap", action="store_false",
                    help="memory pipeline: run decoding and flow, the network, and writing one after another "
@@ -61,9 +75,11 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optical flow")
     g.add_argument("--flow", default="dis", choices=METHODS,
                    help="flow back end: OpenCV DIS (CPU, no weights) or torchvision RAFT")
-    g.add_argument("--dis_preset", default="medium", choices=sorted(DIS_PRESETS), help="DIS speed/quality preset")
-    g.add_argument("--flow_size", type=flow_size_arg, default="frame", metavar="{frame,network,HxW}",
-                   help="size the frames are downscaled to before flow estimation: frame (none), network "
+    g.add_argument("--dis_preset", default=None, choices=sorted(DIS_PRESETS),
+                   help="DIS speed/quality preset; default: --quality's")
+    g.add_argument("--flow_size", type=flow_size_arg, default=None, metavar="{frame,network,HxW}",
+                   help="default: --quality's. Size the frames are downscaled to before flow estimation: frame "
+                        "(none), network "
                         "(--size), or HxW; never upscaled. Much cheaper, but less accurate (benchmarks/RESULTS.md, Speed). "
                         "Files pipeline: the flow is scaled back to the frame size before encoding")
     g.add_argument("--raft_weights", type=Path, default=None,
@@ -85,13 +101,15 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                         "replaced; other files there are kept")
     g.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="network input size (frames are resized to it; masks come back at the frame size); "
-                        "default: the size the checkpoint was trained at, else 384 640")
+                        "default: --quality's (fast: the size the checkpoint was trained at, else 384 640)")
     g.add_argument("--batch_size", type=int, default=4, help="frames per forward pass")
-    g.add_argument("--memory_format", default="channels_last", choices=MEMORY_FORMATS,
-                   help="network tensor layout for plain inference; channels_last is faster for convolutions on "
+    g.add_argument("--memory_format", default=None, choices=MEMORY_FORMATS,
+                   help="default: --quality's. Network tensor layout for plain inference; channels_last is faster "
+                        "for convolutions on "
                         "CPU and gives the same masks up to float rounding")
-    g.add_argument("--runtime", default="auto", choices=RUNTIMES,
-                   help="network runtime for plain inference: onnx (ONNX Runtime on the CPU: the network is exported "
+    g.add_argument("--runtime", default=None, choices=RUNTIMES,
+                   help="default: --quality's. Network runtime for plain inference: onnx (ONNX Runtime on the CPU: "
+                        "the network is exported "
                         "once per checkpoint and size, cached beside the checkpoint and checked against PyTorch; "
                         "needs requirements-onnx.txt), int8 (that network quantised to int8, calibrated on "
                         "--int8_calibration; faster, slightly less accurate: benchmarks/RESULTS.md, Speed), "
@@ -101,12 +119,21 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--int8_calibration", type=Path, default=None,
                    help="--runtime int8: video file or frames folder whose frames calibrate the int8 network "
                         "(cached beside the checkpoint per source: one source for many videos quantises once); "
-                        "default: the input video itself (quantised once per video, a few seconds)")
+                        "default: the input video itself (quantised once per video, a few seconds; with several "
+                        "videos, the first, once for all)")
     g.add_argument("--int8_frames", type=int, default=16,
                    help="--runtime int8: evenly spaced calibration frames (with their flow)")
     g.add_argument("--workers", type=int, default=2,
                    help="DataLoader worker processes (files pipeline and --online)")
-    g.add_argument("--flip", action="store_true", help="horizontal-flip test-time augmentation")
+    g.add_argument("--flip", action="store_true", default=None,
+                   help="horizontal-flip test-time augmentation; default: --quality's")
+    g.add_argument("--no_flip", dest="flip", action="store_false", default=None,
+                   help="no flip, whatever --quality says")
+    g.add_argument("--temporal", type=int, nargs="*", default=None, metavar="K",
+                   help="fuse each frame's probability with its neighbours t-k and t+k, warped in with DIS flow "
+                        "where a forward-backward check passes, as test.py --temporal (the same code; files "
+                        "pipeline; plain inference, the online stage fuses its own); --temporal alone: none; "
+                        "default: --quality's")
     g.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold of the masks")
     g.add_argument("--save_prob", action="store_true", help="also write probability maps to <output_dir>/probs/")
 

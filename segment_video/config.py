@@ -3,7 +3,10 @@
 ``scripts/segment_video.py`` parses its command line (:func:`segment_video.cli.add_video_args`
 and the shared model and runtime parsers) and :meth:`VideoConfig.from_args` turns the result
 into this. The parser is the one place that holds the defaults and the help; the fields carry
-the command line's option names (``--flow_size`` -> ``flow_size``).
+the command line's option names (``--flow_size`` -> ``flow_size``), except ``--input``, whose
+one or more paths are ``inputs``. The options a ``--quality`` setting bundles
+(:mod:`segment_video.quality`) default to ``None`` in the parser and take the setting's value
+here unless given.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from segment_video.quality import BUNDLED, DEFAULT_QUALITY, resolve
 
 # Options of the shared parsers that the tool does not use: the config file they came from and
 # the legacy launcher's rank.
@@ -22,11 +27,12 @@ ENTRY_ONLY_OPTIONS = ("config", "local_rank")
 class VideoConfig:
     """Every option of ``scripts/segment_video.py`` (``--help`` describes each).
 
-    Sequences are stored as tuples, files and folders as :class:`~pathlib.Path`.
+    Sequences are stored as tuples, files and folders as :class:`~pathlib.Path`. The options
+    of the ``quality`` setting that are ``None`` are filled from it on construction.
     """
 
     # input
-    input: Path
+    inputs: tuple[Path, ...]  # video files, frames folders, or folders of either (several videos)
     name: str | None
     stride: int
     max_frames: int | None
@@ -51,6 +57,7 @@ class VideoConfig:
     int8_frames: int
     workers: int
     flip: bool
+    temporal: tuple[int, ...]  # neighbour offsets of temporal fusion (test.py --temporal); () none
     threshold: float
     save_prob: bool
     # model (the checkpoint's unless given)
@@ -75,10 +82,16 @@ class VideoConfig:
     overlay_color: tuple[int, int, int]
     overlay_alpha: float
     clean_work: bool
+    # the named setting whose options fill those not given
+    quality: str = DEFAULT_QUALITY
 
     def __post_init__(self) -> None:
+        for key, value in resolve({k: getattr(self, k) for k in BUNDLED}, self.quality).items():
+            object.__setattr__(self, key, value)
+        inputs = [self.inputs] if isinstance(self.inputs, (str, Path)) else self.inputs
         norm: dict[str, Any] = {
-            "input": Path(self.input), "output_dir": Path(self.output_dir),
+            "inputs": tuple(map(Path, inputs)), "output_dir": Path(self.output_dir),
+            "temporal": tuple(int(k) for k in self.temporal), "flip": bool(self.flip),
             "weights": tuple(map(str, [self.weights] if isinstance(self.weights, (str, Path)) else self.weights)),
             "tta": tuple(self.tta), "overlay_color": tuple(int(v) for v in self.overlay_color),
             "flow_size": self.flow_size if isinstance(self.flow_size, str) else tuple(map(int, self.flow_size)),
@@ -105,3 +118,14 @@ class VideoConfig:
     def replace(self, **changes: Any) -> "VideoConfig":
         """A copy with ``changes`` (the config is frozen)."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def input(self) -> Path:
+        """The one input of a single-video config (raises when there are several)."""
+        if len(self.inputs) != 1:
+            raise ValueError(f"this config names {len(self.inputs)} inputs, not one")
+        return self.inputs[0]
+
+    def for_video(self, path: Path, output_dir: Path) -> "VideoConfig":
+        """The config of one video of a many-video run: its input and output folder, its own name."""
+        return self.replace(inputs=(Path(path),), output_dir=Path(output_dir), name=None)

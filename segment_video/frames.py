@@ -31,6 +31,8 @@ _log = logging.getLogger(__name__)
 WORK_DATASET = "custom"  # dataset name of the working layout <output_dir>/work/custom/val/...
 WORK_SPLIT = "val"
 JPEG_QUALITY = 95
+# What a folder of videos lists as video files (OpenCV decodes more; name such a file itself).
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 
 
 class VideoInputError(ValueError):
@@ -67,6 +69,45 @@ def video_name(path: Path, name: str | None = None) -> str:
     raw = name if name else (path.resolve().name if path.is_dir() else path.stem)
     clean = re.sub(r"[^\w.-]+", "_", raw).strip("._")
     return clean or "video"
+
+
+def folder_videos(folder: Path) -> list[Path]:
+    """The videos directly in ``folder``, sorted by name: video files (:data:`VIDEO_EXTS`) and
+    subfolders holding frames. Empty for a frames folder (it is one video) and a file."""
+    if not folder.is_dir() or list_files(folder):
+        return []
+    return [c for c in sorted(folder.iterdir()) if not c.name.startswith(".")
+            and ((c.is_file() and c.suffix.lower() in VIDEO_EXTS) or (c.is_dir() and list_files(c)))]
+
+
+def is_many(inputs: Sequence[Path]) -> bool:
+    """Whether ``inputs`` (``--input``) name several videos: more than one path, or a folder of videos.
+    One video file or frames folder is the one-video run, with its own output layout."""
+    return len(inputs) > 1 or bool(folder_videos(Path(inputs[0])))
+
+
+def list_videos(inputs: Sequence[Path]) -> list[Path]:
+    """Every video of ``inputs``: each folder of videos stands for its videos, any other path for
+    itself (a missing or unreadable one then fails as that video)."""
+    out: list[Path] = []
+    for p in map(Path, inputs):
+        out.extend(folder_videos(p) or [p])
+    return out
+
+
+def named_videos(paths: Sequence[Path]) -> list[tuple[str, Path]]:
+    """``(name, path)`` of each video (:func:`video_name`: its output sub-folder); two videos of one
+    name are refused, naming both, before any work."""
+    seen: dict[str, Path] = {}
+    for p in paths:
+        name = video_name(p)
+        if name in seen:
+            raise VideoInputError(f"{seen[name]} and {p} would both be written to the video folder {name!r}: "
+                                  "rename one, or segment them in separate calls")
+        seen[name] = p
+    if not seen:
+        raise VideoInputError("--input names no video")
+    return list(seen.items())
 
 
 def frame_name(index: int) -> str:

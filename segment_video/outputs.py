@@ -11,6 +11,9 @@
   video or weights) is refused before anything is written, naming the folder and the
   reason, unless ``--overwrite``.
 
+Several videos in one call go to ``<output_dir>/<video>/``, each sub-folder under these rules
+on its own; an ``<output_dir>`` that holds a one-video run is refused (:func:`check_batch_folder`).
+
 The manifest is written first (``running``) and marked ``done`` last, so a run killed at any
 point leaves a folder the same command takes up and finishes. Within the folder the tool
 replaces only its own places (:func:`result_places`, :func:`work_places`); other files there
@@ -60,6 +63,14 @@ def check_input_placement(path: Path, out_dir: Path) -> None:
         if inp == place or place in inp.parents:
             raise VideoInputError(f"--input {path} is inside --output_dir {out_dir} ({place}), where segment_video "
                                   "replaces its own results: copy the input elsewhere, or choose another --output_dir")
+
+
+def check_batch_folder(out_dir: Path) -> None:
+    """Refuse a many-video ``out_dir`` that holds a one-video run: its sub-folders would mix with that
+    run's places. Each video's sub-folder then follows the rules above on its own."""
+    if (out_dir / MANIFEST).exists() or part_path(out_dir / MANIFEST).exists():
+        raise OutputConflict(f"refusing to write several videos into --output_dir {out_dir}: it holds a one-video "
+                             f"segment_video run ({MANIFEST}); choose another --output_dir")
 
 
 def remove(paths: Sequence[Path]) -> None:

@@ -1,14 +1,17 @@
-"""Segmenting one user video (a video file or a folder of frames) with a trained model.
+"""Segmenting user videos (video files or folders of frames) with a trained model.
 
-:func:`segment_video` runs five stages:
+:func:`segment_video` runs five stages on one video; :func:`segment_videos` runs them on
+each of several, into one output sub-folder per video, with the network loaded once:
 
 1. **frames**: decode the input (:mod:`segment_video.frames`), every ``stride``-th frame, at
    most ``max_frames``; frames are named ``00000, 00001, ...``.
 2. **flow**: forward optical flow of each frame to the next (:mod:`segment_video.flow`), on
    frames downscaled to ``flow_size`` when asked, colour-encoded as everywhere in the project
    (:mod:`utils.flow`); the last frame reuses the previous frame's flow image.
-3. **network**: plain inference with the checkpoint, or with ``online`` OAST online
-   self-tuning on this video first (:mod:`segment_video.online`, the online stage's defaults).
+3. **network**: plain inference with the checkpoint (with ``flip``, averaged with the mirrored
+   pass; with ``temporal``, fused with the flow-warped neighbours: the library code of
+   ``test.py --flip --temporal``), or with ``online`` OAST online self-tuning on this video
+   first (:mod:`segment_video.online`, the online stage's defaults).
 4. **masks**: ``<output_dir>/masks/<video>/<frame>.png`` (0/255, original frame size); with
    ``save_prob``, probabilities go to ``<output_dir>/probs/<video>/<frame>.png``.
 5. **overlay**: ``<output_dir>/overlay.mp4`` or ``<output_dir>/overlay/<frame>.jpg``
@@ -25,7 +28,9 @@ Two pipelines run these stages:
 * ``files`` writes the frames and flow images as JPEGs in the project's data layout under
   ``<output_dir>/work/custom/val/{images,flows}/<video>/`` and runs each stage over the
   whole video; a rerun with the same input and flow settings reuses them, so an
-  interrupted run resumes. Online tuning reads this layout, so ``--online`` uses it.
+  interrupted run resumes. Online tuning and temporal fusion read this layout, so
+  ``--online`` and ``--temporal`` use it; inference there is ``test.py``'s
+  (:func:`engine.inference.run_inference`) on the work folder as a dataset.
 
 The weights are loaded before any frame is decoded or flow computed, so a bad ``--weights``
 fails at once, naming the file. The output folder follows :mod:`segment_video.outputs`.
@@ -55,8 +60,8 @@ from segment_video.config import VideoConfig
 from segment_video.flow import (compute_flow, downscale, flow_estimator, flow_settings, network_flow_image,
                                 reset_stale_flows, resolve_flow_size)
 from segment_video.frames import (WORK_DATASET, WORK_SPLIT, ExtractedFrames, check_input, extract_frames, frame_name,
-                                  input_fps, input_frame_count, iter_input_frames, signature, video_name, work_dirs,
-                                  write_source_record)
+                                  input_fps, input_frame_count, iter_input_frames, list_videos, named_videos, signature,
+                                  video_name, work_dirs, write_source_record)
 from segment_video.online import tune_and_predict
 from segment_video.overlay import DEFAULT_FPS, OverlayWriter, write_overlay
 from utils.optical_flow import FlowStats
@@ -399,8 +404,9 @@ def _segment_with_files(cfg: VideoConfig, path: Path, name: str, device: torch.d
         t = time.perf_counter()
         data = FrameDataset(work_root, [WORK_DATASET], "test", WORK_SPLIT, cfg.size, with_labels=False,
                             videos=[name])
+        # test.py's own call: with the same frames, flow images, size and options, its masks.
         n = run_inference(model, data, writer, DistInfo(0, 1, 0, device), cfg.batch_size, cfg.workers, cfg.flip,
-                          cfg.amp, cfg.amp_dtype, desc=f"segment {name}")
+                          cfg.amp, cfg.amp_dtype, desc=f"segment {name}", temporal=cfg.temporal)
         predict_s = time.perf_counter() - t
     # The writer ran inside the prediction loop and booked its own time.
     clock.add("network_s", max(0.0, predict_s - (clock.seconds.get("masks_s", 0.0) - masks_before)))
@@ -409,31 +415,26 @@ def _segment_with_files(cfg: VideoConfig, path: Path, name: str, device: torch.d
 
 def _run_options(cfg: VideoConfig, pipeline: str) -> dict:
     """The options a run records in the manifest (for the user; only input, name and weights decide)."""
-    keys = ("input", "name", "stride", "max_frames", "size", "flow", "dis_preset", "flow_size", "threshold", "flip",
-            "online", "online_epochs", "overlay", "save_prob", "runtime", "int8_calibration", "int8_frames")
+    keys = ("input", "name", "quality", "stride", "max_frames", "size", "flow", "dis_preset", "flow_size",
+            "threshold", "flip", "temporal", "memory_format", "online", "online_epochs", "overlay", "save_prob",
+            "runtime", "int8_calibration", "int8_frames")
     out = {k: getattr(cfg, k) for k in keys}
     return {**{k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in out.items()},
             "pipeline": pipeline}
 
 
-def segment_video(cfg: VideoConfig | argparse.Namespace, progress: bool = True) -> SegmentResult:
-    """Run the stages of the module docstring with ``cfg`` (or the parsed command line of
-    ``scripts/segment_video.py``, see :func:`segment_video.cli.add_video_args`).
-
-    Raises :class:`segment_video.outputs.OutputConflict` (a ``ValueError``) before writing
-    anything when the output folder is not this run's (see :mod:`segment_video.outputs`).
-    """
-    from engine.online_records import weights_identity
-    from utils.misc import resolve_device, seed_everything
-
-    t_start = time.perf_counter()
-    if isinstance(cfg, argparse.Namespace):
-        cfg = VideoConfig.from_args(cfg)
+def _checked(cfg: VideoConfig) -> tuple[VideoConfig, str]:
+    """The options checked before any file is read: ``cfg`` (on the CPU for ONNX Runtime) and the
+    pipeline that ``auto`` stands for. Raises ``ValueError`` naming the conflicting options."""
     if cfg.online and cfg.online_epochs < 0:
         raise ValueError("--online_epochs must be >= 0")
-    pipeline = cfg.pipeline if cfg.pipeline != "auto" else ("files" if cfg.online else "memory")
+    # Temporal fusion reads a frame's neighbours on both sides, so it needs the whole video in the work folder.
+    pipeline = cfg.pipeline if cfg.pipeline != "auto" else ("files" if cfg.online or cfg.temporal else "memory")
     if pipeline == "memory" and cfg.online:
         raise ValueError("--online needs --pipeline files (or auto): the tuner reads the frames from the work folder")
+    if pipeline == "memory" and cfg.temporal:
+        raise ValueError("--temporal needs --pipeline files (or auto): temporal fusion reads the whole video's "
+                         "frames from the work folder")
     if cfg.runtime in ("onnx", "int8"):
         rt = cfg.runtime
         if cfg.online:
@@ -446,20 +447,44 @@ def segment_video(cfg: VideoConfig | argparse.Namespace, progress: bool = True) 
         from engine.onnx_runtime import require
 
         require()  # before any frame is decoded
+    return cfg, pipeline
+
+
+def segment_video(cfg: VideoConfig | argparse.Namespace, progress: bool = True) -> SegmentResult:
+    """Run the stages of the module docstring with ``cfg`` (or the parsed command line of
+    ``scripts/segment_video.py``, see :func:`segment_video.cli.add_video_args`) on its one input.
+
+    Raises :class:`segment_video.outputs.OutputConflict` (a ``ValueError``) before writing
+    anything when the output folder is not this run's (see :mod:`segment_video.outputs`).
+    """
+    from utils.misc import resolve_device, seed_everything
+
+    t_start = time.perf_counter()
+    if isinstance(cfg, argparse.Namespace):
+        cfg = VideoConfig.from_args(cfg)
+    cfg, pipeline = _checked(cfg)
     path = cfg.input
     check_input(path)  # fail on a bad input before loading anything heavy
-    out_dir = cfg.output_dir
-    outputs.check_input_placement(path, out_dir)
+    outputs.check_input_placement(path, cfg.output_dir)
     if cfg.size is None:
         cfg = cfg.replace(size=training_size(cfg.weights))
-    work_root = out_dir / "work"
-    name = video_name(path, cfg.name)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     clock = StageClock()
     with clock("model_s"):
         model = _check_weights(cfg, device)
+    return _segment_one(cfg, pipeline, device, model, clock, t_start, progress)
 
+
+def _segment_one(cfg: VideoConfig, pipeline: str, device: torch.device, model: torch.nn.Module | None,
+                 clock: StageClock, t_start: float, progress: bool) -> SegmentResult:
+    """Claim ``cfg.output_dir`` for the one input of ``cfg``, run the stages with the loaded
+    ``model`` (None: ``--online`` builds its own), and mark the run done."""
+    from engine.online_records import weights_identity
+
+    path, out_dir = cfg.input, cfg.output_dir
+    work_root = out_dir / "work"
+    name = video_name(path, cfg.name)
     identity = {"input": str(path.resolve()), "video": name, "weights": weights_identity(cfg.weights)}
     manifest = outputs.claim(out_dir, identity, _run_options(cfg, pipeline), cfg.overwrite)
     result = _run_stages(cfg, path, name, pipeline, device, model, clock, progress)
@@ -482,6 +507,59 @@ def segment_video(cfg: VideoConfig | argparse.Namespace, progress: bool = True) 
               ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in timing.items() if k != "total_s"))
     result.timing, result.manifest = timing, manifest
     return result
+
+
+@dataclass
+class BatchResult:
+    """What :func:`segment_videos` did: each video's result, and each failure's message."""
+    results: dict[str, SegmentResult] = field(default_factory=dict)  # by video name (= its sub-folder)
+    failed: dict[str, str] = field(default_factory=dict)  # video name -> "<input>: <error>"
+    model_s: float = 0.0  # loading the network once (the ONNX export, the int8 calibration)
+
+
+def segment_videos(cfg: VideoConfig | argparse.Namespace, progress: bool = True) -> BatchResult:
+    """Segment every video of ``cfg.inputs`` (:func:`segment_video.frames.list_videos`), each into
+    ``<output_dir>/<video>/`` laid out and owned as a one-video run's output folder.
+
+    The network is loaded once for all (the ONNX export, and with ``--runtime int8`` one
+    calibration: on ``--int8_calibration``, else on the first video). A video that fails is
+    logged and recorded in :attr:`BatchResult.failed`, and the others go on; an error in the
+    options, the weights or the calibration stops the run before any video.
+    """
+    from utils.misc import resolve_device, seed_everything
+
+    if isinstance(cfg, argparse.Namespace):
+        cfg = VideoConfig.from_args(cfg)
+    if cfg.name is not None:
+        raise ValueError("--name names one video; with several, each is named by its file or folder")
+    cfg, pipeline = _checked(cfg)
+    for path in cfg.inputs:  # e.g. the output folder itself given as the folder of videos
+        outputs.check_input_placement(path, cfg.output_dir)
+    videos = named_videos(list_videos(cfg.inputs))
+    outputs.check_batch_folder(cfg.output_dir)
+    if cfg.size is None:
+        cfg = cfg.replace(size=training_size(cfg.weights))
+    device = resolve_device(cfg.device)
+    batch = BatchResult()
+    first_name, first_path = videos[0]
+    t = time.perf_counter()
+    # The first video's config: the int8 calibration reads its frames unless --int8_calibration names a source.
+    model = _check_weights(cfg.for_video(first_path, cfg.output_dir / first_name), device)
+    batch.model_s = time.perf_counter() - t
+    for name, path in tqdm(videos, desc="videos", unit="video", disable=not progress, dynamic_ncols=True):
+        one = cfg.for_video(path, cfg.output_dir / name)
+        try:
+            check_input(path)
+            outputs.check_input_placement(path, one.output_dir)
+            seed_everything(cfg.seed)  # each video as in a call of its own
+            batch.results[name] = _segment_one(one, pipeline, device, model, StageClock(), time.perf_counter(),
+                                               progress)
+        except Exception as e:  # noqa: BLE001 -- any failure of one video is reported and the others go on
+            _log.error("video %s (%s) failed: %s", name, path, e)
+            batch.failed[name] = f"{path}: {e}"
+    _log.info("%d of %d videos segmented into %s%s", len(batch.results), len(videos), cfg.output_dir,
+              f"; failed: {', '.join(batch.failed)}" if batch.failed else "")
+    return batch
 
 
 def _run_stages(cfg: VideoConfig, path: Path, name: str, pipeline: str, device: torch.device,
