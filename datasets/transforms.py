@@ -10,6 +10,8 @@ import torch
 
 from utils.flow import transform_flow_image
 
+ZERO_FLOW_RGB = 255  # the flow image's encoding of "no motion": white
+
 
 
 @dataclass
@@ -88,9 +90,12 @@ class TrainAugment:
 
     def __init__(self, out_hw: tuple[int, int] = (384, 640), scale_range: tuple[float, float] = (0.8, 1.25),
                  max_rotation: float = 10.0, flip_prob: float = 0.5, color_jitter: float = 0.3,
-                 blur_prob: float = 0.1):
+                 blur_prob: float = 0.1, zero_flow_prob: float = 0.0):
+        if not 0 <= zero_flow_prob <= 1:
+            raise ValueError(f"zero_flow_prob must be in [0, 1], got {zero_flow_prob}")
         self.out_hw, self.scale_range, self.max_rotation = tuple(out_hw), scale_range, max_rotation
         self.flip_prob, self.color_jitter, self.blur_prob = flip_prob, color_jitter, blur_prob
+        self.zero_flow_prob = zero_flow_prob
 
     def draw(self, in_hw: tuple[int, int], rng: np.random.Generator) -> GeometricParams:
         h, w = in_hw
@@ -121,7 +126,12 @@ class TrainAugment:
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         p = self.draw(image.shape[:2], rng)
         image, flow, mask = warp_sample(image, flow, mask, p, self.out_hw)
-        return self.photometric(image, rng), flow, mask
+        image = self.photometric(image, rng)
+        # Motion as an option (TMO, WACV 2023): with no motion to go by, the appearance path has to
+        # find the object itself. Drawn last, and only when on, so other draws stay as they were.
+        if self.zero_flow_prob > 0 and rng.random() < self.zero_flow_prob:
+            flow = np.full_like(flow, ZERO_FLOW_RGB)
+        return image, flow, mask
 
 
 def resize_pair(image: np.ndarray, flow: np.ndarray, out_hw: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:

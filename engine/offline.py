@@ -112,6 +112,9 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scale_range", type=float, nargs=2, default=(0.8, 1.25), help="random scale of crops, relative to the scale at which the crop just covers the frame; "
                         "crops always stay inside the frame, so draws too small for the drawn rotation are raised")
     g.add_argument("--max_rotation", type=float, default=10.0, help="random rotation range in degrees (+/-)")
+    g.add_argument("--zero_flow_prob", type=_probability, default=0.0,
+                   help="share of training samples whose flow image is replaced by 'no motion', so that the "
+                        "appearance path learns objects that barely move (0: off, the paper's)")
     g.add_argument("--max_steps_per_epoch", type=int, default=None, help="cap steps per epoch (quick runs)")
     v = p.add_argument_group("validation and checkpoints")
     v.add_argument("--val_datasets", nargs="+", default=["DAVIS-2016"], help="sets scored with J after each epoch")
@@ -266,7 +269,7 @@ class OfflineTrainer:
     # data ------------------------------------------------------------------------------
     def _build_data(self) -> None:
         a, info = self.args, self.info
-        aug = TrainAugment(tuple(a.size), tuple(a.scale_range), a.max_rotation)
+        aug = TrainAugment(tuple(a.size), tuple(a.scale_range), a.max_rotation, zero_flow_prob=a.zero_flow_prob)
         self.labeled = FrameDataset(a.data_dir, a.labeled_datasets, "labeled", a.labeled_split, a.size,
                                     a.youtube_stride, aug, seed=a.seed, skip_bad=a.skip_bad_frames)
         self.sampler = DistributedSampler(self.labeled, info.world_size, info.rank, shuffle=True, seed=a.seed,
@@ -520,6 +523,14 @@ class OfflineTrainer:
         res, _ = validate(self.eval_net, self.val, self.info, self.args.batch_size * 2, self.args.workers,
                           self.args.amp, self.args.amp_dtype)
         return res["J"]
+
+
+def _probability(text: str) -> float:
+    """argparse type: a float in [0, 1]."""
+    value = float(text)
+    if not 0 <= value <= 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
 
 
 def _plain(v: object) -> object:

@@ -220,3 +220,21 @@ def test_min_inside_scale_by_hand():
     hx, hy = crop_extent((41, 51), 30.0, 2.0)
     c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
     assert (hx, hy) == pytest.approx(((50 * c + 40 * s) / 4, (50 * s + 40 * c) / 4))
+
+
+def test_zero_flow_prob_replaces_the_flow_with_no_motion_and_leaves_other_draws_alone():
+    image, flow, mask = _border_object_frame()
+    plain = TrainAugment((40, 72))
+    always = TrainAugment((40, 72), zero_flow_prob=1.0)
+    half = TrainAugment((40, 72), zero_flow_prob=0.5)
+    zeroed = 0
+    for seed in range(40):
+        i0, f0, m0 = plain(image, flow, mask, np.random.default_rng(seed))
+        i1, f1, m1 = always(image, flow, mask, np.random.default_rng(seed))
+        assert np.array_equal(i0, i1) and np.array_equal(m0, m1)  # the same crop and colours
+        assert (f1 == 255).all() and not (f0 == 255).all()  # white: no motion (the object moves in every crop)
+        _, fh, _ = half(image, flow, mask, np.random.default_rng(seed))
+        zeroed += int((fh == 255).all())
+    assert 10 <= zeroed <= 30  # about half of 40
+    with pytest.raises(ValueError, match="zero_flow_prob"):
+        TrainAugment((40, 72), zero_flow_prob=1.5)
