@@ -42,6 +42,7 @@ from engine.online_config import OnlineConfig
 from engine.pseudo_labels import (IGNORE, FlowCache, TargetConfig, auto_band_weight, band_share, build_targets,
                                   in_band, label_cover, masked_seg_loss)
 from engine.tta import TTA_CHOICES, sharpen, strong_view, tta_probs
+from engine.variants import add_variant_args
 from models import build_mask_discriminator, build_model_from_checkpoint
 from models.backbone import Encoder
 from models.discriminators import build_authors_mask_discriminator
@@ -52,7 +53,6 @@ from utils.distributed import DistInfo, all_gather_objects, barrier, init_distri
 from utils.io import atomic_write, in_progress
 from utils.log import TensorBoard, keep_records, log_to_file
 from utils.misc import autocast, seed_everything
-from utils.presets import add_variant_args
 
 _log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from PIL import Image
 
 from datasets.io import read_flow, read_image, read_mask, write_mask, write_probability
 from engine.inference import MaskWriter
-from utils.checkpoint import load_checkpoint, load_model_weights, remove_orphan_tmp, save_checkpoint
+from models.loading import load_model_weights
+from utils.checkpoint import load_checkpoint, remove_orphan_tmp, save_checkpoint
 from utils.flow import read_flo, read_flow_image, write_flo
 from utils.io import atomic_write, image_file_problem, list_files, part_path, read_rgb
 
