@@ -39,8 +39,9 @@ from engine.loop import ENCODER_PREFIXES, build_optimizer, grad_scaler, optimize
 from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs_digest, key_mismatches,
                                    mask_options, resume_messages, save_roots, weights_identity, write_record)
 from engine.online_config import OnlineConfig
-from engine.pseudo_labels import (IGNORE, FlowCache, TargetConfig, auto_band_weight, band_share, build_targets,
-                                  in_band, label_cover, masked_seg_loss)
+from engine.pseudo_labels import (IGNORE, auto_band_weight, band_share, build_targets, in_band, label_cover,
+                                  masked_seg_loss)
+from engine.temporal import FlowCache, TargetConfig
 from engine.tta import TTA_CHOICES, sharpen, strong_view, tta_probs
 from engine.variants import add_variant_args
 from models import build_mask_discriminator, build_model_from_checkpoint

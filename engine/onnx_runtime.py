@@ -2,7 +2,7 @@
 input size, cached beside the checkpoint, and checked against PyTorch before first use.
 
 PyTorch stays the reference: :class:`OnnxNetwork` is called like the PyTorch network
-(``net(image, flow)["logits"]``), so :func:`engine.inference.predict_probs` and its flip
+(``net(image, flow)["logits"]``), so :func:`engine.views.predict_probs` and its flip
 test-time augmentation run unchanged on either. Needs the optional packages of
 ``requirements-onnx.txt`` (``onnxruntime``, and ``onnx`` + ``onnxscript`` for the export).
 
