@@ -15,6 +15,7 @@ from datasets import FrameDataset, collate_frames, write_mask, write_probability
 from engine.temporal import FlowCache, TargetConfig, fused_video_probs
 from engine.views import ViewSet, predict_probs, view_probs, view_sizes
 from utils.distributed import DistInfo, shard_indices
+from utils.paths import mask_path
 
 _log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class MaskWriter:
 
     def relative(self, dataset: str, video: str, frame: str) -> Path:
         """Where a frame's mask goes under either root: the one mask-path rule."""
-        return (Path(dataset, video) if self.per_dataset else Path(video)) / f"{frame}.png"
+        return mask_path(Path(), video, frame, dataset if self.per_dataset else None)
 
     def write(self, dataset: str, video: str, frame: str, prob: np.ndarray) -> None:
         """``prob``: ``H x W`` in [0, 1] at the frame's original size."""

@@ -111,7 +111,7 @@ def cache_key(weights: Sequence[str | Path], size_hw: Sequence[int]) -> str:
     """12 hex digits naming one export: the checkpoint bytes, the size and the exporter's versions."""
     import onnxruntime
 
-    from engine.online_records import weights_identity  # checks each file exists, naming a missing one
+    from utils.io import weights_identity  # checks each file exists, naming a missing one
 
     shas = [w["sha1"] for w in weights_identity(weights)]
     return hashlib.sha1(json.dumps([shas, list(map(int, size_hw)), OPSET, EXPORT_VERSION, torch.__version__,

@@ -411,7 +411,7 @@ def segment_video(cfg: VideoConfig | argparse.Namespace, progress: bool = True) 
     Raises :class:`segment_video.outputs.OutputConflict` (a ``ValueError``) before writing
     anything when the output folder is not this run's (see :mod:`segment_video.outputs`).
     """
-    from engine.online_records import weights_identity
+    from utils.io import weights_identity
     from utils.misc import resolve_device, seed_everything
 
     t_start = time.perf_counter()
@@ -499,7 +499,7 @@ def _run_stages(cfg: VideoConfig, path: Path, name: str, pipeline: str, device: 
         fps = cfg.fps or ((frames.fps / cfg.stride) if frames.fps else DEFAULT_FPS)
         images_dir, _ = work_dirs(work_root, name)
         with clock("overlay_s"):
-            overlay_path = write_overlay(images_dir, masks_root / name, frames.names, out_dir, cfg.overlay, fps,
+            overlay_path = write_overlay(images_dir, masks_root, name, frames.names, out_dir, cfg.overlay, fps,
                                          color, cfg.overlay_alpha, progress)
     if n != n_frames:
         raise RuntimeError(f"wrote {n} masks for {n_frames} frames of {name}")
