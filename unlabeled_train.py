@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 
 from engine.offline import OfflineTrainer, add_offline_args
+from models import add_blocks_arg
 from utils.config import HelpFormatter, data_parser, model_parser, parse_with_config, runtime_parser
 from utils.distributed import cleanup
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter,
-                                parents=[model_parser(), data_parser(), runtime_parser()])
+                                parents=[model_parser(add_model_args=add_blocks_arg), data_parser(), runtime_parser()])
     add_offline_args(p)
     return p
 

@@ -245,7 +245,7 @@ def run(a: argparse.Namespace, seed: int = 0) -> dict:
     if a.ledger:
         from benchmarks.ledger import append_row, ledger_row
 
-        append_row(a.ledger, ledger_row(result, a, seed, n_frames, git_commit()))
+        append_row(a.ledger, ledger_row(result, a, seed, n_frames, git_commit(), vars(get_parser().parse_args([]))))
         print(f"ledger: appended to {a.ledger} (commit it now)")
     return result
 

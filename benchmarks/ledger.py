@@ -51,13 +51,12 @@ def _pct(scores: dict[str, float] | None, prefix: str = "DAVIS-2016") -> dict[st
     return {m: round(100 * scores[f"{prefix} {m}"], 2) for m in ("J&F", "J", "F") if f"{prefix} {m}" in scores}
 
 
-def ledger_row(result: dict, a: argparse.Namespace, seed: int, n_frames: int, commit: str) -> dict[str, Any]:
-    """The ledger row of one finished ``davis_real.run`` (its ``result``), trained with ``seed``."""
+def ledger_row(result: dict, a: argparse.Namespace, seed: int, n_frames: int, commit: str,
+               defaults: dict[str, Any]) -> dict[str, Any]:
+    """The ledger row of one finished ``davis_real.run`` (its ``result``), trained with ``seed``;
+    ``defaults``: ``davis_real``'s option defaults (the setting is what ``a`` changes of them)."""
     import torch
 
-    from benchmarks.davis_real import get_parser
-
-    defaults = vars(get_parser().parse_args([]))
     argv = _one_seed(a.argv, seed)
     times = result["times"]
     best = result.get("best_offline")

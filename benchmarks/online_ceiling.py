@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
     from datasets import FrameDataset
     from datasets.io import read_mask
     from engine.inference import MaskWriter, to_original_size
-    from engine.pseudo_labels import IGNORE, hard_labels, motion_veto, pair_flows, temporal_fuse, video_view_probs
+    from engine.pseudo_labels import IGNORE, hard_labels, motion_veto
+    from engine.temporal import pair_flows, temporal_fuse, video_view_probs
     from evaluation import evaluate_dataset
     from evaluation.summary import scores
     from models import build_model_from_checkpoint

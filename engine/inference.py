@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -12,82 +12,12 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from datasets import FrameDataset, collate_frames, write_mask, write_probability
+from engine.temporal import FlowCache, TargetConfig, fused_video_probs
+from engine.views import ViewSet, predict_probs, view_probs, view_sizes
 from utils.distributed import DistInfo, shard_indices
-from utils.flow import hflip_flow_image
-from utils.misc import autocast
-
-if TYPE_CHECKING:  # engine.pseudo_labels imports this module
-    from engine.pseudo_labels import FlowCache
+from utils.paths import mask_path
 
 _log = logging.getLogger(__name__)
-
-
-def hflip_logits(model: torch.nn.Module, image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Logits of the mirrored frame, mapped back to the frame's orientation.
-
-    The flow image is mirrored with its vectors (a flipped frame moves the other way).
-    """
-    return model(image.flip(-1), hflip_flow_image(flow))["logits"].flip(-1)
-
-
-@torch.no_grad()
-def predict_probs(model: torch.nn.Module, image: torch.Tensor, flow: torch.Tensor, flip: bool = False,
-                  amp: bool = False, amp_dtype: str = "bf16") -> torch.Tensor:
-    """Foreground probabilities ``B x 1 x H x W``; ``flip`` averages with the mirrored pass."""
-    with autocast(image.device, amp, amp_dtype):
-        prob = model(image, flow)["logits"].float().sigmoid()
-        if flip:
-            fl = hflip_logits(model, image, flow).float().sigmoid()
-            prob = (prob + fl) / 2
-    return prob
-
-
-def rescaled_size(hw: Sequence[int], factor: float, multiple: int = 32) -> tuple[int, int]:
-    """``hw * factor`` rounded to the nearest multiple the network takes without padding."""
-    return tuple(max(multiple, int(round(s * factor / multiple)) * multiple) for s in hw)
-
-
-@torch.no_grad()
-def view_probs(model: torch.nn.Module, views: Sequence[tuple[torch.Tensor, torch.Tensor]], out_hw: Sequence[int],
-               flip: bool, amp: bool = False, amp_dtype: str = "bf16") -> torch.Tensor:
-    """Mean foreground probability ``B x 1 x H x W`` (``out_hw``) over ``views``, a list of
-    ``(image, flow)`` batches of one set of frames at different sizes; ``flip`` adds each mirrored."""
-    total, n = None, 0
-    for image, flow in views:
-        with autocast(image.device, amp, amp_dtype):
-            logits = [model(image, flow)["logits"]]
-            if flip:
-                logits.append(hflip_logits(model, image, flow))
-        for lg in logits:
-            p = lg.float().sigmoid()
-            if tuple(p.shape[-2:]) != tuple(out_hw):
-                p = F.interpolate(p, size=tuple(out_hw), mode="bilinear", align_corners=False)
-            total = p if total is None else total + p
-            n += 1
-    return total / n
-
-
-class ViewSet(torch.utils.data.Dataset):
-    """Items of a ``FrameDataset`` at several sizes (see ``FrameDataset.views``)."""
-
-    def __init__(self, data, indices: Sequence[int], sizes: list[tuple[int, int]]):
-        self.data, self.indices, self.sizes = data, list(indices), sizes
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> dict:
-        return self.data.views(self.indices[i], self.sizes)
-
-
-def scale_sizes(size: Sequence[int], scales: Sequence[float]) -> dict[float, tuple[int, int]]:
-    """The input size of each scale, the test size itself (scale 1) first."""
-    return {1.0: tuple(size), **{s: rescaled_size(size, s) for s in scales if s != 1.0}}
-
-
-def view_sizes(size: Sequence[int], scales: Sequence[float]) -> list[tuple[int, int]]:
-    """The input size of each scale, the test size itself first."""
-    return list(scale_sizes(size, scales).values())
 
 
 def write_view_predictions(model: torch.nn.Module, data: FrameDataset, indices: Sequence[int], writer: "MaskWriter",
@@ -139,13 +69,11 @@ def write_fused_video(model: torch.nn.Module, data: FrameDataset, indices: Seque
     """Masks of one video (``indices`` in temporal order) whose probability is fused over time:
     each frame's (mean over ``scales`` and ``flip``) averaged with its neighbours' ``t +- k``
     (``k`` in ``temporal``), warped in with DIS flow where a forward-backward check passes
-    (:mod:`engine.pseudo_labels`, the online stage's target machinery without its thresholds).
+    (:mod:`engine.temporal`, the online stage's target machinery without its thresholds).
     ``flow_cache``: flows of this video kept from an earlier pass (the online stage's targets),
     which are then not computed again. ``prior`` (``T x 1 x H x W`` at ``size``): the written
     probability is ``blend`` x the model's + ``(1 - blend)`` x the prior's (online --write_blend)."""
     from PIL import Image
-
-    from engine.pseudo_labels import TargetConfig, fused_video_probs
 
     cfg = TargetConfig(scales=tuple(scales), flip=flip, temporal=tuple(temporal))
     prob = fused_video_probs(model, data, indices, size, cfg, device, batch_size, workers, amp, amp_dtype, flow_cache)
@@ -182,7 +110,7 @@ class MaskWriter:
 
     def relative(self, dataset: str, video: str, frame: str) -> Path:
         """Where a frame's mask goes under either root: the one mask-path rule."""
-        return (Path(dataset, video) if self.per_dataset else Path(video)) / f"{frame}.png"
+        return mask_path(Path(), video, frame, dataset if self.per_dataset else None)
 
     def write(self, dataset: str, video: str, frame: str, prob: np.ndarray) -> None:
         """``prob``: ``H x W`` in [0, 1] at the frame's original size."""

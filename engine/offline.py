@@ -31,14 +31,15 @@ from engine.loop import (build_optimizer, freeze_batchnorm, grad_scaler, optimiz
                          unwrap, warmup_cosine)
 from engine.adversarial import discriminator_step, generator_loss
 from engine.validate import validate
+from engine.variants import add_variant_args
 from models import build_feature_discriminator, build_model
 from models.discriminators import build_authors_feature_discriminator
 from models.losses import batch_iou, boundary_loss, non_negative, positive_int, seg_loss
-from utils.checkpoint import load_checkpoint, load_model_weights, remove_orphan_tmp, save_checkpoint
+from models.loading import load_model_weights
+from utils.checkpoint import load_checkpoint, remove_orphan_tmp, save_checkpoint
 from utils.distributed import DistInfo, all_gather_objects, barrier, convert_sync_bn
 from utils.log import TensorBoard, begin_run, check_run_folder, delete_run_files, open_run
 from utils.misc import autocast, seed_everything, worker_init_fn
-from utils.presets import add_variant_args
 
 _log = logging.getLogger(__name__)
 

@@ -37,11 +37,13 @@ from engine.inference import (MaskWriter, rank_videos, write_fused_video, write_
                               write_view_predictions)
 from engine.loop import ENCODER_PREFIXES, build_optimizer, grad_scaler, optimizer_step, run_epoch, unwrap
 from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs_digest, key_mismatches,
-                                   mask_options, resume_messages, save_roots, weights_identity, write_record)
+                                   mask_options, resume_messages, save_roots, write_record)
 from engine.online_config import OnlineConfig
-from engine.pseudo_labels import (IGNORE, FlowCache, TargetConfig, auto_band_weight, band_share, build_targets,
-                                  in_band, label_cover, masked_seg_loss)
+from engine.pseudo_labels import (IGNORE, auto_band_weight, band_share, build_targets, in_band, label_cover,
+                                  masked_seg_loss)
+from engine.temporal import FlowCache, TargetConfig
 from engine.tta import TTA_CHOICES, sharpen, strong_view, tta_probs
+from engine.variants import add_variant_args
 from models import build_mask_discriminator, build_model_from_checkpoint
 from models.backbone import Encoder
 from models.discriminators import build_authors_mask_discriminator
@@ -49,10 +51,9 @@ from models.losses import seg_loss
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import save_args
 from utils.distributed import DistInfo, all_gather_objects, barrier, init_distributed, shard_indices
-from utils.io import atomic_write, in_progress
+from utils.io import atomic_write, in_progress, weights_identity
 from utils.log import TensorBoard, keep_records, log_to_file
 from utils.misc import autocast, seed_everything
-from utils.presets import add_variant_args
 
 _log = logging.getLogger(__name__)
 

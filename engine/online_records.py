@@ -42,26 +42,6 @@ MASK_OPTIONS = ("mode", "epochs", "causal_steps", "batch_size", "lr", "lr_d", "w
 OUTPUT_ONLY = ("predict_with", "flip", "save_prob", "scales", "write_temporal", "write_blend")
 
 
-def file_sha1(path: str | Path) -> str:
-    """sha1 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def weights_identity(paths: Iterable[str | Path]) -> list[dict[str, str]]:
-    """``[{"path": absolute path, "sha1": ...}]`` per checkpoint, in the order given (they are averaged)."""
-    out = []
-    for p in paths:
-        p = Path(p)
-        if not p.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {p}")
-        out.append({"path": str(p.resolve()), "sha1": file_sha1(p)})
-    return out
-
-
 def mask_options(config: OnlineConfig, **extra: Any) -> dict[str, Any]:
     """The mask-affecting options of ``config`` (plus ``extra``), as they read back from JSON."""
     opts = {k: getattr(config, k) for k in MASK_OPTIONS}

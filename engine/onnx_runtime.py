@@ -2,7 +2,7 @@
 input size, cached beside the checkpoint, and checked against PyTorch before first use.
 
 PyTorch stays the reference: :class:`OnnxNetwork` is called like the PyTorch network
-(``net(image, flow)["logits"]``), so :func:`engine.inference.predict_probs` and its flip
+(``net(image, flow)["logits"]``), so :func:`engine.views.predict_probs` and its flip
 test-time augmentation run unchanged on either. Needs the optional packages of
 ``requirements-onnx.txt`` (``onnxruntime``, and ``onnx`` + ``onnxscript`` for the export).
 
@@ -111,7 +111,7 @@ def cache_key(weights: Sequence[str | Path], size_hw: Sequence[int]) -> str:
     """12 hex digits naming one export: the checkpoint bytes, the size and the exporter's versions."""
     import onnxruntime
 
-    from engine.online_records import weights_identity  # checks each file exists, naming a missing one
+    from utils.io import weights_identity  # checks each file exists, naming a missing one
 
     shas = [w["sha1"] for w in weights_identity(weights)]
     return hashlib.sha1(json.dumps([shas, list(map(int, size_hw)), OPSET, EXPORT_VERSION, torch.__version__,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from engine.inference import hflip_logits, rescaled_size
+from engine.views import hflip_logits, rescaled_size
 from utils.flow import hflip_flow_image
 
 TTA_VIEWS = ("identity", "flip", "jitter", "scale")  # the default --tta: keep as is

@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from utils.io import IN_PROGRESS
+from utils.paths import mask_path
 
 from .davis import BOUNDARY_TH, davis_sequence_result, frame_scores, jaccard, scored_indices, summarise_davis
 from .files import (
@@ -172,7 +173,7 @@ def build_jobs(
                 protocol=protocol,
                 name=video,
                 frames=tuple(frames),
-                gt_paths=tuple(gt_root / video / f"{f}.png" for f in frames),
+                gt_paths=tuple(mask_path(gt_root, video, f) for f in frames),
                 pred_paths=tuple(frame_paths(pr_root, video, frames, what)),
                 skip_first_last=skip_first_last,
                 category=category_fn(video) if category_fn else None,

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from utils.io import image_data_problem
+from utils.paths import mask_path
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def list_frames(video_dir: Path) -> list[str]:
 
 def frame_paths(root: Path, video: str, frames: list[str], what: str = "prediction") -> list[Path]:
     """Paths ``root/video/<frame>.png``; raise :class:`MissingPredictionError` for the first absent one."""
-    paths = [root / video / f"{frame}.png" for frame in frames]
+    paths = [mask_path(root, video, frame) for frame in frames]
     for path in paths:
         if not path.is_file():
             raise MissingPredictionError(f"{what} missing for annotated frame: {path.resolve()}")

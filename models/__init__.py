@@ -161,7 +161,8 @@ def build_model_from_checkpoint(weights: str | Path | list[str | Path], model_sc
     with the authors' blocks (:mod:`models.authors_keys`).
     """
     from models import authors_keys
-    from utils.checkpoint import checkpoint_config, load_model_weights
+    from models.loading import load_model_weights
+    from utils.checkpoint import checkpoint_config
 
     paths = [weights] if isinstance(weights, (str, Path)) else list(weights)
     if paths and authors_keys.is_authors_checkpoint(paths[0]):

@@ -22,14 +22,14 @@ error names the file and the keys. ``total_ops``/``total_params`` entries (count
 from __future__ import annotations
 
 import argparse
-import pickle
 import re
-import types
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from utils.checkpoint import tolerant_pickle
 
 LEAF = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
 PROFILER_KEYS = ("total_ops", "total_params")
@@ -201,41 +201,8 @@ def authors_scale(sd: dict[str, torch.Tensor], path: str | Path) -> str:
 
 
 # --- reading the authors' pickles -----------------------------------------------------------------
-
-class Unresolved:
-    """Stands in for a class of the authors' code (their discriminator pickled as a module)."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        self.args = args
-
-    def __setstate__(self, state: Any) -> None:
-        self.__dict__["state"] = state
-
-
-_SAFE_ROOTS = ("torch", "collections", "numpy", "_codecs")
-_SAFE = {("argparse", "Namespace"), ("copyreg", "_reconstructor")} | {
-    ("builtins", n) for n in ("set", "frozenset", "slice", "range", "complex", "bytes", "bytearray", "dict",
-                              "list", "tuple", "int", "float", "bool", "str", "object")}
-
-
-class TolerantUnpickler(pickle.Unpickler):
-    """Resolves tensors, containers and ``argparse.Namespace``; any other class (the authors'
-    modules, which are not importable here) becomes an inert :class:`Unresolved` subclass."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module.split(".")[0] in _SAFE_ROOTS or (module, name) in _SAFE:
-            try:
-                return super().find_class(module, name)
-            except (ImportError, AttributeError):
-                pass
-        return type(name, (Unresolved,), {"__module__": f"unresolved.{module}"})
-
-
-tolerant_pickle = types.ModuleType("oast_tolerant_pickle")
-tolerant_pickle.Unpickler = TolerantUnpickler  # type: ignore[attr-defined]
-tolerant_pickle.load = lambda f, **kw: TolerantUnpickler(f, **kw).load()  # type: ignore[attr-defined]
-tolerant_pickle.__dict__["loads"] = pickle.loads
-
+# Their teacher files pickle their discriminator as a whole module of their code:
+# utils.checkpoint.tolerant_pickle reads them with inert stand-ins for such classes.
 
 def read_any(path: str | Path, mmap: bool = False) -> Any:
     """``torch.load`` on CPU with :class:`TolerantUnpickler`; ``mmap`` reads tensors lazily
@@ -331,7 +298,7 @@ def read_authors_checkpoints(paths: list[str | Path]) -> tuple[dict[str, torch.T
 def convert_if_authors(sd: dict[str, torch.Tensor], path: str | Path, model: nn.Module) -> dict[str, torch.Tensor]:
     """``sd`` unchanged, or mapped onto ``model``'s keys when it is the authors' network.
 
-    The hook for :func:`utils.checkpoint.load_model_weights` (``--finetune``): a model that is
+    The hook for :func:`models.loading.load_model_weights` (``--finetune``): a model that is
     not ``oast3d`` with the authors' blocks cannot take these weights, which raises naming
     ``path``.
     """

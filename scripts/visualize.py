@@ -44,6 +44,7 @@ from datasets.io import read_image  # noqa: E402
 from evaluation import EvaluationError, evaluate_dataset, protocol_for, read_gt, read_pred  # noqa: E402
 from evaluation.files import labels_root, list_frames  # noqa: E402
 from utils.io import FRAME_EXTS, atomic_write  # noqa: E402
+from utils.paths import mask_path  # noqa: E402
 
 logger = logging.getLogger("visualize")
 
@@ -227,12 +228,12 @@ def score_title(score: VideoScore, labels: Sequence[str], metric: str) -> str:
 def render_strip(data_dir: Path, dataset: str, split: str, score: VideoScore, pred_roots: Sequence[Path],
                  labels: Sequence[str], metric: str, n_frames: int, tile_h: int, with_gt: bool) -> np.ndarray:
     """The RGB strip of one video: title bar, then one row per mask folder (and ground truth)."""
-    gt_dir = labels_root(data_dir, dataset, split) / score.name
+    gt_root = labels_root(data_dir, dataset, split)
     images_dir = Path(data_dir) / dataset / split / "images" / score.name
-    frames = pick_frames(list_frames(gt_dir), n_frames)
+    frames = pick_frames(list_frames(gt_root / score.name), n_frames)
     rows: list[tuple[str, Path | None, dict[str, float], Sequence[int]]] = [
-        (labels[0], pred_roots[0] / score.name, score.frame_j_a, ROW_COLORS_RGB[0]),
-        (labels[1], pred_roots[1] / score.name, score.frame_j_b, ROW_COLORS_RGB[1]),
+        (labels[0], pred_roots[0], score.frame_j_a, ROW_COLORS_RGB[0]),
+        (labels[1], pred_roots[1], score.frame_j_b, ROW_COLORS_RGB[1]),
     ]
     if with_gt:
         rows.append(("ground truth", None, {}, ROW_COLORS_RGB[2]))
@@ -240,14 +241,14 @@ def render_strip(data_dir: Path, dataset: str, split: str, score: VideoScore, pr
     tile_w = 0
     font = max(tile_h / 480, 0.33)  # cv2 font scale of the captions (1.0 at 480 px high)
     for frame in frames:
-        img_path, gt_path = image_path(images_dir, frame), gt_dir / f"{frame}.png"
+        img_path, gt_path = image_path(images_dir, frame), mask_path(gt_root, score.name, frame)
         rgb = read_image(img_path)
         h, w = rgb.shape[:2]
         tile_w = tile_w or max(1, round(w * tile_h / h))
         small = cv2.resize(rgb, (tile_w, tile_h), interpolation=cv2.INTER_AREA)
-        for r, (label, mask_dir, frame_j, color) in enumerate(rows):
-            path = gt_path if mask_dir is None else mask_dir / f"{frame}.png"
-            mask = read_gt(path) if mask_dir is None else read_pred(path)
+        for r, (label, mask_root, frame_j, color) in enumerate(rows):
+            path = gt_path if mask_root is None else mask_path(mask_root, score.name, frame)
+            mask = read_gt(path) if mask_root is None else read_pred(path)
             if mask.shape != (h, w):
                 raise VisualizeError(f"mask size {mask.shape[1]}x{mask.shape[0]} (WxH) differs from image size "
                                      f"{w}x{h}: {path.resolve()} vs {img_path.resolve()}")

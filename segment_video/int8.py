@@ -20,7 +20,7 @@ from engine.onnx_runtime import INT8_VERSION, Calibration
 from segment_video.config import VideoConfig
 from segment_video.flow import downscale, flow_estimator, network_flow_image, resolve_flow_size
 from segment_video.frames import input_frame_count, iter_input_frames, signature
-from segment_video.pipeline import to_network_batch
+from segment_video.network_input import to_network_batch
 
 
 def calibration_source(cfg: VideoConfig) -> tuple[Path, int, int | None]:

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from segment_video.frames import write_image
+from utils.paths import mask_path
 
 _log = logging.getLogger(__name__)
 
@@ -126,10 +127,10 @@ class OverlayWriter:
             self._writer = None
 
 
-def write_overlay(images_dir: Path, masks_dir: Path, frames: list[str], output_dir: Path, mode: str = "video",
-                  fps: float = DEFAULT_FPS, color_rgb: Sequence[int] = (255, 40, 40), alpha: float = 0.45,
-                  progress: bool = True) -> Path | None:
-    """Overlay of the frames ``images_dir/<frame>.jpg`` and masks ``masks_dir/<frame>.png``.
+def write_overlay(images_dir: Path, masks_root: Path, video: str, frames: list[str], output_dir: Path,
+                  mode: str = "video", fps: float = DEFAULT_FPS, color_rgb: Sequence[int] = (255, 40, 40),
+                  alpha: float = 0.45, progress: bool = True) -> Path | None:
+    """Overlay of the frames ``images_dir/<frame>.jpg`` and masks ``masks_root/<video>/<frame>.png``.
 
     Returns the video file or the frames folder (None for ``mode="none"``); see
     :class:`OverlayWriter`.
@@ -139,8 +140,9 @@ def write_overlay(images_dir: Path, masks_dir: Path, frames: list[str], output_d
     with OverlayWriter(output_dir, mode, fps, color_rgb, alpha) as writer:
         for frame in tqdm(frames, desc="overlay", unit="frame", disable=not progress, dynamic_ncols=True):
             img = cv2.imread(str(images_dir / f"{frame}.jpg"), cv2.IMREAD_COLOR)
-            mask = cv2.imread(str(masks_dir / f"{frame}.png"), cv2.IMREAD_GRAYSCALE)
+            mask_file = mask_path(masks_root, video, frame)
+            mask = cv2.imread(str(mask_file), cv2.IMREAD_GRAYSCALE)
             if img is None or mask is None:
-                raise OSError(f"cannot read frame {images_dir / f'{frame}.jpg'} or mask {masks_dir / f'{frame}.png'}")
+                raise OSError(f"cannot read frame {images_dir / f'{frame}.jpg'} or mask {mask_file}")
             writer.write(frame, img, mask)
     return writer.target

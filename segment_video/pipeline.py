@@ -47,14 +47,15 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.inference import MaskWriter, predict_probs, to_original_size
+from engine.inference import MaskWriter, to_original_size
+from engine.views import predict_probs
 from segment_video import outputs
 from segment_video.config import VideoConfig
 from segment_video.flow import (compute_flow, downscale, flow_estimator, flow_settings, network_flow_image,
@@ -62,6 +63,7 @@ from segment_video.flow import (compute_flow, downscale, flow_estimator, flow_se
 from segment_video.frames import (WORK_DATASET, WORK_SPLIT, ExtractedFrames, check_input, extract_frames, frame_name,
                                   input_fps, input_frame_count, iter_input_frames, list_videos, named_videos, signature,
                                   video_name, work_dirs, write_source_record)
+from segment_video.network_input import to_network_batch
 from segment_video.online import tune_and_predict
 from segment_video.overlay import DEFAULT_FPS, OverlayWriter, write_overlay
 from utils.optical_flow import FlowStats
@@ -180,20 +182,6 @@ def _onnx_by_default(cfg: VideoConfig, device: torch.device) -> bool:
     from engine.onnx_runtime import available
 
     return device.type == "cpu" and not cfg.online and available()
-
-
-def to_network_batch(rgbs: Sequence[np.ndarray], size_hw: tuple[int, int], device: torch.device,
-                     channels_last: bool = False) -> torch.Tensor:
-    """RGB ``uint8`` frames -> float ``B x 3 x H x W`` in [0, 1] at ``size_hw``.
-
-    Bilinear resizing and scaling as the test dataset does (``datasets.transforms``), so
-    both pipelines feed the network the same values for the same frames.
-    """
-    h, w = size_hw
-    arr = np.stack([r if r.shape[:2] == (h, w) else cv2.resize(r, (w, h), interpolation=cv2.INTER_LINEAR)
-                    for r in rgbs])
-    x = torch.from_numpy(arr).to(device).permute(0, 3, 1, 2).float().div_(255)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
 
 
 def training_size(weights: str | Path | list) -> tuple[int, int]:
@@ -480,7 +468,7 @@ def _segment_one(cfg: VideoConfig, pipeline: str, device: torch.device, model: t
                  clock: StageClock, t_start: float, progress: bool) -> SegmentResult:
     """Claim ``cfg.output_dir`` for the one input of ``cfg``, run the stages with the loaded
     ``model`` (None: ``--online`` builds its own), and mark the run done."""
-    from engine.online_records import weights_identity
+    from utils.io import weights_identity
 
     path, out_dir = cfg.input, cfg.output_dir
     work_root = out_dir / "work"
@@ -589,7 +577,7 @@ def _run_stages(cfg: VideoConfig, path: Path, name: str, pipeline: str, device: 
         fps = cfg.fps or ((frames.fps / cfg.stride) if frames.fps else DEFAULT_FPS)
         images_dir, _ = work_dirs(work_root, name)
         with clock("overlay_s"):
-            overlay_path = write_overlay(images_dir, masks_root / name, frames.names, out_dir, cfg.overlay, fps,
+            overlay_path = write_overlay(images_dir, masks_root, name, frames.names, out_dir, cfg.overlay, fps,
                                          color, cfg.overlay_alpha, progress)
     if n != n_frames:
         raise RuntimeError(f"wrote {n} masks for {n_frames} frames of {name}")

@@ -20,7 +20,8 @@ from PIL import Image
 
 from datasets.io import read_flow, read_image, read_mask, write_mask, write_probability
 from engine.inference import MaskWriter
-from utils.checkpoint import load_checkpoint, load_model_weights, remove_orphan_tmp, save_checkpoint
+from models.loading import load_model_weights
+from utils.checkpoint import load_checkpoint, remove_orphan_tmp, save_checkpoint
 from utils.flow import read_flo, read_flow_image, write_flo
 from utils.io import atomic_write, image_file_problem, list_files, part_path, read_rgb
 
@@ -286,3 +287,17 @@ def test_killed_save_keeps_old_checkpoint_and_orphan_is_cleaned(tmp_path):
     assert sorted(remove_orphan_tmp(tmp_path)) == sorted([part, old_style])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_last.pth", "notes.tmp"]
     assert remove_orphan_tmp(tmp_path / "absent") == []
+
+
+def test_mask_path_is_the_writers_and_the_evaluations_rule(tmp_path):
+    """One rule for where a frame's mask lies: the writer, the evaluation and the tools agree."""
+    from evaluation.files import frame_paths
+    from utils.paths import mask_path
+
+    assert mask_path("r", "v", "00003") == Path("r/v/00003.png")
+    assert mask_path("r", "v", "00003", "DAVIS-2016") == Path("r/DAVIS-2016/v/00003.png")
+    w = MaskWriter(tmp_path / "m")
+    w.write("D", "v", "00001", np.ones((4, 5), np.float32))
+    assert mask_path(tmp_path / "m", "v", "00001", "D").is_file()
+    assert MaskWriter(tmp_path, per_dataset=False).relative("D", "v", "00001") == mask_path("", "v", "00001")
+    assert frame_paths(tmp_path / "m" / "D", "v", ["00001"]) == [mask_path(tmp_path / "m", "v", "00001", "D")]

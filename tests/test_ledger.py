@@ -22,6 +22,9 @@ def _result(offline: float, best: float, online: float, seed: int = 0) -> dict:
                                      "timing": {"tune_s_per_frame": 0.9, "predict_s_per_frame": 0.3}}}}
 
 
+DEFAULTS = vars(davis_real.get_parser().parse_args([]))
+
+
 def _args(argv: list[str]):
     a = davis_real.get_parser().parse_args(argv)
     a.argv = argv
@@ -30,7 +33,7 @@ def _args(argv: list[str]):
 
 def test_row_of_a_run_names_its_setting_seed_and_gain():
     a = _args(["--eval", "holdout", "--out_dir", "/tmp/x", "--seed", "0", "1", "--train_args=--ema_decay 0.99"])
-    row = ledger_row(_result(0.70, 0.72, 0.745), a, 1, 728, "abc")
+    row = ledger_row(_result(0.70, 0.72, 0.745), a, 1, 728, "abc", DEFAULTS)
     assert row["setting"] == "--eval holdout --train_args '--ema_decay 0.99'"  # out_dir and seed are not the setting
     assert row["command"].endswith("--seed 1") and row["command"].count("--seed") == 1
     assert row["offline"] == {"J&F": 70.0, "J": 71.0, "F": 69.0} and row["best_offline"]["J&F"] == 72.0
@@ -38,14 +41,14 @@ def test_row_of_a_run_names_its_setting_seed_and_gain():
     assert online["gain"] == pytest.approx(2.5) and online["gain_over"] == "best_offline"
     assert online["worse_by_1"] == ["b"]  # 2 points below the best offline inference; "a" is better
     assert row["minutes"] == {"train": 10.0, "test": 2.0} and row["commit"] == "abc" and row["frames"] == 728
-    assert ledger_row(_result(0.7, 0.7, 0.7), _args([]), 0, 1, "c")["setting"] == "recipe"
+    assert ledger_row(_result(0.7, 0.7, 0.7), _args([]), 0, 1, "c", DEFAULTS)["setting"] == "recipe"
 
 
 def test_append_keeps_earlier_rows_and_reader_names_a_bad_line(tmp_path):
     path = tmp_path / "ledger.jsonl"
     a = _args(["--eval", "holdout"])
-    append_row(path, ledger_row(_result(0.70, 0.71, 0.72), a, 0, 10, "c"))
-    append_row(path, ledger_row(_result(0.74, 0.75, 0.76), a, 1, 10, "c"))
+    append_row(path, ledger_row(_result(0.70, 0.71, 0.72), a, 0, 10, "c", DEFAULTS))
+    append_row(path, ledger_row(_result(0.74, 0.75, 0.76), a, 1, 10, "c", DEFAULTS))
     assert [r["seed"] for r in read_rows(path)] == [0, 1]
     assert not list(tmp_path.glob(".*part"))  # no temporary file left beside it
     path.write_text(path.read_text() + "{not json\n")
@@ -60,8 +63,9 @@ def test_summary_mean_sd_by_hand_and_the_last_row_of_a_seed_wins(tmp_path):
     path = tmp_path / "ledger.jsonl"
     a = _args(["--eval", "holdout"])
     for seed, jf in ((0, 0.99), (0, 0.70), (1, 0.72), (2, 0.74)):  # seed 0 rerun: its first row is replaced
-        append_row(path, ledger_row(_result(jf, jf + 0.01, jf + 0.03), a, seed, 10, "c"))
-    append_row(path, ledger_row(_result(0.5, 0.5, 0.5), _args(["--eval", "holdout", "--lr", "1e-4"]), 0, 10, "c"))
+        append_row(path, ledger_row(_result(jf, jf + 0.01, jf + 0.03), a, seed, 10, "c", DEFAULTS))
+    append_row(path, ledger_row(_result(0.5, 0.5, 0.5), _args(["--eval", "holdout", "--lr", "1e-4"]), 0, 10, "c",
+                                DEFAULTS))
     (s, other) = summarise(read_rows(path))
     assert s["seeds"] == [0, 1, 2] and other["setting"] == "--eval holdout --lr 0.0001"
     st = s["offline J&F"]

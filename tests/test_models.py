@@ -6,7 +6,8 @@ import timm
 import torch
 
 from models import build_feature_discriminator, build_mask_discriminator, build_model, model_config
-from utils.checkpoint import load_model_weights, save_checkpoint
+from models.loading import load_model_weights
+from utils.checkpoint import save_checkpoint
 
 
 @pytest.mark.parametrize("scale", ["xxs", "xs", "s"])

@@ -116,7 +116,7 @@ def test_tuning_changes_student_and_teacher_follows(ckpt, davis_copy, tmp_path):
 def test_writing_pass_reuses_the_targets_flows(ckpt, davis_copy, tmp_path):
     """The masks fused over time reuse the flow the targets computed (one DIS pass per video),
     and are the masks a tuner that keeps no flow writes."""
-    from engine.pseudo_labels import FlowCache
+    from engine.temporal import FlowCache
 
     masks = {}
     for name, room in (("kept", 1 << 30), ("none", 0)):

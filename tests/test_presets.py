@@ -19,7 +19,8 @@ from models.losses import adversarial_loss
 from utils import presets
 from utils.config import HelpFormatter, parse_with_config, save_args
 from utils.flow import decode_flow, encode_flow
-from utils.presets import PRESETS, add_variant_args, check_preset
+from engine.variants import add_variant_args
+from utils.presets import PRESETS, check_preset
 
 # --- discriminators ---------------------------------------------------------------------------
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import online_finetuning
-from engine.pseudo_labels import (IGNORE, FlowCache, TargetConfig, auto_band_weight, background_residual, band_share,
-                                  consistent, hard_labels, label_cover, masked_seg_loss, motion_veto,
-                                  pair_consistency, pair_flows, temporal_fuse, warp)
-from engine.inference import rescaled_size
+from engine.pseudo_labels import (IGNORE, auto_band_weight, background_residual, band_share, hard_labels, label_cover,
+                                  masked_seg_loss, motion_veto)
+from engine.temporal import FlowCache, TargetConfig, consistent, pair_consistency, pair_flows, temporal_fuse, warp
+from engine.views import rescaled_size
 from engine.tta import strong_view
 
 

@@ -145,11 +145,11 @@ def test_killed_run_leaves_folder_that_evaluation_refuses(synthetic_dir, xxs_che
 
 def test_temporal(synthetic_dir, xxs_checkpoint, tmp_path):
     """``--temporal 1``: the probability written for each frame is the online stage's fused
-    target probability (engine.pseudo_labels.fused_video_probs) at the original size; it
+    target probability (engine.temporal.fused_video_probs) at the original size; it
     differs from the plain one; one mask per frame."""
     from datasets import FrameDataset
     from engine.inference import to_original_size
-    from engine.pseudo_labels import TargetConfig, fused_video_probs
+    from engine.temporal import TargetConfig, fused_video_probs
     from models import build_model_from_checkpoint
 
     base = ["--weights", str(xxs_checkpoint), "--data_dir", str(synthetic_dir), "--test_datasets", "DAVIS-2016",

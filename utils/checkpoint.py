@@ -1,13 +1,56 @@
-"""Checkpoint files: atomic save, load with clear errors, model-config checks, averaging."""
+"""Checkpoint files: atomic save, and load with clear errors (also files that pickle classes
+of code that is not here, such as the authors' checkpoints).
+
+Loading weights into a model (config checks, averaging, the authors' key names) is
+:mod:`models.loading`'s.
+"""
 from __future__ import annotations
 
+import pickle
+import types
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from utils.io import atomic_write
+
+
+class Unresolved:
+    """Stands in for a class whose code is not importable here (e.g. the authors' discriminator,
+    pickled as a whole module of their code in their teacher files)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__["state"] = state
+
+
+_SAFE_ROOTS = ("torch", "collections", "numpy", "_codecs")
+_SAFE = {("argparse", "Namespace"), ("copyreg", "_reconstructor")} | {
+    ("builtins", n) for n in ("set", "frozenset", "slice", "range", "complex", "bytes", "bytearray", "dict",
+                              "list", "tuple", "int", "float", "bool", "str", "object")}
+
+
+class TolerantUnpickler(pickle.Unpickler):
+    """Resolves tensors, containers and ``argparse.Namespace``; any other class (such as the
+    authors' modules, which are not importable here) becomes an inert :class:`Unresolved` subclass."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module.split(".")[0] in _SAFE_ROOTS or (module, name) in _SAFE:
+            try:
+                return super().find_class(module, name)
+            except (ImportError, AttributeError):
+                pass
+        return type(name, (Unresolved,), {"__module__": f"unresolved.{module}"})
+
+
+# The ``pickle_module`` that torch.load is given for every checkpoint.
+tolerant_pickle = types.ModuleType("oast_tolerant_pickle")
+tolerant_pickle.Unpickler = TolerantUnpickler  # type: ignore[attr-defined]
+tolerant_pickle.load = lambda f, **kw: TolerantUnpickler(f, **kw).load()  # type: ignore[attr-defined]
+tolerant_pickle.__dict__["loads"] = pickle.loads
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -38,7 +81,7 @@ def remove_orphan_tmp(folder: str | Path) -> list[Path]:
     return removed
 
 
-def _state_dict_problem(sd: Any) -> str | None:
+def state_dict_problem(sd: Any) -> str | None:
     """Why ``sd`` is not a state dict (str -> tensor), or None."""
     if not isinstance(sd, dict):
         return f"found {type(sd).__name__}"
@@ -58,8 +101,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        from models.authors_keys import tolerant_pickle  # the authors' files pickle whole modules
-
         ckpt = torch.load(path, map_location="cpu", weights_only=False, pickle_module=tolerant_pickle)
     except Exception as e:  # truncated/foreign files raise many types
         raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
@@ -68,7 +109,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     bare = "model" not in ckpt
     if bare:
         ckpt = {"model": ckpt}
-    problem = _state_dict_problem(ckpt["model"])
+    problem = state_dict_problem(ckpt["model"])
     if problem:
         what = "a state dict or a dict with a 'model' state dict" if bare else "its 'model' entry to be a state dict"
         raise ValueError(f"{path} is not a checkpoint: expected {what}; {problem}")
@@ -79,57 +120,3 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def checkpoint_config(paths: list[str | Path]) -> dict | None:
     """The ``model_config`` stored in the first checkpoint (None for bare state dicts)."""
     return load_checkpoint(paths[0]).get("model_config")
-
-
-def check_config(ckpt_cfg: dict | None, model_cfg: dict, path: str | Path) -> None:
-    """Fail clearly when a checkpoint was trained for another architecture."""
-    if ckpt_cfg is None:
-        return
-    for key, default in (("arch", "two_stream"), ("blocks", None)):
-        if ckpt_cfg.get(key, default) != model_cfg.get(key, default):
-            raise ValueError(f"{path} holds a model with {key}={ckpt_cfg.get(key, default)!r}, but the model was "
-                             f"built with {key}={model_cfg.get(key, default)!r}; pass --{key} "
-                             f"{ckpt_cfg.get(key, default)} or leave it unset")
-    for key in ("model_scale", "backbone"):
-        if key in ckpt_cfg and ckpt_cfg[key] != model_cfg.get(key):
-            raise ValueError(
-                f"{path} holds a model with {key}={ckpt_cfg[key]!r}, but the model was built with "
-                f"{key}={model_cfg.get(key)!r}; pass --model_scale {ckpt_cfg.get('model_scale')} "
-                f"(and --backbone {ckpt_cfg.get('backbone')} if you changed it) or leave them unset")
-
-
-def load_model_weights(model: nn.Module, paths: str | Path | list[str | Path], model_cfg: dict | None = None,
-                       key: str = "model") -> None:
-    """Load one checkpoint, or the average of several (same architecture), into ``model``.
-
-    Averaging weights of checkpoints from one run (e.g. the last epochs) is a cheap ensemble.
-    """
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    if not paths:
-        raise ValueError("no checkpoint given")
-    avg: dict[str, torch.Tensor] = {}
-    for p in paths:
-        ckpt = load_checkpoint(p)
-        if model_cfg is not None:
-            check_config(ckpt.get("model_config"), model_cfg, p)
-        sd = ckpt[key] if key in ckpt else ckpt["model"]
-        from models.authors_keys import convert_if_authors  # their key names -> ours, strictly checked
-
-        sd = convert_if_authors(sd, p, model)
-        problem = _state_dict_problem(sd)
-        if problem:
-            raise ValueError(f"{p} is not a checkpoint: expected its {key!r} entry to be a state dict; {problem}")
-        for k, v in sd.items():
-            if k not in avg:
-                avg[k] = v.detach().float().clone() if v.is_floating_point() else v.clone()
-            elif v.is_floating_point():
-                avg[k] += v.float()
-    for k, v in avg.items():
-        if v.is_floating_point():
-            avg[k] = v / len(paths)
-    try:
-        model.load_state_dict(avg, strict=True)
-    except RuntimeError as e:
-        raise ValueError(
-            f"weights in {paths[0]} do not fit this model (was it trained with another --model_scale or "
-            f"--backbone?): {str(e).splitlines()[0]} ...") from e

@@ -13,7 +13,7 @@ import copy
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
@@ -28,8 +28,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Shows every default in ``--help`` and keeps the description's line breaks."""
 
 
-def model_parser(from_checkpoint: bool = False) -> argparse.ArgumentParser:
-    """Model options; with ``from_checkpoint`` the architecture defaults to the checkpoint's."""
+def model_parser(from_checkpoint: bool = False,
+                 add_model_args: Callable[[argparse._ActionsContainer], None] | None = None) -> argparse.ArgumentParser:
+    """Model options; with ``from_checkpoint`` the architecture defaults to the checkpoint's.
+
+    ``add_model_args(group)`` adds the caller's own options at the end of the model group (the
+    training script passes :func:`models.add_blocks_arg`; ``utils`` does not import ``models``).
+    """
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("model")
     g.add_argument("--arch", default=None if from_checkpoint else "two_stream", choices=["two_stream", "oast3d"],
@@ -47,9 +52,8 @@ def model_parser(from_checkpoint: bool = False) -> argparse.ArgumentParser:
         g.add_argument("--pretrained", default=None,
                        help="local timm ImageNet state dict (.pth/.safetensors) for the encoders; "
                             "nothing is downloaded")
-        from models import add_blocks_arg
-
-        add_blocks_arg(g)
+    if add_model_args is not None:
+        add_model_args(g)
     return p
 
 
@@ -81,7 +85,7 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str] | Non
     """Parse ``argv`` (default ``sys.argv[1:]``) on top of the preset and the ``--config`` file.
 
     Precedence, lowest first: parser defaults < ``--preset`` (parsers with
-    :func:`utils.presets.add_variant_args`) < ``--config FILE.yaml`` < command line. The file may
+    :func:`engine.variants.add_variant_args`) < ``--config FILE.yaml`` < command line. The file may
     name the preset (``preset: authors``) when the command line does not. Every key of the file is
     checked, also those the command line overrides; a file that is missing, not YAML or not a
     mapping, an unknown option, or a value that the option would refuse on the command line

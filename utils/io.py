@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from io import BytesIO
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -189,3 +190,23 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], fsync: bool = 
             finally:
                 os.close(fd)
     return path
+
+
+def file_sha1(path: str | Path) -> str:
+    """sha1 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_identity(paths: Iterable[str | Path]) -> list[dict[str, str]]:
+    """``[{"path": absolute path, "sha1": ...}]`` per checkpoint, in the order given (they are averaged)."""
+    out = []
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {p}")
+        out.append({"path": str(p.resolve()), "sha1": file_sha1(p)})
+    return out

@@ -11,8 +11,8 @@ code"). ``--preset ours`` (the default) changes nothing.
 
 A config file may name the preset itself (``preset: authors``) when the command line does
 not. The preset's name is stored in ``args.preset``, so ``args.yaml`` records it.
-``add_variant_args(parser, stage)`` adds ``--preset`` (which knows its stage's table) and the
-options that select the authors' components.
+:func:`engine.variants.add_variant_args` adds ``--preset`` (which knows its stage's table) and
+the options that select the authors' components.
 
 Stage 1 of the authors' offline training is the ``offline`` preset; their stage 2 is the
 same with ``--epochs 25 --labeled_datasets DAVIS-2016 --finetune <stage 1 checkpoint>``.
@@ -113,7 +113,7 @@ class PresetOption(argparse.Action):
     :func:`utils.config.parse_with_config` finds the values without being told the stage."""
 
     def __init__(self, option_strings: list[str], dest: str, stage: str, **kwargs: Any):
-        _check_stage(stage)
+        check_stage(stage)
         super().__init__(option_strings, dest, **kwargs)
         self.stage = stage
 
@@ -122,32 +122,8 @@ class PresetOption(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def add_variant_args(p: argparse.ArgumentParser, stage: str) -> None:
-    """``--preset`` and the options that swap in the authors' components for ``stage``."""
-    _check_stage(stage)
-    g = p.add_argument_group("presets and the authors' variants")
-    g.add_argument("--preset", action=PresetOption, stage=stage, default="ours", choices=sorted(PRESETS[stage]),
-                   help="option defaults: ours, or the authors' published settings (bugs fixed); "
-                        "--config and the command line still override them")
-    g.add_argument("--d_loss_weight", type=float, default=1.0,
-                   help="weight of the discriminator's own loss (the authors use lambda_adv)")
-    from models.losses import add_loss_args
-
-    add_loss_args(g)
-    if stage == "online":
-        g.add_argument("--mask_disc", default="ours", choices=["ours", "authors"],
-                       help="ours: patch discriminator on the resized mask and frame; authors: full-resolution "
-                            "per-pixel BatchNorm discriminator on the mask's logits, frame not seen")
-        g.add_argument("--transductive_order", default="shuffled", choices=["shuffled", "fixed"],
-                       help="transductive mode: frames reshuffled every epoch, or in the same order (the authors')")
-    else:
-        g.add_argument("--feature_disc", default="ours", choices=["ours", "authors"],
-                       help="ours: convolutional patch discriminator on the deepest fused features; authors: the "
-                            "features' channel mean upsampled to the frame, BatchNorm, one global logit")
-
-
 def preset_option(parser: argparse.ArgumentParser) -> PresetOption | None:
-    """The parser's ``--preset`` option (added by :func:`add_variant_args`), or None."""
+    """The parser's ``--preset`` option (added by :func:`engine.variants.add_variant_args`), or None."""
     return next((a for a in parser._actions if isinstance(a, PresetOption)), None)
 
 
@@ -157,7 +133,7 @@ def check_preset(parser: argparse.ArgumentParser, values: dict[str, Any], what: 
     actions = {a.dest: a for a in parser._actions}
     unknown = sorted(set(values) - set(actions))
     if unknown:
-        raise ValueError(f"{what}: this parser has no options {unknown} (wire utils.presets.add_variant_args?)")
+        raise ValueError(f"{what}: this parser has no options {unknown} (wire engine.variants.add_variant_args?)")
     for dest, value in values.items():
         choices = actions[dest].choices
         if choices is None or value is None:
@@ -168,6 +144,7 @@ def check_preset(parser: argparse.ArgumentParser, values: dict[str, Any], what: 
             raise ValueError(f"{what}: {dest}={value!r} has {bad} outside the option's choices {list(choices)}")
 
 
-def _check_stage(stage: str) -> None:
+def check_stage(stage: str) -> None:
+    """Fail unless ``stage`` names a table of :data:`PRESETS`."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
