@@ -58,10 +58,8 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("extra, want", [([], "1.0"), (["--encoder_lr_mult", "0.1"], "0.1")])
-def test_recipe_passes_its_encoder_lr_multiplier_to_training(tmp_path, monkeypatch, extra, want):
-    """The recipe's training command carries the encoder lr multiplier once: the recipe's (1) or
-    the option's."""
+def _training_argv(tmp_path, monkeypatch, extra: list[str]) -> list[str]:
+    """The training command ``davis_real.main`` builds with ``extra`` (training itself is stopped)."""
     import unlabeled_train
     from benchmarks import davis_real
 
@@ -76,7 +74,14 @@ def test_recipe_passes_its_encoder_lr_multiplier_to_training(tmp_path, monkeypat
     monkeypatch.setattr(unlabeled_train, "main", fake_train)
     with pytest.raises(_Stop):
         davis_real.main(["--davis", str(tmp_path), "--out_dir", str(tmp_path / "out"), *extra])
-    argv = seen[0]
+    return seen[0]
+
+
+@pytest.mark.parametrize("extra, want", [([], "1.0"), (["--encoder_lr_mult", "0.1"], "0.1")])
+def test_recipe_passes_its_encoder_lr_multiplier_to_training(tmp_path, monkeypatch, extra, want):
+    """The recipe's training command carries the encoder lr multiplier once: the recipe's (1) or
+    the option's."""
+    argv = _training_argv(tmp_path, monkeypatch, extra)
     assert argv.count("--encoder_lr_mult") == 1
     assert argv[argv.index("--encoder_lr_mult") + 1] == want
 
@@ -85,21 +90,7 @@ def test_recipe_passes_its_encoder_lr_multiplier_to_training(tmp_path, monkeypat
 def test_recipe_trains_the_seed_in_its_own_folder_with_the_trainers_lr_d(tmp_path, monkeypatch, seed_args, seed):
     """--seed N: the training's seed, its folder <name>_s<N>; the feature discriminator's lr is the
     trainer's own default, not the generator's."""
-    import unlabeled_train
-    from benchmarks import davis_real
-
-    (tmp_path / "JPEGImages").mkdir()
-    seen = []
-
-    def fake_train(argv):
-        seen.append(list(argv))
-        raise _Stop
-
-    monkeypatch.setattr(davis_real, "prepare", lambda *a, **k: {})
-    monkeypatch.setattr(unlabeled_train, "main", fake_train)
-    with pytest.raises(_Stop):
-        davis_real.main(["--davis", str(tmp_path), "--out_dir", str(tmp_path / "out"), *seed_args])
-    argv = seen[0]
+    argv = _training_argv(tmp_path, monkeypatch, seed_args)
     assert argv[argv.index("--seed") + 1] == seed and "--lr_d" not in argv
     assert argv[argv.index("--output_dir") + 1] == str(tmp_path / "out" / f"val_s{seed}" / "train")
 
