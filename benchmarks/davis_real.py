@@ -27,7 +27,6 @@ import shlex
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,7 +153,6 @@ def run(a: argparse.Namespace, seed: int = 0) -> dict:
     """Train (with ``seed``), test, tune online, evaluate; returns the figures (also written as
     JSON in the run folder, and appended to the ledger)."""
     import online_finetuning
-    import test as test_script
     import unlabeled_train
     from evaluation.summary import comparison_table, scores
     from evaluation import evaluate_datasets
@@ -190,26 +188,15 @@ def run(a: argparse.Namespace, seed: int = 0) -> dict:
     # Offline masks depend on the test-time options only: one folder for every online row.
     offline = run_dir / ("offline_" + "_".join(map(str, a.test_size or a.size)) + ("_noflip" if a.no_flip else "")
                          + ("" if a.scales == [1.0] else "_s" + "+".join(map(str, a.scales))))
-    marker = offline.with_name(offline.name + ".done.json")
     test_argv = [*test_common, "--weights", weights, "--test_datasets", "DAVIS-2016", "--split", test_split,
                  "--save_dir", str(offline), *views]
-    t = time.time()
-    if not (marker.is_file() and json.loads(marker.read_text()) == test_argv):  # a killed run writes no marker
-        test_script.main(test_argv)
-        atomic_write(marker, lambda tmp: tmp.write_text(json.dumps(test_argv)))
-        times["test"] = time.time() - t
+    _test_once(test_argv, offline, times, "test")
     before = evaluate_datasets(offline, data, ["DAVIS-2016"], split=test_split)
     best = None
     if a.temporal:  # the best offline inference: the same views fused over time
         best_dir = offline.with_name(offline.name + "_t" + "+".join(map(str, a.temporal)))
-        best_marker = best_dir.with_name(best_dir.name + ".done.json")
-        best_argv = [*test_argv[:test_argv.index("--save_dir")], "--save_dir", str(best_dir), *views,
-                     "--temporal", *map(str, a.temporal)]
-        t = time.time()
-        if not (best_marker.is_file() and json.loads(best_marker.read_text()) == best_argv):
-            test_script.main(best_argv)
-            atomic_write(best_marker, lambda tmp: tmp.write_text(json.dumps(best_argv)))
-            times["best_offline"] = time.time() - t
+        _test_once([*test_argv[:test_argv.index("--save_dir")], "--save_dir", str(best_dir), *views,
+                    "--temporal", *map(str, a.temporal)], best_dir, times, "best_offline")
         best = evaluate_datasets(best_dir, data, ["DAVIS-2016"], split=test_split)
     n_frames = sum(1 for _ in (data / "DAVIS-2016" / test_split / "images").glob("*/*.jpg"))
     if "test" in times:
@@ -269,8 +256,23 @@ def per_video(results: list) -> dict[str, float]:
 
 def per_video_delta(before: list, after: list) -> dict[str, float]:
     """Online minus offline J&F per DAVIS sequence."""
-    a = {s.name: s.metrics["JF_mean"] for s in after[0].sequences}
-    return {s.name: a[s.name] - s.metrics["JF_mean"] for s in before[0].sequences}
+    a = per_video(after)
+    return {name: a[name] - jf for name, jf in per_video(before).items()}
+
+
+def _test_once(argv: list[str], save_dir: Path, times: dict[str, float], key: str) -> None:
+    """``test.py argv`` into ``save_dir`` unless its marker says these masks are written (a killed
+    run writes no marker); the seconds it took go to ``times[key]``."""
+    import test as test_script
+    from utils.io import atomic_write
+
+    marker = save_dir.with_name(save_dir.name + ".done.json")
+    if marker.is_file() and json.loads(marker.read_text()) == argv:
+        return
+    t = time.time()
+    test_script.main(argv)
+    atomic_write(marker, lambda tmp: tmp.write_text(json.dumps(argv)))
+    times[key] = time.time() - t
 
 
 def main(argv: list[str] | None = None) -> dict | list[dict] | None:

@@ -37,6 +37,7 @@ from models.discriminators import build_authors_feature_discriminator
 from models.losses import batch_iou, boundary_loss, non_negative, positive_int, seg_loss
 from models.loading import load_model_weights
 from utils.checkpoint import load_checkpoint, remove_orphan_tmp, save_checkpoint
+from utils.config import unit_interval
 from utils.distributed import DistInfo, all_gather_objects, barrier, convert_sync_bn
 from utils.log import TensorBoard, begin_run, check_run_folder, delete_run_files, open_run
 from utils.misc import autocast, seed_everything, worker_init_fn
@@ -110,10 +111,11 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
                         "concatenated batch (BatchNorm then mixes the two domains; benchmarks/RESULTS.md)")
     g.add_argument("--d_width", type=int, default=64, help="feature discriminator width")
     g.add_argument("--clip_grad", type=float, default=None, help="clip gradient norm to this value (off if unset)")
-    g.add_argument("--scale_range", type=float, nargs=2, default=(0.8, 1.25), help="random scale of crops, relative to the scale at which the crop just covers the frame; "
+    g.add_argument("--scale_range", type=float, nargs=2, default=(0.8, 1.25),
+                   help="random scale of crops, relative to the scale at which the crop just covers the frame; "
                         "crops always stay inside the frame, so draws too small for the drawn rotation are raised")
     g.add_argument("--max_rotation", type=float, default=10.0, help="random rotation range in degrees (+/-)")
-    g.add_argument("--zero_flow_prob", type=_probability, default=0.0,
+    g.add_argument("--zero_flow_prob", type=unit_interval, default=0.0,
                    help="share of training samples whose flow image is replaced by 'no motion', so that the "
                         "appearance path learns objects that barely move (0: off, the paper's)")
     g.add_argument("--max_steps_per_epoch", type=int, default=None, help="cap steps per epoch (quick runs)")
@@ -524,14 +526,6 @@ class OfflineTrainer:
         res, _ = validate(self.eval_net, self.val, self.info, self.args.batch_size * 2, self.args.workers,
                           self.args.amp, self.args.amp_dtype)
         return res["J"]
-
-
-def _probability(text: str) -> float:
-    """argparse type: a float in [0, 1]."""
-    value = float(text)
-    if not 0 <= value <= 1:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
 
 
 def _plain(v: object) -> object:

@@ -14,6 +14,7 @@ from engine.online_config import OnlineConfig
 from engine.tta import TTA_VIEWS
 from segment_video.overlay import DEFAULT_FPS, OVERLAY_MODES
 from segment_video.quality import DEFAULT_QUALITY, QUALITIES, describe
+from utils.config import unit_interval
 from utils.optical_flow import DIS_PRESETS, METHODS
 
 PIPELINES = ("auto", "memory", "files")
@@ -30,17 +31,6 @@ def flow_size_arg(text: str) -> str | tuple[int, int]:
     if m is None or min(int(m.group(1)), int(m.group(2))) < 8:
         raise argparse.ArgumentTypeError(f"expected 'frame', 'network' or HxW (each >= 8), got {text!r}")
     return int(m.group(1)), int(m.group(2))
-
-
-def unit_interval(text: str) -> float:
-    """A number in [0, 1] (``--overlay_alpha``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
 
 
 def add_video_args(p: argparse.ArgumentParser) -> None:

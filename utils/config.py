@@ -28,6 +28,17 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Shows every default in ``--help`` and keeps the description's line breaks."""
 
 
+def unit_interval(text: str) -> float:
+    """argparse type: a number in [0, 1] (a share or an opacity)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
 def model_parser(from_checkpoint: bool = False,
                  add_model_args: Callable[[argparse._ActionsContainer], None] | None = None) -> argparse.ArgumentParser:
     """Model options; with ``from_checkpoint`` the architecture defaults to the checkpoint's.
