@@ -34,7 +34,7 @@ from engine.validate import validate
 from engine.variants import add_variant_args
 from models import build_feature_discriminator, build_model
 from models.discriminators import build_authors_feature_discriminator
-from models.losses import batch_iou, boundary_loss, non_negative, positive_int, seg_loss
+from models.losses import batch_iou, non_negative, seg_loss
 from models.loading import load_model_weights
 from utils.checkpoint import load_checkpoint, remove_orphan_tmp, save_checkpoint
 from utils.config import unit_interval
@@ -88,11 +88,6 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr_gamma", type=float, default=0.1, help="learning-rate decay factor")
     g.add_argument("--encoder_lr_mult", type=float, default=1.0,
                    help="learning rate of both encoders relative to --lr (ImageNet-initialised encoders may want < 1)")
-    g.add_argument("--boundary_weight", type=non_negative, default=0.0,
-                   help="weight of an extra BCE averaged over the pixels within --boundary_radius of each mask's "
-                        "edge (0: off, the paper's loss)")
-    g.add_argument("--boundary_radius", type=positive_int, default=3, help="half-width in pixels (at the training size) "
-                   "of the band that --boundary_weight's term averages over")
     g.add_argument("--freeze_encoder_bn", action="store_true",
                    help="keep the encoders' BatchNorm statistics as loaded (small batches)")
     g.add_argument("--lr_schedule", default="step", choices=["step", "cosine"],
@@ -331,10 +326,6 @@ class OfflineTrainer:
         logits = out["logits"]
         seg = seg_loss(logits, mask, a.iou_smooth)
         loss, logs = seg, {}
-        if a.boundary_weight > 0:
-            edge = boundary_loss(logits, mask, a.boundary_radius)
-            loss = loss + a.boundary_weight * edge
-            logs["edge"] = edge.detach()
         if unlabeled is not None:
             adv = generator_loss(self.disc, u_out["features"], None, dev, a.amp, a.amp_dtype)
             loss = loss + a.lambda_adv * adv

@@ -78,7 +78,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "amp": True,
             "amp_dtype": "fp16",
             "iou_smooth": 0.0,  # their IoU loss has no smoothing term
-            "boundary_weight": 0.0,  # BCE + IoU only, no edge term
             "size": [384, 640],
             "epochs": 30,
             "batch_size": 2,
