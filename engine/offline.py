@@ -101,9 +101,6 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--youtube_stride", type=int, default=10, help="keep every N-th annotated YouTube-VOS frame")
     g.add_argument("--lambda_adv", type=float, default=1e-4, help="weight of the generator's adversarial loss")
     g.add_argument("--start_adv", type=int, default=0, help="first epoch (0-based) with adversarial training")
-    g.add_argument("--unlabeled_bn", default="separate", choices=["separate", "joint"],
-                   help="separate: labeled and unlabeled frames in separate BatchNorm batches; joint: one "
-                        "concatenated batch (BatchNorm then mixes the two domains; benchmarks/RESULTS.md)")
     g.add_argument("--d_width", type=int, default=64, help="feature discriminator width")
     g.add_argument("--clip_grad", type=float, default=None, help="clip gradient norm to this value (off if unset)")
     g.add_argument("--scale_range", type=float, nargs=2, default=(0.8, 1.25),
@@ -148,25 +145,22 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
 class PairedForward(nn.Module):
     """The network applied to a labeled and an optional unlabeled batch in one forward.
 
-    ``joint=False`` calls the network twice, so every BatchNorm batch holds one kind of
-    frame; ``joint=True`` concatenates both batches into one call. Either way this is a
-    single module forward, so DDP sees one forward per backward: autograd sums a
-    parameter's two gradient contributions before DDP's hook on it fires.
+    The network is called once per batch, so every BatchNorm batch holds one kind of frame
+    (one concatenated batch, mixing the two domains in BatchNorm, did much worse:
+    benchmarks/RESULTS.md, "Retired options"). It is still a single module forward, so DDP
+    sees one forward per backward: autograd sums a parameter's two gradient contributions
+    before DDP's hook on it fires.
     """
 
-    def __init__(self, net: nn.Module, joint: bool = False):
+    def __init__(self, net: nn.Module):
         super().__init__()
-        self.net, self.joint = net, joint
+        self.net = net
 
     def forward(self, image: torch.Tensor, flow: torch.Tensor, u_image: torch.Tensor | None = None,
                 u_flow: torch.Tensor | None = None) -> tuple[dict, dict | None]:
         if u_image is None:
             return self.net(image, flow), None
-        if not self.joint:
-            return self.net(image, flow), self.net(u_image, u_flow)
-        b = image.shape[0]
-        out = self.net(torch.cat([image, u_image]), torch.cat([flow, u_flow]))
-        return {k: v[:b] for k, v in out.items()}, {k: v[b:] for k, v in out.items()}
+        return self.net(image, flow), self.net(u_image, u_flow)
 
 
 class OfflineTrainer:
@@ -194,7 +188,7 @@ class OfflineTrainer:
         if args.sync_bn:
             model = convert_sync_bn(model, self.info)
         self.net, disc = model.to(dev), disc.to(dev)  # the bare network: saved, validated
-        model = PairedForward(self.net, joint=args.unlabeled_bn == "joint")
+        model = PairedForward(self.net)
         if self.info.distributed:
             ids = [dev.index] if dev.type == "cuda" else None
             model, disc = DDP(model, device_ids=ids), DDP(disc, device_ids=ids)

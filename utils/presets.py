@@ -99,7 +99,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "start_adv": 0,  # their 1-based start_adv=1 with start_epoch=1: from the first epoch
             "d_loss_weight": 1e-4,
             "feature_disc": "authors",
-            "unlabeled_bn": "separate",  # labeled and unlabeled frames in separate forward calls
             "max_rotation": 10.0,
             "sync_bn": True,  # their README's --sync-bn (ignored with a warning on one process)
         },
