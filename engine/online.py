@@ -42,7 +42,7 @@ from engine.online_config import OnlineConfig
 from engine.pseudo_labels import (IGNORE, auto_band_weight, band_share, build_targets, in_band, label_cover,
                                   masked_seg_loss)
 from engine.temporal import FlowCache, TargetConfig
-from engine.tta import TTA_CHOICES, sharpen, strong_view, tta_probs
+from engine.tta import TTA_CHOICES, sharpen, tta_probs
 from engine.variants import add_variant_args
 from models import build_mask_discriminator, build_model_from_checkpoint
 from models.backbone import Encoder
@@ -109,9 +109,6 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tta_scale", type=float, nargs=2, default=_default("tta_scale"), help="rescale-view factor range")
     g.add_argument("--sharpen", type=float, default=_default("sharpen"),
                    help="temperature T applied to the averaged pseudo-mask, p^(1/T) / (p^(1/T) + (1-p)^(1/T)); 1 = off")
-    g.add_argument("--student_aug", type=int, default=_default("student_aug"), choices=[0, 1],
-                   help="1: the student sees a flipped/colour-jittered view of the frame "
-                        "(pseudo-mask flipped to match)")
     g.add_argument("--targets", default=_default("targets"), choices=["auto", "per_step", "cached"],
                    help="per_step: the teacher's TTA views averaged anew at every step (soft targets on every "
                         "pixel); cached: built once per pass from views at --target_scales, fused over time "
@@ -151,8 +148,6 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
                    help="parameters the student learns: all; deep: all but the encoders' stem and blocks up to "
                         "stride 8 (a cheaper backward: no gradient at the high resolutions); decoder: fusion and "
                         "decoder only (encoders fixed)")
-    g.add_argument("--aug_scale", type=float, nargs=2, default=_default("aug_scale"),
-                   help="cached targets with --student_aug 1: zoom range of the student's view (crop or pad)")
     g.add_argument("--d_width", type=int, default=_default("d_width"), help="mask discriminator width")
     g.add_argument("--d_size", type=int, nargs=2, default=_default("d_size"), help="mask discriminator input size")
     g.add_argument("--clip_grad", type=float, default=_default("clip_grad"), help="clip gradient norm (off if unset)")
@@ -294,10 +289,6 @@ class OnlineTuner:
             pseudo = tta_probs(self.teacher, image, flow, tuple(c.tta), self.gen, tuple(c.tta_scale),
                                c.tta_average)
             pseudo = sharpen(pseudo, c.sharpen)
-            if c.student_aug:
-                # A perturbed view for the student: learning to agree with the teacher's clean
-                # ensemble across views is what gives self-training a signal.
-                image, flow, _, pseudo = strong_view(image, flow, None, pseudo, self.gen)
             logits = self.student(image, flow)["logits"]
         seg = seg_loss(logits, pseudo, c.iou_smooth)
         return self._update(seg, logits, pseudo, image)
@@ -379,8 +370,6 @@ class OnlineTuner:
         image, flow = batch["image"][keep].to(dev), batch["flow"][keep].to(dev)
         prob_t = torch.stack([self.targets[batch["index"][k]][0] for k in keep]).float().to(dev)
         labels = torch.stack([self.targets[batch["index"][k]][1] for k in keep]).to(dev)
-        if c.student_aug:
-            image, flow, labels, prob_t = strong_view(image, flow, labels, prob_t, self.gen, tuple(c.aug_scale))
         with autocast(dev, c.amp, c.amp_dtype):
             logits = self.student(image, flow)["logits"]
         weights = torch.tensor([self.targets[batch["index"][k]][2] for k in keep])  # per video (transductive)

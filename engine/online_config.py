@@ -67,7 +67,6 @@ class OnlineConfig:
     tta_average: str = "probs"
     tta_scale: tuple[float, float] = (0.5, 1.5)
     sharpen: float = 0.5
-    student_aug: int = 0
     targets: str = "auto"  # cached; per_step in causal mode (resolved in __post_init__)
     target_scales: tuple[float, ...] = (1.0,)
     target_flip: int = 1
@@ -82,7 +81,6 @@ class OnlineConfig:
     band_share: tuple[float, float] = (0.2, 0.4)
     min_cover: float = 0.3  # a confident model's frames pass it; a weak model's, labelled on one side only, do not
     tune: str = "all"
-    aug_scale: tuple[float, float] = (0.8, 1.25)
     mask_disc: str = "ours"
     d_width: int = 32
     d_size: tuple[int, int] = (128, 224)

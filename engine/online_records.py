@@ -33,11 +33,11 @@ FORMAT = 1
 # output_dir, keyed separately as resolved paths), which videos (each has its own record),
 # and speed-only settings (workers, device, tensorboard).
 MASK_OPTIONS = ("mode", "epochs", "causal_steps", "batch_size", "lr", "lr_d", "weight_decay", "ema", "lambda_adv",
-                "tta", "tta_average", "tta_scale", "sharpen", "student_aug", "d_width", "d_size", "clip_grad",
+                "tta", "tta_average", "tta_scale", "sharpen", "d_width", "d_size", "clip_grad",
                 "predict_with", "flip", "size", "seed", "split", "save_prob", "arch", "model_scale", "backbone",
                 "amp", "amp_dtype", "mask_disc", "transductive_order", "d_loss_weight", "targets",
                 "target_scales", "target_flip", "temporal", "confidence", "motion_veto", "min_cover", "iou_weight",
-                "band_weight", "band_share", "tune", "aug_scale", "scales", "write_temporal", "write_blend")
+                "band_weight", "band_share", "tune", "scales", "write_temporal", "write_blend")
 # Options that only matter when the masks are written (not for a tuned transductive state).
 OUTPUT_ONLY = ("predict_with", "flip", "save_prob", "scales", "write_temporal", "write_blend")
 

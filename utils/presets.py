@@ -56,7 +56,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "tta": ["identity", "flip", "jitter_pil", "scale_set"],
             "tta_average": "logits",
             "sharpen": 1.0,
-            "student_aug": 0,  # their student sees the unaltered frame
             # Their pseudo-mask is built anew at every step, soft, on every pixel; the teacher
             # writes the masks.
             "targets": "per_step",
