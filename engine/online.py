@@ -35,7 +35,7 @@ from datasets import FrameDataset, collate_frames
 from engine.adversarial import discriminator_step, generator_loss
 from engine.inference import (MaskWriter, rank_videos, write_fused_video, write_predictions,
                               write_view_predictions)
-from engine.loop import ENCODER_PREFIXES, build_optimizer, grad_scaler, optimizer_step, run_epoch, unwrap
+from engine.loop import build_optimizer, grad_scaler, optimizer_step, run_epoch, unwrap
 from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs_digest, key_mismatches,
                                    mask_options, resume_messages, save_roots, write_record)
 from engine.online_config import OnlineConfig
@@ -45,7 +45,6 @@ from engine.temporal import FlowCache, TargetConfig
 from engine.tta import TTA_CHOICES, sharpen, tta_probs
 from engine.variants import add_variant_args
 from models import build_mask_discriminator, build_model_from_checkpoint
-from models.backbone import Encoder
 from models.discriminators import build_authors_mask_discriminator
 from models.losses import seg_loss
 from utils.checkpoint import load_checkpoint, save_checkpoint
@@ -144,10 +143,6 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
                    help="--band_weight auto: a video's weight is 0 when at most LO of its pixels lie between the "
                         "thresholds (a confident teacher: the student resolves them), 1 from HI on (an unsure one: "
                         "the band holds the boundaries), linear between")
-    g.add_argument("--tune", default=_default("tune"), choices=["all", "deep", "decoder"],
-                   help="parameters the student learns: all; deep: all but the encoders' stem and blocks up to "
-                        "stride 8 (a cheaper backward: no gradient at the high resolutions); decoder: fusion and "
-                        "decoder only (encoders fixed)")
     g.add_argument("--d_width", type=int, default=_default("d_width"), help="mask discriminator width")
     g.add_argument("--d_size", type=int, nargs=2, default=_default("d_size"), help="mask discriminator input size")
     g.add_argument("--clip_grad", type=float, default=_default("clip_grad"), help="clip gradient norm (off if unset)")
@@ -199,26 +194,6 @@ def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, momentum: flo
             t.copy_(s)
 
 
-def fixed_parameters(model: torch.nn.Module, tune: str) -> list[torch.nn.Parameter]:
-    """The parameters that ``--tune`` keeps as loaded. The encoders' high-resolution layers
-    (``deep`` keeps them) hold 2 % of Lite0's weights but cost about half of a training step at
-    320x576 on a CPU: with them fixed, no gradient is computed at strides 2-8."""
-    if tune == "all":
-        return []
-    if tune == "decoder":  # encoders fixed: cheaper backward, and less to drift
-        return [p for n, p in model.named_parameters() if n.startswith(ENCODER_PREFIXES)]
-    if tune == "deep":
-        encoders = [m for m in model.children() if isinstance(m, Encoder)]
-        if not encoders:
-            raise ValueError(f"--tune deep needs timm encoders ({type(model).__name__} has none): use all or decoder")
-        fixed = []
-        for enc in encoders:
-            shallow = set(enc.names_up_to(8))
-            fixed += [p for n, p in enc.body.named_parameters() if n in shallow]
-        return fixed
-    raise ValueError(f"--tune must be all, deep or decoder, got {tune!r}")
-
-
 class OnlineTuner:
     """Holds the offline weights and the test set; tunes and writes masks per the mode.
 
@@ -241,7 +216,6 @@ class OnlineTuner:
         with keep_records(self._startup):
             # Nothing is written to the run folder until the weights and the data have been checked.
             self.offline = build_model_from_checkpoint(list(c.weights), c.model_scale, c.backbone, c.arch)
-            fixed_parameters(self.offline, c.tune)  # refuses a --tune the network cannot do, before any write
             # with_labels=False: the label folders are never listed or opened in this stage.
             self.data = FrameDataset(c.data_dir, list(c.test_datasets), "test", c.split, c.size, with_labels=False,
                                      videos=list(c.videos) if c.videos is not None else None)
@@ -266,8 +240,6 @@ class OnlineTuner:
         if c.mode == "transductive" and self.info.distributed:
             ids = [dev.index] if dev.type == "cuda" else None
             self.student, self.disc = DDP(self.student, device_ids=ids), DDP(self.disc, device_ids=ids)
-        for prm in fixed_parameters(unwrap(self.student), c.tune):
-            prm.requires_grad_(False)
         self.opt_s = build_optimizer(self.student.parameters(), c.lr, c.weight_decay)
         self.opt_d = build_optimizer(self.disc.parameters(), c.lr_d, c.weight_decay)
         self.scaler_s = grad_scaler(dev, c.amp, c.amp_dtype)
@@ -304,8 +276,7 @@ class OnlineTuner:
             adv = generator_loss(self.disc, prob, image, dev, c.amp, c.amp_dtype)
             loss = seg + c.lambda_adv * adv
             logs["adv"] = adv.detach()
-        optimizer_step(loss, self.opt_s, self.scaler_s, [p for p in self.student.parameters() if p.requires_grad],
-                       c.clip_grad)
+        optimizer_step(loss, self.opt_s, self.scaler_s, self.student.parameters(), c.clip_grad)
         if c.lambda_adv > 0:
             logs["d"] = discriminator_step(self.disc, self.opt_d, self.scaler_d, real, prob, image, c.d_loss_weight,
                                            c.clip_grad, dev, c.amp, c.amp_dtype)

@@ -80,7 +80,6 @@ class OnlineConfig:
     band_weight: float | str = "auto"
     band_share: tuple[float, float] = (0.2, 0.4)
     min_cover: float = 0.3  # a confident model's frames pass it; a weak model's, labelled on one side only, do not
-    tune: str = "all"
     mask_disc: str = "ours"
     d_width: int = 32
     d_size: tuple[int, int] = (128, 224)

@@ -25,7 +25,7 @@ from utils.config import parse_with_config
 
 # These tests exercise the per-step path (the defaults' cached targets: tests/test_pseudo_labels.py).
 PER_STEP = ["--targets", "per_step", "--temporal", "--write_temporal", "--predict_with", "teacher", "--epochs", "2",
-            "--lambda_adv", "1e-4", "--tune", "all"]
+            "--lambda_adv", "1e-4"]
 BASE = ["--size", "64", "96", "--workers", "0", "--no_tensorboard", "--batch_size", "2", "--lr", "1e-4", *PER_STEP]
 
 
@@ -351,7 +351,7 @@ def test_defaults_are_the_held_out_recipe_and_causal_mode_builds_targets_per_ste
     # The setting chosen on held-out DAVIS train sequences (benchmarks/RESULTS.md).
     assert (c.mode, c.epochs, c.lr, c.targets, c.temporal, c.confidence) == ("per_video", 1, 1e-4, "cached", (1,),
                                                                               (0.1, 0.9))
-    assert (c.predict_with, c.lambda_adv, c.tune, c.min_cover, c.motion_veto) == ("student", 0.0, "all", 0.3, 0.25)
+    assert (c.predict_with, c.lambda_adv, c.min_cover, c.motion_veto) == ("student", 0.0, 0.3, 0.25)
     assert c.write_temporal == (1,)  # the masks are fused over time as test.py --temporal 1 fuses them
     assert (c.band_weight, c.band_share) == ("auto", (0.2, 0.4))  # the band's weight read per video
     assert c.write_blend == 1.0  # the tuned student's masks alone (0.5 measured: benchmarks/RESULTS.md, --write_blend)
@@ -362,8 +362,8 @@ def test_defaults_are_the_held_out_recipe_and_causal_mode_builds_targets_per_ste
         OnlineConfig.from_args(parser.parse_args(["--weights", "w", "--mode", "causal", "--targets", "cached"]))
     # The authors' preset keeps their per-step targets and the teacher writing the masks.
     a = OnlineConfig.from_args(parse_with_config(parser, ["--weights", "w", "--preset", "authors"]))
-    assert (a.targets, a.predict_with, a.lr, a.epochs, a.lambda_adv, a.tune, a.write_temporal) == (
-        "per_step", "teacher", 1e-5, 10, 1e-4, "all", ())
+    assert (a.targets, a.predict_with, a.lr, a.epochs, a.lambda_adv, a.write_temporal) == (
+        "per_step", "teacher", 1e-5, 10, 1e-4, ())
 
 
 def test_config_normalises_and_refuses():

@@ -62,7 +62,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "temporal": [],
             "predict_with": "teacher",
             "write_temporal": [],  # their masks are the network's own, frame by frame
-            "tune": "all",  # every parameter of the student learns
             "iou_smooth": 0.0,  # their IoU loss has no smoothing term
             "flip": False,  # their test.py writes masks without flip TTA
         },
