@@ -155,11 +155,6 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
                    help="offsets k: each written mask's probability is fused with its t-k and t+k neighbours', "
                         "warped in with DIS flow, as test.py --temporal (default: 1, none in causal mode, which "
                         "refuses it; give the option with no value for none)")
-    g.add_argument("--write_blend", type=float, default=_default("write_blend"), metavar="W",
-                   help="each written probability is W x the tuned network's + (1 - W) x the video's first "
-                        "targets' fused probability (the offline model's, as test.py --temporal writes it with "
-                        "the targets' views); 1: the tuned network's alone. Needs --mode per_video, cached "
-                        "targets and --write_temporal")
     g.add_argument("--save_dir", default=_default("save_dir"), help="output root for binary masks")
     g.add_argument("--save_prob", action="store_true", help="also write probability maps")
     g.add_argument("--prob_dir", default=_default("prob_dir"), help="probability maps root; default <save_dir>_prob")
@@ -247,8 +242,6 @@ class OnlineTuner:
         self.gen = torch.Generator().manual_seed(seed)
         # index -> (probability, labels, the video's band weight)
         self.targets: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}
-        # index -> the first pass's fused probability (the offline model's), every frame: --write_blend
-        self.prior: dict[int, torch.Tensor] = {}
 
     def predictor(self) -> torch.nn.Module:
         return self.teacher if self.config.predict_with == "teacher" else unwrap(self.student)
@@ -297,9 +290,6 @@ class OnlineTuner:
         c = self.config
         prob, labels = build_targets(self.teacher, self.data, indices, c.size, self.target_config(), self.info.device,
                                      c.batch_size, c.workers, c.amp, c.amp_dtype, self.flow_cache)
-        if c.write_blend < 1:
-            for i, p in zip(indices, prob):
-                self.prior.setdefault(i, p)
         fg, bg = label_cover(prob, labels)
         usable = (fg > 0) & (bg > 0) & (fg >= c.min_cover) & (bg >= c.min_cover)
         vid = self.data.videos[self.data.items[indices[0]][0]]
@@ -452,13 +442,9 @@ class OnlineTuner:
         ``--write_temporal``, ``indices`` are one whole video in temporal order (as test.py --temporal)."""
         c, dev = self.config, self.info.device
         if c.write_temporal:
-            prior = None  # no targets were made (--epochs 0): the network is the offline one anyway
-            if c.write_blend < 1 and all(i in self.prior for i in indices):
-                # popped: a video's prior is used once, and kept ones would pile up over the whole run
-                prior = torch.stack([self.prior.pop(i) for i in indices]).float()
             return write_fused_video(self.predictor(), self.data, indices, self.writer, c.size, c.scales, c.flip,
                                      c.write_temporal, dev, c.batch_size, c.workers, c.amp, c.amp_dtype,
-                                     self.flow_cache, prior, c.write_blend)
+                                     self.flow_cache)
         if tuple(c.scales) == (1.0,):  # test.py's path, so that 0 epochs give test.py's masks bit for bit
             loader = [batch] if batch is not None else self._loader(indices, None)
             return write_predictions(self.predictor(), loader, self.writer, dev, c.flip, c.amp, c.amp_dtype)

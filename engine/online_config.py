@@ -90,9 +90,6 @@ class OnlineConfig:
     flip: bool = False
     scales: tuple[float, ...] = (1.0,)
     write_temporal: tuple[int, ...] | None = None  # auto: (1,), none in causal mode (resolved in __post_init__)
-    # < 1: each written probability is this share of the tuned network's, the rest the video's first
-    # targets' probability (the offline model's views fused over time), before the 0.5 threshold
-    write_blend: float = 1.0
     save_dir: str = "outputs/online_masks"
     save_prob: bool = False
     prob_dir: str | None = None
@@ -123,12 +120,6 @@ class OnlineConfig:
             object.__setattr__(self, "targets", "per_step" if self.mode == "causal" else "cached")
         if self.write_temporal is None:  # auto: fused as test.py --temporal 1, except where no later frame is seen
             object.__setattr__(self, "write_temporal", () if self.mode == "causal" else (1,))
-        if not 0 <= self.write_blend <= 1:
-            raise ValueError(f"--write_blend must lie in [0, 1], not {self.write_blend}")
-        if self.write_blend < 1 and (self.mode != "per_video" or self.targets != "cached" or not self.write_temporal):
-            # transductive mode resumes from a tuned teacher, whose targets are no longer the offline model's
-            raise ValueError("--write_blend < 1 blends the written masks with the first cached targets' probability: "
-                             "it needs --mode per_video, --targets cached and --write_temporal")
         if self.write_temporal and self.mode == "causal":
             raise ValueError("--write_temporal fuses each mask with later frames; causal mode writes each frame "
                              "before it has seen the next")

@@ -354,7 +354,6 @@ def test_defaults_are_the_held_out_recipe_and_causal_mode_builds_targets_per_ste
     assert (c.predict_with, c.lambda_adv, c.min_cover, c.motion_veto) == ("student", 0.0, 0.3, 0.25)
     assert c.write_temporal == (1,)  # the masks are fused over time as test.py --temporal 1 fuses them
     assert (c.band_weight, c.band_share) == ("auto", (0.2, 0.4))  # the band's weight read per video
-    assert c.write_blend == 1.0  # the tuned student's masks alone (0.5 measured: benchmarks/RESULTS.md, --write_blend)
     # Causal mode sees each frame once, as it comes: cached targets cannot be built there.
     causal = OnlineConfig.from_args(parser.parse_args(["--weights", "w", "--mode", "causal"]))
     assert (causal.targets, causal.write_temporal) == ("per_step", ())  # no later frame to fuse with
@@ -461,74 +460,3 @@ def test_band_weight_auto_takes_the_weight_the_videos_band_share_gives(ckpt, dav
     fixed = {w: first_step_loss(f"w{w}", "--band_weight", str(w))[0] for w in (0.0, weight, 1.0)}
     assert torch.equal(auto, fixed[weight])
     assert fixed[1.0] > fixed[0.0]  # the band term is there to be weighed
-
-
-def test_write_blend_mixes_the_tuned_network_with_the_targets_probability(ckpt, davis_copy, tmp_path):
-    """``--write_blend 0`` writes the first targets' fused probability (the offline model's, as
-    ``test.py --flip --temporal 1`` writes it), 1 the tuned student's, and W between their W-mix."""
-    common = ["--weights", str(ckpt), "--data_dir", str(davis_copy), "--test_datasets", "DAVIS-2016", "--size", "64",
-              "96", "--workers", "0", "--flip", "--videos", "davis000"]
-    test_script.main([*common, "--temporal", "1", "--save_dir", str(tmp_path / "test")])
-    probs = {}
-    for w in ("0", "0.3", "1"):
-        online_finetuning.main([*common, "--no_tensorboard", "--batch_size", "2", "--lr", "1e-3", "--confidence",
-                                "0.5", "0.5", "--write_blend", w, "--save_prob", "--save_dir", str(tmp_path / w),
-                                "--output_dir", str(tmp_path / f"run_{w}")])
-        probs[w] = {k: v.astype(float) for k, v in _masks(tmp_path / f"{w}_prob").items()}
-    offline, blend0, tuned = _masks(tmp_path / "test"), _masks(tmp_path / "0"), _masks(tmp_path / "1")
-    assert offline.keys() == blend0.keys() == tuned.keys() and len(offline) == 20
-    assert all(np.array_equal(offline[k], blend0[k]) for k in offline)
-    assert any(not np.array_equal(offline[k], tuned[k]) for k in offline)  # tuning changed the student's masks
-    # Probability maps are 8-bit: the mix is exact up to their rounding (one step each side).
-    for k in offline:
-        assert np.abs(probs["0.3"][k] - (0.3 * probs["1"][k] + 0.7 * probs["0"][k])).max() <= 1.5
-
-
-def test_write_blend_keeps_no_prior_after_a_video_is_written(ckpt, davis_copy, tmp_path, monkeypatch):
-    """The first targets' probability is held only until its video's masks are written, not for the run."""
-    held = []
-    write = OnlineTuner._write
-
-    def recording_write(self, *a, **k):
-        n = write(self, *a, **k)
-        held.append(len(self.prior))
-        return n
-
-    monkeypatch.setattr(OnlineTuner, "_write", recording_write)
-    online_finetuning.main(["--weights", str(ckpt), "--data_dir", str(davis_copy), "--test_datasets", "DAVIS-2016",
-                            "--size", "64", "96", "--workers", "0", "--no_tensorboard", "--batch_size", "2",
-                            "--confidence", "0.5", "0.5", "--write_blend", "0.5", "--save_dir", str(tmp_path / "m"),
-                            "--output_dir", str(tmp_path / "run")])
-    assert len(held) >= 2 and held == [0] * len(held)  # every video written, nothing left behind
-
-
-def test_write_blend_needs_cached_targets_written_per_video():
-    for bad in (-0.1, 1.5):
-        with pytest.raises(ValueError, match=r"--write_blend must lie in \[0, 1\]"):
-            OnlineConfig(weights=("w",), write_blend=bad)
-    need = "--write_blend < 1 .* needs --mode per_video, --targets cached and --write_temporal"
-    for bad in ({"targets": "per_step"}, {"write_temporal": ()}, {"mode": "transductive"}):
-        with pytest.raises(ValueError, match=need):
-            OnlineConfig(weights=("w",), write_blend=0.5, **bad)
-    assert OnlineConfig(weights=("w",), write_blend=0.5).write_blend == 0.5  # the defaults allow it
-
-
-def test_online_blend_benchmark_mixes_two_probability_folders(tmp_path):
-    """``benchmarks/online_blend.py``: ``w x online + (1 - w) x offline >= 0.5`` per pixel, by hand;
-    a probability map without its twin is named."""
-    from benchmarks.online_blend import blend_masks
-    from datasets.io import write_probability
-    from evaluation.files import EvaluationError
-
-    off = np.array([[0.0, 0.2], [0.6, 1.0]])
-    on = np.array([[1.0, 0.7], [0.3, 0.0]])
-    for root, p in (("off", off), ("on", on)):
-        write_probability(tmp_path / root / "DAVIS-2016" / "v" / "00000.png", p)
-    expected = {0.0: [[0, 0], [1, 1]], 0.5: [[1, 0], [0, 1]], 0.75: [[1, 1], [0, 0]], 1.0: [[1, 1], [0, 0]]}
-    for w, mask in expected.items():
-        assert blend_masks(tmp_path / "off", tmp_path / "on", tmp_path / f"w{w}", w) == 1
-        got = np.asarray(Image.open(tmp_path / f"w{w}" / "DAVIS-2016" / "v" / "00000.png")) > 0
-        assert got.tolist() == np.array(mask, bool).tolist(), w
-    write_probability(tmp_path / "off" / "DAVIS-2016" / "v" / "00001.png", off)
-    with pytest.raises(EvaluationError, match="00001.png"):
-        blend_masks(tmp_path / "off", tmp_path / "on", tmp_path / "w_missing", 0.5)
