@@ -63,9 +63,10 @@ ONLINE_ROWS = {
 }
 # The online defaults (engine/online_config.py: cached targets, the student on the plain frame, the
 # mask discriminator off, the --min_cover guard and the --motion_veto), then one change at a time.
-# Rows "defaults" ... "defaults_target_scales_1_1.25" were run before the motion veto was a default (it
-# was then row "defaults_motion_veto_0.25"); "defaults_no_motion_veto" is that earlier "defaults". The rows
-# that changed one thing from the strong student view ("cached", "cached_no_aug", ...) went with the
+# Rows "defaults" ... "defaults_no_temporal" (and the retired "defaults_target_scales_1_1.25") were run
+# before the motion veto was a default (it was then row "defaults_motion_veto_0.25");
+# "defaults_no_motion_veto" is that earlier "defaults". The rows that changed one thing from the strong
+# student view ("cached", "cached_no_aug", ...) and "defaults_target_scales_1_1.25" went with the
 # options they needed (benchmarks/RESULTS.md, "Retired options": git checkout 5ca93f8 runs them).
 def _defaults(extra: str = "", passes: int = 1) -> str:
     return f"--online per_video --online_lr 1e-4 --online_epochs {passes} --online_args='{extra}'"
@@ -76,7 +77,6 @@ ONLINE_ROWS.update({
     "defaults_min_cover_0": _defaults("--min_cover 0"),
     "defaults_2_passes": _defaults(passes=2),
     "defaults_no_temporal": _defaults("--temporal"),
-    "defaults_target_scales_1_1.25": _defaults("--target_scales 1 1.25"),
     "defaults_temporal_1_2": _defaults("--temporal 1 2"),
     "defaults_motion_veto_0.25": _defaults("--motion_veto 0.25"),
     "defaults_no_motion_veto": _defaults("--motion_veto 0"),

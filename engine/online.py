@@ -110,14 +110,9 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
                    help="temperature T applied to the averaged pseudo-mask, p^(1/T) / (p^(1/T) + (1-p)^(1/T)); 1 = off")
     g.add_argument("--targets", default=_default("targets"), choices=["auto", "per_step", "cached"],
                    help="per_step: the teacher's TTA views averaged anew at every step (soft targets on every "
-                        "pixel); cached: built once per pass from views at --target_scales, fused over time "
+                        "pixel); cached: built once per pass from the teacher's view at --size and its mirror, fused over time "
                         "(--temporal) and cut at --confidence into hard labels, other pixels ignored; auto: "
                         "cached, but per_step in causal mode")
-    g.add_argument("--target_scales", type=float, nargs="+", default=_default("target_scales"),
-                   help="cached targets: view sizes relative to --size, each resized from the original frame "
-                        "(each also mirrored unless --target_flip 0)")
-    g.add_argument("--target_flip", type=int, default=_default("target_flip"),
-                   choices=[0, 1], help="cached targets: mirrored views too")
     g.add_argument("--temporal", type=int, nargs="*", default=_default("temporal"),
                    help="cached targets: neighbour offsets k whose predictions (t-k, t+k) are warped into frame t "
                         "with DIS flow and a forward-backward check ('' for none)")
@@ -278,8 +273,9 @@ class OnlineTuner:
 
     def target_config(self) -> TargetConfig:
         c = self.config
-        return TargetConfig(scales=tuple(c.target_scales), flip=bool(c.target_flip), temporal=tuple(c.temporal),
-                            lo=c.confidence[0], hi=c.confidence[1], motion_veto=c.motion_veto)
+        # the teacher's view at --size and its mirror
+        return TargetConfig(scales=(1.0,), flip=True, temporal=tuple(c.temporal), lo=c.confidence[0],
+                            hi=c.confidence[1], motion_veto=c.motion_veto)
 
     def make_targets(self, indices: list[int]) -> bool:
         """The teacher's targets for these frames (one video), kept for the pass, for the frames

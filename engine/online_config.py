@@ -68,8 +68,6 @@ class OnlineConfig:
     tta_scale: tuple[float, float] = (0.5, 1.5)
     sharpen: float = 0.5
     targets: str = "auto"  # cached; per_step in causal mode (resolved in __post_init__)
-    target_scales: tuple[float, ...] = (1.0,)
-    target_flip: int = 1
     temporal: tuple[int, ...] = (1,)
     confidence: tuple[float, float] = (0.1, 0.9)
     motion_veto: float = 0.25  # drop background labels that move on their own (benchmarks/RESULTS.md)

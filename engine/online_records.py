@@ -36,7 +36,7 @@ MASK_OPTIONS = ("mode", "epochs", "causal_steps", "batch_size", "lr", "lr_d", "w
                 "tta", "tta_average", "tta_scale", "sharpen", "d_width", "d_size", "clip_grad",
                 "predict_with", "flip", "size", "seed", "split", "save_prob", "arch", "model_scale", "backbone",
                 "amp", "amp_dtype", "mask_disc", "transductive_order", "d_loss_weight", "targets",
-                "target_scales", "target_flip", "temporal", "confidence", "motion_veto", "min_cover", "iou_weight",
+                "temporal", "confidence", "motion_veto", "min_cover", "iou_weight",
                 "band_weight", "band_share", "scales", "write_temporal")
 # Options that only matter when the masks are written (not for a tuned transductive state).
 OUTPUT_ONLY = ("predict_with", "flip", "save_prob", "scales", "write_temporal")

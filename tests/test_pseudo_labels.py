@@ -205,7 +205,7 @@ def test_band_term_pulls_the_unlabelled_band_toward_the_teacher():
     assert torch.allclose(c.grad[0, 0, 0, 2], 0.5 * (torch.sigmoid(z) - p), atol=1e-6)
 
 
-CACHED = ["--targets", "cached", "--temporal", "1", "--target_scales", "1", "1.25", "--confidence", "0.5", "0.5"]
+CACHED = ["--targets", "cached", "--temporal", "1", "--confidence", "0.5", "0.5"]
 
 
 def test_cached_targets_tune_without_ground_truth(ckpt, synthetic_dir, tmp_path, monkeypatch):
