@@ -56,7 +56,6 @@ ONLINE_ROWS = {
     "per_video_logit_avg": "--online per_video --online_args '--tta_average logits'",
     "per_video_no_sharpen": "--online per_video --online_args '--sharpen 1'",
     "per_video_no_adv": "--online per_video --online_args '--lambda_adv 0'",
-    "causal": "--online causal",
     "transductive": "--online transductive",
     "authors": "--online transductive --online_epochs 2 --online_args '--ema 0.9996 --tta_average logits "
                "--sharpen 1'",

@@ -8,8 +8,7 @@ student masks (fake). BatchNorm stays in eval mode (statistics frozen) throughou
 Ground truth is never read: the test set is opened without its label folder.
 
 Modes: ``per_video`` (each video restarts from the offline weights, ``epochs`` passes, then
-its masks are written), ``causal`` (frames in order, each predicted before the model learns
-from it), ``transductive`` (one model tuned on the whole test set).
+its masks are written), ``transductive`` (one model tuned on the whole test set).
 
 ``--resume`` reuses a finished video only when its record names the same weights, options,
 inputs and save folder and its masks are unchanged (engine/online_records.py); each reason
@@ -87,13 +86,10 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
                    help="datasets to tune on and segment")
     g.add_argument("--split", default=_default("split"), help="split folder of the test sets")
     g.add_argument("--videos", nargs="+", default=_default("videos"), help="only these videos")
-    g.add_argument("--mode", default=_default("mode"), choices=["per_video", "causal", "transductive"],
-                   help="per_video: restart per video; causal: predict each frame before learning from it; "
-                        "transductive: one model for the whole test set")
+    g.add_argument("--mode", default=_default("mode"), choices=["per_video", "transductive"],
+                   help="per_video: restart per video; transductive: one model for the whole test set")
     g.add_argument("--epochs", type=int, default=_default("epochs"),
                    help="passes over each video's frames (whole set if transductive)")
-    g.add_argument("--causal_steps", type=int, default=_default("causal_steps"),
-                   help="causal mode: tuning steps per incoming batch")
     g.add_argument("--batch_size", type=int, default=_default("batch_size"), help="frames per tuning step")
     g.add_argument("--lr", type=float, default=_default("lr"), help="student AdamW learning rate")
     g.add_argument("--lr_d", type=float, default=_default("lr_d"), help="mask discriminator AdamW learning rate")
@@ -108,11 +104,11 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tta_scale", type=float, nargs=2, default=_default("tta_scale"), help="rescale-view factor range")
     g.add_argument("--sharpen", type=float, default=_default("sharpen"),
                    help="temperature T applied to the averaged pseudo-mask, p^(1/T) / (p^(1/T) + (1-p)^(1/T)); 1 = off")
-    g.add_argument("--targets", default=_default("targets"), choices=["auto", "per_step", "cached"],
+    g.add_argument("--targets", default=_default("targets"), choices=["per_step", "cached"],
                    help="per_step: the teacher's TTA views averaged anew at every step (soft targets on every "
-                        "pixel); cached: built once per pass from the teacher's view at --size and its mirror, fused over time "
-                        "(--temporal) and cut at --confidence into hard labels, other pixels ignored; auto: "
-                        "cached, but per_step in causal mode")
+                        "pixel); cached: built once per pass from the teacher's view at --size and its mirror, "
+                        "fused over time (--temporal) and cut at --confidence into hard labels, other pixels "
+                        "ignored")
     g.add_argument("--temporal", type=int, nargs="*", default=_default("temporal"),
                    help="cached targets: neighbour offsets k whose predictions (t-k, t+k) are warped into frame t "
                         "with DIS flow and a forward-backward check ('' for none)")
@@ -148,8 +144,7 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
                    help="input sizes (multiples of --size) averaged when writing masks (as test.py --scales)")
     g.add_argument("--write_temporal", type=int, nargs="*", default=_default("write_temporal"),
                    help="offsets k: each written mask's probability is fused with its t-k and t+k neighbours', "
-                        "warped in with DIS flow, as test.py --temporal (default: 1, none in causal mode, which "
-                        "refuses it; give the option with no value for none)")
+                        "warped in with DIS flow, as test.py --temporal (give the option with no value for none)")
     g.add_argument("--save_dir", default=_default("save_dir"), help="output root for binary masks")
     g.add_argument("--save_prob", action="store_true", help="also write probability maps")
     g.add_argument("--prob_dir", default=_default("prob_dir"), help="probability maps root; default <save_dir>_prob")
@@ -393,57 +388,39 @@ class OnlineTuner:
         return todo, reused
 
     def tune_video(self, key: tuple[str, str], indices: list[int], seed: int) -> dict:
-        """Tune on one video (per_video / causal) and write its masks; returns timing."""
+        """Tune on one video (per_video mode) and write its masks; returns timing."""
         c = self.config
         self._fresh(seed)
         t0 = time.perf_counter()
         desc = f"{key[1]}"
-        passes = 0  # per_video: passes that learnt something (0: the guard left the video as it was)
-        if c.mode == "per_video":
-            for epoch in range(c.epochs):
-                step = self.step
-                if c.targets == "cached":  # this pass's targets, from the teacher as it is now
-                    self.targets = {}
-                    if not self.make_targets(indices):
-                        break
-                    step = self.step_cached
-                _, self.global_step = run_epoch(self._loader(indices, seed * 1000 + epoch), step, self._local,
-                                                epoch, self.tb, self.global_step, desc, total=None)
-                passes += 1
-            t_tune = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            self._write(indices)
-            t_pred = time.perf_counter() - t1
-        else:  # causal: predict each incoming batch first, then learn from it
-            t_pred = 0.0
-
-            def predict_then_learn(batch: dict) -> dict[str, torch.Tensor]:
-                nonlocal t_pred
-                t1 = time.perf_counter()
-                self._write(batch["index"], batch)
-                t_pred += time.perf_counter() - t1
-                out = {}
-                for _ in range(c.causal_steps if c.epochs > 0 else 0):
-                    out = self.step(batch)
-                return out or {"loss": torch.zeros(())}
-
-            _, self.global_step = run_epoch(self._loader(indices, None), predict_then_learn, self._local, 0, self.tb,
-                                            self.global_step, desc)
-            t_tune = time.perf_counter() - t0 - t_pred
-            passes = c.epochs
+        passes = 0  # passes that learnt something (0: the guard left the video as it was)
+        for epoch in range(c.epochs):
+            step = self.step
+            if c.targets == "cached":  # this pass's targets, from the teacher as it is now
+                self.targets = {}
+                if not self.make_targets(indices):
+                    break
+                step = self.step_cached
+            _, self.global_step = run_epoch(self._loader(indices, seed * 1000 + epoch), step, self._local,
+                                            epoch, self.tb, self.global_step, desc, total=None)
+            passes += 1
+        t_tune = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        self._write(indices)
+        t_pred = time.perf_counter() - t1
         return {"frames": len(indices), "tune_s": t_tune, "predict_s": t_pred, "passes": passes}
 
-    def _write(self, indices: list[int], batch: dict | None = None) -> int:
-        """Masks of these frames from the predicting network (``batch``: already loaded). With
-        ``--write_temporal``, ``indices`` are one whole video in temporal order (as test.py --temporal)."""
+    def _write(self, indices: list[int]) -> int:
+        """Masks of these frames from the predicting network. With ``--write_temporal``, ``indices``
+        are one whole video in temporal order (as test.py --temporal)."""
         c, dev = self.config, self.info.device
         if c.write_temporal:
             return write_fused_video(self.predictor(), self.data, indices, self.writer, c.size, c.scales, c.flip,
                                      c.write_temporal, dev, c.batch_size, c.workers, c.amp, c.amp_dtype,
                                      self.flow_cache)
         if tuple(c.scales) == (1.0,):  # test.py's path, so that 0 epochs give test.py's masks bit for bit
-            loader = [batch] if batch is not None else self._loader(indices, None)
-            return write_predictions(self.predictor(), loader, self.writer, dev, c.flip, c.amp, c.amp_dtype)
+            return write_predictions(self.predictor(), self._loader(indices, None), self.writer, dev, c.flip, c.amp,
+                                     c.amp_dtype)
         return write_view_predictions(self.predictor(), self.data, indices, self.writer, dev, c.size, c.scales, c.flip,
                                       c.batch_size, c.workers, c.amp, c.amp_dtype)
 
@@ -507,7 +484,7 @@ class OnlineTuner:
         return timing
 
     def _summary(self, timing: dict) -> str:
-        """The closing line of a per_video/causal run: what was tuned, what was reused."""
+        """The closing line of a per_video run: what was tuned, what was reused."""
         tuned, untouched, reused = timing["videos_tuned"], timing["videos_untouched"], timing["videos_reused"]
         where = f"masks in {self.writer.save_dir}, records in {self.run_dir / 'done'}"
         if tuned == untouched == 0 and reused:

@@ -54,7 +54,6 @@ class OnlineConfig:
     # tuning
     mode: str = "per_video"
     epochs: int = 1
-    causal_steps: int = 1
     batch_size: int = 2
     lr: float = 1e-4
     lr_d: float = 1e-5
@@ -67,7 +66,7 @@ class OnlineConfig:
     tta_average: str = "probs"
     tta_scale: tuple[float, float] = (0.5, 1.5)
     sharpen: float = 0.5
-    targets: str = "auto"  # cached; per_step in causal mode (resolved in __post_init__)
+    targets: str = "cached"
     temporal: tuple[int, ...] = (1,)
     confidence: tuple[float, float] = (0.1, 0.9)
     motion_veto: float = 0.25  # drop background labels that move on their own (benchmarks/RESULTS.md)
@@ -87,7 +86,7 @@ class OnlineConfig:
     predict_with: str = "student"
     flip: bool = False
     scales: tuple[float, ...] = (1.0,)
-    write_temporal: tuple[int, ...] | None = None  # auto: (1,), none in causal mode (resolved in __post_init__)
+    write_temporal: tuple[int, ...] = (1,)  # fused as test.py --temporal 1
     save_dir: str = "outputs/online_masks"
     save_prob: bool = False
     prob_dir: str | None = None
@@ -114,16 +113,6 @@ class OnlineConfig:
             raise ValueError(f"--band_weight must be a weight >= 0 or 'auto', not {self.band_weight!r}")
         if not 0 <= self.band_share[0] < self.band_share[1] <= 1:
             raise ValueError(f"--band_share LO HI needs 0 <= LO < HI <= 1, not {list(self.band_share)}")
-        if self.targets == "auto":  # cached targets need whole videos; causal mode sees frames as they come
-            object.__setattr__(self, "targets", "per_step" if self.mode == "causal" else "cached")
-        if self.write_temporal is None:  # auto: fused as test.py --temporal 1, except where no later frame is seen
-            object.__setattr__(self, "write_temporal", () if self.mode == "causal" else (1,))
-        if self.write_temporal and self.mode == "causal":
-            raise ValueError("--write_temporal fuses each mask with later frames; causal mode writes each frame "
-                             "before it has seen the next")
-        if self.targets == "cached" and self.mode == "causal":
-            raise ValueError("--targets cached needs whole videos (--mode per_video or transductive); "
-                             "causal mode learns from each frame as it arrives (--targets per_step)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> OnlineConfig:

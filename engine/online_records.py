@@ -32,7 +32,7 @@ FORMAT = 1
 # Options that change what a mask holds. Not here: where things go (save_dir, prob_dir and
 # output_dir, keyed separately as resolved paths), which videos (each has its own record),
 # and speed-only settings (workers, device, tensorboard).
-MASK_OPTIONS = ("mode", "epochs", "causal_steps", "batch_size", "lr", "lr_d", "weight_decay", "ema", "lambda_adv",
+MASK_OPTIONS = ("mode", "epochs", "batch_size", "lr", "lr_d", "weight_decay", "ema", "lambda_adv",
                 "tta", "tta_average", "tta_scale", "sharpen", "d_width", "d_size", "clip_grad",
                 "predict_with", "flip", "size", "seed", "split", "save_prob", "arch", "model_scale", "backbone",
                 "amp", "amp_dtype", "mask_disc", "transductive_order", "d_loss_weight", "targets",

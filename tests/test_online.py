@@ -41,18 +41,17 @@ def _masks(root):
     return {p.relative_to(root): np.asarray(Image.open(p)) for p in sorted(root.rglob("*.png"))}
 
 
-@pytest.mark.parametrize("mode", ["per_video", "causal"])
-def test_epochs_zero_equals_test_py(ckpt, davis_copy, tmp_path, mode):
+def test_epochs_zero_equals_test_py(ckpt, davis_copy, tmp_path):
     test_script.main(["--weights", str(ckpt), "--data_dir", str(davis_copy), "--test_datasets", "DAVIS-2016",
                       "--size", "64", "96", "--workers", "0", "--save_dir", str(tmp_path / "test")])
     online_finetuning.main(["--weights", str(ckpt), "--data_dir", str(davis_copy), "--test_datasets", "DAVIS-2016",
-                            *BASE, "--epochs", "0", "--mode", mode, "--save_dir", str(tmp_path / "online"),
+                            *BASE, "--epochs", "0", "--save_dir", str(tmp_path / "online"),
                             "--output_dir", str(tmp_path / "run")])
     a, b = _masks(tmp_path / "test"), _masks(tmp_path / "online")
     assert a.keys() == b.keys() and len(a) == 4 * 20
     assert all(np.array_equal(a[k], b[k]) for k in a)
     log = (tmp_path / "run" / "log.txt").read_text()  # and the closing line does not claim any tuning
-    assert f"online {mode}: --epochs 0, nothing tuned: the offline model's masks of 4 video(s) written" in log
+    assert "online per_video: --epochs 0, nothing tuned: the offline model's masks of 4 video(s) written" in log
 
 
 @pytest.mark.parametrize("mode", ["per_video", "transductive"])
@@ -71,11 +70,6 @@ def test_write_temporal_with_zero_epochs_equals_test_py_temporal(ckpt, davis_cop
     assert any(not np.array_equal(a[k], plain[k]) for k in a)  # the fusion changed something
 
 
-def test_write_temporal_is_refused_in_causal_mode():
-    with pytest.raises(ValueError, match="causal"):
-        OnlineConfig(weights=("w.pth",), mode="causal", write_temporal=(1,))
-
-
 def test_never_reads_ground_truth(ckpt, davis_copy, tmp_path, monkeypatch):
     # Every label file is garbage, and any mask read at all fails the test.
     for p in (davis_copy / "DAVIS-2016/val/labels").rglob("*.png"):
@@ -92,7 +86,7 @@ def test_never_reads_ground_truth(ckpt, davis_copy, tmp_path, monkeypatch):
     assert len(list((tmp_path / "a").rglob("*.png"))) == 20
     # And with the label folder gone entirely.
     shutil.rmtree(davis_copy / "DAVIS-2016/val/labels")
-    online_finetuning.main([*args, "--save_dir", str(tmp_path / "b"), "--mode", "causal"])
+    online_finetuning.main([*args, "--save_dir", str(tmp_path / "b"), "--mode", "transductive"])
     assert len(list((tmp_path / "b").rglob("*.png"))) == 20
 
 
@@ -345,7 +339,7 @@ def test_config_defaults_are_the_command_line_defaults():
     assert fields <= dests and dests - fields == set(ENTRY_ONLY_OPTIONS)
 
 
-def test_defaults_are_the_held_out_recipe_and_causal_mode_builds_targets_per_step():
+def test_defaults_are_the_held_out_recipe():
     parser = online_finetuning.get_parser()
     c = OnlineConfig.from_args(parser.parse_args(["--weights", "w.pth"]))
     # The setting chosen on held-out DAVIS train sequences (benchmarks/RESULTS.md).
@@ -354,11 +348,10 @@ def test_defaults_are_the_held_out_recipe_and_causal_mode_builds_targets_per_ste
     assert (c.predict_with, c.lambda_adv, c.min_cover, c.motion_veto) == ("student", 0.0, 0.3, 0.25)
     assert c.write_temporal == (1,)  # the masks are fused over time as test.py --temporal 1 fuses them
     assert (c.band_weight, c.band_share) == ("auto", (0.2, 0.4))  # the band's weight read per video
-    # Causal mode sees each frame once, as it comes: cached targets cannot be built there.
-    causal = OnlineConfig.from_args(parser.parse_args(["--weights", "w", "--mode", "causal"]))
-    assert (causal.targets, causal.write_temporal) == ("per_step", ())  # no later frame to fuse with
-    with pytest.raises(ValueError, match="causal mode"):
-        OnlineConfig.from_args(parser.parse_args(["--weights", "w", "--mode", "causal", "--targets", "cached"]))
+    # Retired choices are refused (benchmarks/RESULTS.md, "Retired options").
+    for retired in (["--mode", "causal"], ["--targets", "auto"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--weights", "w", *retired])
     # The authors' preset keeps their per-step targets and the teacher writing the masks.
     a = OnlineConfig.from_args(parse_with_config(parser, ["--weights", "w", "--preset", "authors"]))
     assert (a.targets, a.predict_with, a.lr, a.epochs, a.lambda_adv, a.write_temporal) == (
@@ -373,8 +366,6 @@ def test_config_normalises_and_refuses():
         c.lr = 1.0
     with pytest.raises(ValueError, match="--epochs must be >= 0"):
         OnlineConfig(weights=("w",), epochs=-1)
-    with pytest.raises(ValueError, match="causal mode"):
-        OnlineConfig(weights=("w",), targets="cached", mode="causal")
     for bad in (-1.0, "half"):
         with pytest.raises(ValueError, match="--band_weight must be a weight >= 0 or 'auto'"):
             OnlineConfig(weights=("w",), band_weight=bad)

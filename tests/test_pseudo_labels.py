@@ -223,9 +223,6 @@ def test_cached_targets_tune_without_ground_truth(ckpt, synthetic_dir, tmp_path,
             "--videos", "davis000", "--output_dir", str(tmp_path / "run")]
     online_finetuning.main([*base, *CACHED, "--save_dir", str(tmp_path / "m"), "--predict_with", "student"])
     assert len(list((tmp_path / "m").rglob("*.png"))) == 20
-    with pytest.raises(ValueError, match="causal"):
-        online_finetuning.main([*base, *CACHED, "--mode", "causal", "--save_dir", str(tmp_path / "c"),
-                                "--output_dir", str(tmp_path / "run_c")])
 
 
 @pytest.mark.parametrize("confidence", [("0.0", "1.0"), ("0.0", "0.5")], ids=["no_labels", "object_labels_only"])
