@@ -37,7 +37,7 @@ from engine.inference import (MaskWriter, rank_videos, write_fused_video, write_
 from engine.loop import build_optimizer, grad_scaler, optimizer_step, run_epoch, unwrap
 from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs_digest, key_mismatches,
                                    mask_options, resume_messages, save_roots, write_record)
-from engine.online_config import OnlineConfig
+from engine.online_config import MODES, TARGETS, OnlineConfig
 from engine.pseudo_labels import (IGNORE, auto_band_weight, band_share, build_targets, in_band, label_cover,
                                   masked_seg_loss)
 from engine.temporal import FlowCache, TargetConfig
@@ -86,7 +86,7 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
                    help="datasets to tune on and segment")
     g.add_argument("--split", default=_default("split"), help="split folder of the test sets")
     g.add_argument("--videos", nargs="+", default=_default("videos"), help="only these videos")
-    g.add_argument("--mode", default=_default("mode"), choices=["per_video", "transductive"],
+    g.add_argument("--mode", default=_default("mode"), choices=MODES,
                    help="per_video: restart per video; transductive: one model for the whole test set")
     g.add_argument("--epochs", type=int, default=_default("epochs"),
                    help="passes over each video's frames (whole set if transductive)")
@@ -104,7 +104,7 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tta_scale", type=float, nargs=2, default=_default("tta_scale"), help="rescale-view factor range")
     g.add_argument("--sharpen", type=float, default=_default("sharpen"),
                    help="temperature T applied to the averaged pseudo-mask, p^(1/T) / (p^(1/T) + (1-p)^(1/T)); 1 = off")
-    g.add_argument("--targets", default=_default("targets"), choices=["per_step", "cached"],
+    g.add_argument("--targets", default=_default("targets"), choices=TARGETS,
                    help="per_step: the teacher's TTA views averaged anew at every step (soft targets on every "
                         "pixel); cached: built once per pass from the teacher's view at --size and its mirror, "
                         "fused over time (--temporal) and cut at --confidence into hard labels, other pixels "

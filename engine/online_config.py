@@ -23,6 +23,8 @@ from utils.config import DEFAULT_TEST_DATASETS, data_parser, runtime_parser
 # the legacy launcher's rank, and the authors' options that are accepted and reported unused.
 ENTRY_ONLY_OPTIONS = ("config", "local_rank", "pretrained", "sync_bn")
 _PATHS = ("data_dir", "save_dir", "prob_dir", "output_dir")
+MODES = ("per_video", "transductive")  # --mode
+TARGETS = ("per_step", "cached")  # --targets
 # The data and runtime options are every stage's (utils/config.py): their defaults come from there.
 _SHARED = {**vars(data_parser().parse_args([])), **vars(runtime_parser().parse_args([]))}
 
@@ -106,7 +108,11 @@ class OnlineConfig:
         if isinstance(self.weights, (str, Path)):
             object.__setattr__(self, "weights", (self.weights,))
         object.__setattr__(self, "weights", tuple(str(w) for w in self.weights))
-        # Refused here, before any file is read or written.
+        # Refused here, before any file is read or written (argparse checks choices on the command
+        # line only; the video tool builds the config directly).
+        for name, allowed in (("mode", MODES), ("targets", TARGETS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name} must be one of {list(allowed)}, not {getattr(self, name)!r}")
         if self.epochs < 0 or self.batch_size < 1:
             raise ValueError("--epochs must be >= 0 and --batch_size >= 1")
         if self.band_weight != "auto" and not (isinstance(self.band_weight, (int, float)) and self.band_weight >= 0):
