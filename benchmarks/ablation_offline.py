@@ -22,8 +22,6 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=5, help="epochs per run")
     p.add_argument("--lambda_adv", type=float, nargs="+", default=[0.0, 1e-4, 1e-3, 1e-2],
                    help="weights to compare (0 = supervised only)")
-    p.add_argument("--unlabeled_bn", nargs="+", default=["separate", "joint"], choices=["separate", "joint"],
-                   help="BatchNorm batching of unlabeled frames in the adversarial runs")
     p.add_argument("--seed", type=int, default=0, help="seed of data and training")
     a = p.parse_args()
 
@@ -35,21 +33,19 @@ def main() -> None:
     if not (data / ".complete").is_file():
         make_synthetic_dataset(data, a.seed)
         (data / ".complete").touch()
-    runs = [(lam, bn) for lam in a.lambda_adv for bn in (["-"] if lam == 0 else a.unlabeled_bn)]
     rows = {}
-    for lam, bn in runs:
-        run = out / f"lambda_{lam:g}_{bn}"
+    for lam in a.lambda_adv:
+        run = out / f"lambda_{lam:g}"
         last = unlabeled_train.main(["--data_dir", str(data), "--output_dir", str(run), "--model_scale", "xxs",
                                      "--size", "128", "224", "--batch_size", "4", "--lr", "5e-4", "--lr_d", "5e-4",
                                      "--epochs", str(a.epochs), "--lambda_adv", str(lam), "--workers", "1",
-                                     "--unlabeled_bn", "separate" if bn == "-" else bn,
                                      "--seed", str(a.seed), "--no_tensorboard", "--overwrite"])
         log = (run / "log.txt").read_text().splitlines()
         js = [float(line.split("val_J ")[1].split()[0]) for line in log if "val_J" in line]
-        rows[(lam, bn)] = js or [last["val_J"]]
+        rows[lam] = js or [last["val_J"]]
     print(f"\nvalidation J on synthetic DAVIS-2016 val (target style), seed {a.seed}, per epoch:")
-    for (lam, bn), js in rows.items():
-        name = "supervised only" if lam == 0 else f"adversarial, lambda_adv {lam:g}, {bn} BN"
+    for lam, js in rows.items():
+        name = "supervised only" if lam == 0 else f"adversarial, lambda_adv {lam:g}"
         print(f"  {name:44s} " + " ".join(f"{100 * j:5.1f}" for j in js))
 
 

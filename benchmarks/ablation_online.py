@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Ablation of online self-tuning on the synthetic data (per_video and causal modes).
+"""Ablation of online self-tuning on the synthetic data (per_video mode; --modes adds transductive).
 
 Variants: no tuning (offline masks) / pseudo-label only (no adversarial loss) / full OAST /
 without TTA (teacher sees the identity view only). Needs an offline checkpoint; by default
@@ -34,7 +34,8 @@ def main() -> None:
     p.add_argument("--data_dir", default="demo_output/data", help="synthetic data (project layout)")
     p.add_argument("--out_dir", default="/tmp/oast_ablation_online", help="masks and runs")
     p.add_argument("--size", type=int, nargs=2, default=(128, 224), help="input size")
-    p.add_argument("--modes", nargs="+", default=["per_video", "causal"], help="online modes")
+    p.add_argument("--modes", nargs="+", default=["per_video"], choices=["per_video", "transductive"],
+                   help="online modes")
     p.add_argument("--epochs", type=int, default=3, help="online passes per video (per_video mode; the demo's)")
     p.add_argument("--lr", type=float, default=3e-4, help="student learning rate (the demo's)")
     a = p.parse_args()

@@ -64,21 +64,17 @@ def write_temporal_predictions(model: torch.nn.Module, data: FrameDataset, write
 def write_fused_video(model: torch.nn.Module, data: FrameDataset, indices: Sequence[int], writer: "MaskWriter",
                       size: Sequence[int], scales: Sequence[float], flip: bool, temporal: Sequence[int],
                       device: torch.device, batch_size: int = 4, workers: int = 0, amp: bool = False,
-                      amp_dtype: str = "bf16", flow_cache: FlowCache | None = None,
-                      prior: torch.Tensor | None = None, blend: float = 1.0) -> int:
+                      amp_dtype: str = "bf16", flow_cache: FlowCache | None = None) -> int:
     """Masks of one video (``indices`` in temporal order) whose probability is fused over time:
     each frame's (mean over ``scales`` and ``flip``) averaged with its neighbours' ``t +- k``
     (``k`` in ``temporal``), warped in with DIS flow where a forward-backward check passes
     (:mod:`engine.temporal`, the online stage's target machinery without its thresholds).
     ``flow_cache``: flows of this video kept from an earlier pass (the online stage's targets),
-    which are then not computed again. ``prior`` (``T x 1 x H x W`` at ``size``): the written
-    probability is ``blend`` x the model's + ``(1 - blend)`` x the prior's (online --write_blend)."""
+    which are then not computed again."""
     from PIL import Image
 
     cfg = TargetConfig(scales=tuple(scales), flip=flip, temporal=tuple(temporal))
     prob = fused_video_probs(model, data, indices, size, cfg, device, batch_size, workers, amp, amp_dtype, flow_cache)
-    if prior is not None:
-        prob = blend * prob + (1 - blend) * prior.to(prob)
     for p, i in zip(prob, indices):
         vid, frame = data.videos[data.items[i][0]], data.items[i][1]
         with Image.open(vid.image_paths[frame]) as im:  # the header only: the original size

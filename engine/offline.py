@@ -34,7 +34,7 @@ from engine.validate import validate
 from engine.variants import add_variant_args
 from models import build_feature_discriminator, build_model
 from models.discriminators import build_authors_feature_discriminator
-from models.losses import batch_iou, boundary_loss, non_negative, positive_int, seg_loss
+from models.losses import batch_iou, non_negative, seg_loss
 from models.loading import load_model_weights
 from utils.checkpoint import load_checkpoint, remove_orphan_tmp, save_checkpoint
 from utils.config import unit_interval
@@ -88,11 +88,6 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr_gamma", type=float, default=0.1, help="learning-rate decay factor")
     g.add_argument("--encoder_lr_mult", type=float, default=1.0,
                    help="learning rate of both encoders relative to --lr (ImageNet-initialised encoders may want < 1)")
-    g.add_argument("--boundary_weight", type=non_negative, default=0.0,
-                   help="weight of an extra BCE averaged over the pixels within --boundary_radius of each mask's "
-                        "edge (0: off, the paper's loss)")
-    g.add_argument("--boundary_radius", type=positive_int, default=3, help="half-width in pixels (at the training size) "
-                   "of the band that --boundary_weight's term averages over")
     g.add_argument("--freeze_encoder_bn", action="store_true",
                    help="keep the encoders' BatchNorm statistics as loaded (small batches)")
     g.add_argument("--lr_schedule", default="step", choices=["step", "cosine"],
@@ -106,9 +101,6 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--youtube_stride", type=int, default=10, help="keep every N-th annotated YouTube-VOS frame")
     g.add_argument("--lambda_adv", type=float, default=1e-4, help="weight of the generator's adversarial loss")
     g.add_argument("--start_adv", type=int, default=0, help="first epoch (0-based) with adversarial training")
-    g.add_argument("--unlabeled_bn", default="separate", choices=["separate", "joint"],
-                   help="separate: labeled and unlabeled frames in separate BatchNorm batches; joint: one "
-                        "concatenated batch (BatchNorm then mixes the two domains; benchmarks/RESULTS.md)")
     g.add_argument("--d_width", type=int, default=64, help="feature discriminator width")
     g.add_argument("--clip_grad", type=float, default=None, help="clip gradient norm to this value (off if unset)")
     g.add_argument("--scale_range", type=float, nargs=2, default=(0.8, 1.25),
@@ -153,25 +145,22 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
 class PairedForward(nn.Module):
     """The network applied to a labeled and an optional unlabeled batch in one forward.
 
-    ``joint=False`` calls the network twice, so every BatchNorm batch holds one kind of
-    frame; ``joint=True`` concatenates both batches into one call. Either way this is a
-    single module forward, so DDP sees one forward per backward: autograd sums a
-    parameter's two gradient contributions before DDP's hook on it fires.
+    The network is called once per batch, so every BatchNorm batch holds one kind of frame
+    (one concatenated batch, mixing the two domains in BatchNorm, did much worse:
+    benchmarks/RESULTS.md, "Retired options"). It is still a single module forward, so DDP
+    sees one forward per backward: autograd sums a parameter's two gradient contributions
+    before DDP's hook on it fires.
     """
 
-    def __init__(self, net: nn.Module, joint: bool = False):
+    def __init__(self, net: nn.Module):
         super().__init__()
-        self.net, self.joint = net, joint
+        self.net = net
 
     def forward(self, image: torch.Tensor, flow: torch.Tensor, u_image: torch.Tensor | None = None,
                 u_flow: torch.Tensor | None = None) -> tuple[dict, dict | None]:
         if u_image is None:
             return self.net(image, flow), None
-        if not self.joint:
-            return self.net(image, flow), self.net(u_image, u_flow)
-        b = image.shape[0]
-        out = self.net(torch.cat([image, u_image]), torch.cat([flow, u_flow]))
-        return {k: v[:b] for k, v in out.items()}, {k: v[b:] for k, v in out.items()}
+        return self.net(image, flow), self.net(u_image, u_flow)
 
 
 class OfflineTrainer:
@@ -199,7 +188,7 @@ class OfflineTrainer:
         if args.sync_bn:
             model = convert_sync_bn(model, self.info)
         self.net, disc = model.to(dev), disc.to(dev)  # the bare network: saved, validated
-        model = PairedForward(self.net, joint=args.unlabeled_bn == "joint")
+        model = PairedForward(self.net)
         if self.info.distributed:
             ids = [dev.index] if dev.type == "cuda" else None
             model, disc = DDP(model, device_ids=ids), DDP(disc, device_ids=ids)
@@ -331,10 +320,6 @@ class OfflineTrainer:
         logits = out["logits"]
         seg = seg_loss(logits, mask, a.iou_smooth)
         loss, logs = seg, {}
-        if a.boundary_weight > 0:
-            edge = boundary_loss(logits, mask, a.boundary_radius)
-            loss = loss + a.boundary_weight * edge
-            logs["edge"] = edge.detach()
         if unlabeled is not None:
             adv = generator_loss(self.disc, u_out["features"], None, dev, a.amp, a.amp_dtype)
             loss = loss + a.lambda_adv * adv

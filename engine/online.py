@@ -8,8 +8,7 @@ student masks (fake). BatchNorm stays in eval mode (statistics frozen) throughou
 Ground truth is never read: the test set is opened without its label folder.
 
 Modes: ``per_video`` (each video restarts from the offline weights, ``epochs`` passes, then
-its masks are written), ``causal`` (frames in order, each predicted before the model learns
-from it), ``transductive`` (one model tuned on the whole test set).
+its masks are written), ``transductive`` (one model tuned on the whole test set).
 
 ``--resume`` reuses a finished video only when its record names the same weights, options,
 inputs and save folder and its masks are unchanged (engine/online_records.py); each reason
@@ -35,17 +34,16 @@ from datasets import FrameDataset, collate_frames
 from engine.adversarial import discriminator_step, generator_loss
 from engine.inference import (MaskWriter, rank_videos, write_fused_video, write_predictions,
                               write_view_predictions)
-from engine.loop import ENCODER_PREFIXES, build_optimizer, grad_scaler, optimizer_step, run_epoch, unwrap
+from engine.loop import build_optimizer, grad_scaler, optimizer_step, run_epoch, unwrap
 from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs_digest, key_mismatches,
                                    mask_options, resume_messages, save_roots, write_record)
-from engine.online_config import OnlineConfig
+from engine.online_config import MODES, TARGETS, OnlineConfig
 from engine.pseudo_labels import (IGNORE, auto_band_weight, band_share, build_targets, in_band, label_cover,
                                   masked_seg_loss)
 from engine.temporal import FlowCache, TargetConfig
-from engine.tta import TTA_CHOICES, sharpen, strong_view, tta_probs
+from engine.tta import TTA_CHOICES, sharpen, tta_probs
 from engine.variants import add_variant_args
 from models import build_mask_discriminator, build_model_from_checkpoint
-from models.backbone import Encoder
 from models.discriminators import build_authors_mask_discriminator
 from models.losses import seg_loss
 from utils.checkpoint import load_checkpoint, save_checkpoint
@@ -88,13 +86,10 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
                    help="datasets to tune on and segment")
     g.add_argument("--split", default=_default("split"), help="split folder of the test sets")
     g.add_argument("--videos", nargs="+", default=_default("videos"), help="only these videos")
-    g.add_argument("--mode", default=_default("mode"), choices=["per_video", "causal", "transductive"],
-                   help="per_video: restart per video; causal: predict each frame before learning from it; "
-                        "transductive: one model for the whole test set")
+    g.add_argument("--mode", default=_default("mode"), choices=MODES,
+                   help="per_video: restart per video; transductive: one model for the whole test set")
     g.add_argument("--epochs", type=int, default=_default("epochs"),
                    help="passes over each video's frames (whole set if transductive)")
-    g.add_argument("--causal_steps", type=int, default=_default("causal_steps"),
-                   help="causal mode: tuning steps per incoming batch")
     g.add_argument("--batch_size", type=int, default=_default("batch_size"), help="frames per tuning step")
     g.add_argument("--lr", type=float, default=_default("lr"), help="student AdamW learning rate")
     g.add_argument("--lr_d", type=float, default=_default("lr_d"), help="mask discriminator AdamW learning rate")
@@ -109,19 +104,11 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tta_scale", type=float, nargs=2, default=_default("tta_scale"), help="rescale-view factor range")
     g.add_argument("--sharpen", type=float, default=_default("sharpen"),
                    help="temperature T applied to the averaged pseudo-mask, p^(1/T) / (p^(1/T) + (1-p)^(1/T)); 1 = off")
-    g.add_argument("--student_aug", type=int, default=_default("student_aug"), choices=[0, 1],
-                   help="1: the student sees a flipped/colour-jittered view of the frame "
-                        "(pseudo-mask flipped to match)")
-    g.add_argument("--targets", default=_default("targets"), choices=["auto", "per_step", "cached"],
+    g.add_argument("--targets", default=_default("targets"), choices=TARGETS,
                    help="per_step: the teacher's TTA views averaged anew at every step (soft targets on every "
-                        "pixel); cached: built once per pass from views at --target_scales, fused over time "
-                        "(--temporal) and cut at --confidence into hard labels, other pixels ignored; auto: "
-                        "cached, but per_step in causal mode")
-    g.add_argument("--target_scales", type=float, nargs="+", default=_default("target_scales"),
-                   help="cached targets: view sizes relative to --size, each resized from the original frame "
-                        "(each also mirrored unless --target_flip 0)")
-    g.add_argument("--target_flip", type=int, default=_default("target_flip"),
-                   choices=[0, 1], help="cached targets: mirrored views too")
+                        "pixel); cached: built once per pass from the teacher's view at --size and its mirror, "
+                        "fused over time (--temporal) and cut at --confidence into hard labels, other pixels "
+                        "ignored")
     g.add_argument("--temporal", type=int, nargs="*", default=_default("temporal"),
                    help="cached targets: neighbour offsets k whose predictions (t-k, t+k) are warped into frame t "
                         "with DIS flow and a forward-backward check ('' for none)")
@@ -147,12 +134,6 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
                    help="--band_weight auto: a video's weight is 0 when at most LO of its pixels lie between the "
                         "thresholds (a confident teacher: the student resolves them), 1 from HI on (an unsure one: "
                         "the band holds the boundaries), linear between")
-    g.add_argument("--tune", default=_default("tune"), choices=["all", "deep", "decoder"],
-                   help="parameters the student learns: all; deep: all but the encoders' stem and blocks up to "
-                        "stride 8 (a cheaper backward: no gradient at the high resolutions); decoder: fusion and "
-                        "decoder only (encoders fixed)")
-    g.add_argument("--aug_scale", type=float, nargs=2, default=_default("aug_scale"),
-                   help="cached targets with --student_aug 1: zoom range of the student's view (crop or pad)")
     g.add_argument("--d_width", type=int, default=_default("d_width"), help="mask discriminator width")
     g.add_argument("--d_size", type=int, nargs=2, default=_default("d_size"), help="mask discriminator input size")
     g.add_argument("--clip_grad", type=float, default=_default("clip_grad"), help="clip gradient norm (off if unset)")
@@ -163,13 +144,7 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
                    help="input sizes (multiples of --size) averaged when writing masks (as test.py --scales)")
     g.add_argument("--write_temporal", type=int, nargs="*", default=_default("write_temporal"),
                    help="offsets k: each written mask's probability is fused with its t-k and t+k neighbours', "
-                        "warped in with DIS flow, as test.py --temporal (default: 1, none in causal mode, which "
-                        "refuses it; give the option with no value for none)")
-    g.add_argument("--write_blend", type=float, default=_default("write_blend"), metavar="W",
-                   help="each written probability is W x the tuned network's + (1 - W) x the video's first "
-                        "targets' fused probability (the offline model's, as test.py --temporal writes it with "
-                        "the targets' views); 1: the tuned network's alone. Needs --mode per_video, cached "
-                        "targets and --write_temporal")
+                        "warped in with DIS flow, as test.py --temporal (give the option with no value for none)")
     g.add_argument("--save_dir", default=_default("save_dir"), help="output root for binary masks")
     g.add_argument("--save_prob", action="store_true", help="also write probability maps")
     g.add_argument("--prob_dir", default=_default("prob_dir"), help="probability maps root; default <save_dir>_prob")
@@ -204,26 +179,6 @@ def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, momentum: flo
             t.copy_(s)
 
 
-def fixed_parameters(model: torch.nn.Module, tune: str) -> list[torch.nn.Parameter]:
-    """The parameters that ``--tune`` keeps as loaded. The encoders' high-resolution layers
-    (``deep`` keeps them) hold 2 % of Lite0's weights but cost about half of a training step at
-    320x576 on a CPU: with them fixed, no gradient is computed at strides 2-8."""
-    if tune == "all":
-        return []
-    if tune == "decoder":  # encoders fixed: cheaper backward, and less to drift
-        return [p for n, p in model.named_parameters() if n.startswith(ENCODER_PREFIXES)]
-    if tune == "deep":
-        encoders = [m for m in model.children() if isinstance(m, Encoder)]
-        if not encoders:
-            raise ValueError(f"--tune deep needs timm encoders ({type(model).__name__} has none): use all or decoder")
-        fixed = []
-        for enc in encoders:
-            shallow = set(enc.names_up_to(8))
-            fixed += [p for n, p in enc.body.named_parameters() if n in shallow]
-        return fixed
-    raise ValueError(f"--tune must be all, deep or decoder, got {tune!r}")
-
-
 class OnlineTuner:
     """Holds the offline weights and the test set; tunes and writes masks per the mode.
 
@@ -246,7 +201,6 @@ class OnlineTuner:
         with keep_records(self._startup):
             # Nothing is written to the run folder until the weights and the data have been checked.
             self.offline = build_model_from_checkpoint(list(c.weights), c.model_scale, c.backbone, c.arch)
-            fixed_parameters(self.offline, c.tune)  # refuses a --tune the network cannot do, before any write
             # with_labels=False: the label folders are never listed or opened in this stage.
             self.data = FrameDataset(c.data_dir, list(c.test_datasets), "test", c.split, c.size, with_labels=False,
                                      videos=list(c.videos) if c.videos is not None else None)
@@ -271,8 +225,6 @@ class OnlineTuner:
         if c.mode == "transductive" and self.info.distributed:
             ids = [dev.index] if dev.type == "cuda" else None
             self.student, self.disc = DDP(self.student, device_ids=ids), DDP(self.disc, device_ids=ids)
-        for prm in fixed_parameters(unwrap(self.student), c.tune):
-            prm.requires_grad_(False)
         self.opt_s = build_optimizer(self.student.parameters(), c.lr, c.weight_decay)
         self.opt_d = build_optimizer(self.disc.parameters(), c.lr_d, c.weight_decay)
         self.scaler_s = grad_scaler(dev, c.amp, c.amp_dtype)
@@ -280,8 +232,6 @@ class OnlineTuner:
         self.gen = torch.Generator().manual_seed(seed)
         # index -> (probability, labels, the video's band weight)
         self.targets: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}
-        # index -> the first pass's fused probability (the offline model's), every frame: --write_blend
-        self.prior: dict[int, torch.Tensor] = {}
 
     def predictor(self) -> torch.nn.Module:
         return self.teacher if self.config.predict_with == "teacher" else unwrap(self.student)
@@ -294,10 +244,6 @@ class OnlineTuner:
             pseudo = tta_probs(self.teacher, image, flow, tuple(c.tta), self.gen, tuple(c.tta_scale),
                                c.tta_average)
             pseudo = sharpen(pseudo, c.sharpen)
-            if c.student_aug:
-                # A perturbed view for the student: learning to agree with the teacher's clean
-                # ensemble across views is what gives self-training a signal.
-                image, flow, _, pseudo = strong_view(image, flow, None, pseudo, self.gen)
             logits = self.student(image, flow)["logits"]
         seg = seg_loss(logits, pseudo, c.iou_smooth)
         return self._update(seg, logits, pseudo, image)
@@ -313,8 +259,7 @@ class OnlineTuner:
             adv = generator_loss(self.disc, prob, image, dev, c.amp, c.amp_dtype)
             loss = seg + c.lambda_adv * adv
             logs["adv"] = adv.detach()
-        optimizer_step(loss, self.opt_s, self.scaler_s, [p for p in self.student.parameters() if p.requires_grad],
-                       c.clip_grad)
+        optimizer_step(loss, self.opt_s, self.scaler_s, self.student.parameters(), c.clip_grad)
         if c.lambda_adv > 0:
             logs["d"] = discriminator_step(self.disc, self.opt_d, self.scaler_d, real, prob, image, c.d_loss_weight,
                                            c.clip_grad, dev, c.amp, c.amp_dtype)
@@ -323,8 +268,9 @@ class OnlineTuner:
 
     def target_config(self) -> TargetConfig:
         c = self.config
-        return TargetConfig(scales=tuple(c.target_scales), flip=bool(c.target_flip), temporal=tuple(c.temporal),
-                            lo=c.confidence[0], hi=c.confidence[1], motion_veto=c.motion_veto)
+        # the teacher's view at --size and its mirror
+        return TargetConfig(scales=(1.0,), flip=True, temporal=tuple(c.temporal), lo=c.confidence[0],
+                            hi=c.confidence[1], motion_veto=c.motion_veto)
 
     def make_targets(self, indices: list[int]) -> bool:
         """The teacher's targets for these frames (one video), kept for the pass, for the frames
@@ -335,9 +281,6 @@ class OnlineTuner:
         c = self.config
         prob, labels = build_targets(self.teacher, self.data, indices, c.size, self.target_config(), self.info.device,
                                      c.batch_size, c.workers, c.amp, c.amp_dtype, self.flow_cache)
-        if c.write_blend < 1:
-            for i, p in zip(indices, prob):
-                self.prior.setdefault(i, p)
         fg, bg = label_cover(prob, labels)
         usable = (fg > 0) & (bg > 0) & (fg >= c.min_cover) & (bg >= c.min_cover)
         vid = self.data.videos[self.data.items[indices[0]][0]]
@@ -379,8 +322,6 @@ class OnlineTuner:
         image, flow = batch["image"][keep].to(dev), batch["flow"][keep].to(dev)
         prob_t = torch.stack([self.targets[batch["index"][k]][0] for k in keep]).float().to(dev)
         labels = torch.stack([self.targets[batch["index"][k]][1] for k in keep]).to(dev)
-        if c.student_aug:
-            image, flow, labels, prob_t = strong_view(image, flow, labels, prob_t, self.gen, tuple(c.aug_scale))
         with autocast(dev, c.amp, c.amp_dtype):
             logits = self.student(image, flow)["logits"]
         weights = torch.tensor([self.targets[batch["index"][k]][2] for k in keep])  # per video (transductive)
@@ -447,61 +388,39 @@ class OnlineTuner:
         return todo, reused
 
     def tune_video(self, key: tuple[str, str], indices: list[int], seed: int) -> dict:
-        """Tune on one video (per_video / causal) and write its masks; returns timing."""
+        """Tune on one video (per_video mode) and write its masks; returns timing."""
         c = self.config
         self._fresh(seed)
         t0 = time.perf_counter()
         desc = f"{key[1]}"
-        passes = 0  # per_video: passes that learnt something (0: the guard left the video as it was)
-        if c.mode == "per_video":
-            for epoch in range(c.epochs):
-                step = self.step
-                if c.targets == "cached":  # this pass's targets, from the teacher as it is now
-                    self.targets = {}
-                    if not self.make_targets(indices):
-                        break
-                    step = self.step_cached
-                _, self.global_step = run_epoch(self._loader(indices, seed * 1000 + epoch), step, self._local,
-                                                epoch, self.tb, self.global_step, desc, total=None)
-                passes += 1
-            t_tune = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            self._write(indices)
-            t_pred = time.perf_counter() - t1
-        else:  # causal: predict each incoming batch first, then learn from it
-            t_pred = 0.0
-
-            def predict_then_learn(batch: dict) -> dict[str, torch.Tensor]:
-                nonlocal t_pred
-                t1 = time.perf_counter()
-                self._write(batch["index"], batch)
-                t_pred += time.perf_counter() - t1
-                out = {}
-                for _ in range(c.causal_steps if c.epochs > 0 else 0):
-                    out = self.step(batch)
-                return out or {"loss": torch.zeros(())}
-
-            _, self.global_step = run_epoch(self._loader(indices, None), predict_then_learn, self._local, 0, self.tb,
-                                            self.global_step, desc)
-            t_tune = time.perf_counter() - t0 - t_pred
-            passes = c.epochs
+        passes = 0  # passes that learnt something (0: the guard left the video as it was)
+        for epoch in range(c.epochs):
+            step = self.step
+            if c.targets == "cached":  # this pass's targets, from the teacher as it is now
+                self.targets = {}
+                if not self.make_targets(indices):
+                    break
+                step = self.step_cached
+            _, self.global_step = run_epoch(self._loader(indices, seed * 1000 + epoch), step, self._local,
+                                            epoch, self.tb, self.global_step, desc, total=None)
+            passes += 1
+        t_tune = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        self._write(indices)
+        t_pred = time.perf_counter() - t1
         return {"frames": len(indices), "tune_s": t_tune, "predict_s": t_pred, "passes": passes}
 
-    def _write(self, indices: list[int], batch: dict | None = None) -> int:
-        """Masks of these frames from the predicting network (``batch``: already loaded). With
-        ``--write_temporal``, ``indices`` are one whole video in temporal order (as test.py --temporal)."""
+    def _write(self, indices: list[int]) -> int:
+        """Masks of these frames from the predicting network. With ``--write_temporal``, ``indices``
+        are one whole video in temporal order (as test.py --temporal)."""
         c, dev = self.config, self.info.device
         if c.write_temporal:
-            prior = None  # no targets were made (--epochs 0): the network is the offline one anyway
-            if c.write_blend < 1 and all(i in self.prior for i in indices):
-                # popped: a video's prior is used once, and kept ones would pile up over the whole run
-                prior = torch.stack([self.prior.pop(i) for i in indices]).float()
             return write_fused_video(self.predictor(), self.data, indices, self.writer, c.size, c.scales, c.flip,
                                      c.write_temporal, dev, c.batch_size, c.workers, c.amp, c.amp_dtype,
-                                     self.flow_cache, prior, c.write_blend)
+                                     self.flow_cache)
         if tuple(c.scales) == (1.0,):  # test.py's path, so that 0 epochs give test.py's masks bit for bit
-            loader = [batch] if batch is not None else self._loader(indices, None)
-            return write_predictions(self.predictor(), loader, self.writer, dev, c.flip, c.amp, c.amp_dtype)
+            return write_predictions(self.predictor(), self._loader(indices, None), self.writer, dev, c.flip, c.amp,
+                                     c.amp_dtype)
         return write_view_predictions(self.predictor(), self.data, indices, self.writer, dev, c.size, c.scales, c.flip,
                                       c.batch_size, c.workers, c.amp, c.amp_dtype)
 
@@ -565,7 +484,7 @@ class OnlineTuner:
         return timing
 
     def _summary(self, timing: dict) -> str:
-        """The closing line of a per_video/causal run: what was tuned, what was reused."""
+        """The closing line of a per_video run: what was tuned, what was reused."""
         tuned, untouched, reused = timing["videos_tuned"], timing["videos_untouched"], timing["videos_reused"]
         where = f"masks in {self.writer.save_dir}, records in {self.run_dir / 'done'}"
         if tuned == untouched == 0 and reused:

@@ -23,6 +23,8 @@ from utils.config import DEFAULT_TEST_DATASETS, data_parser, runtime_parser
 # the legacy launcher's rank, and the authors' options that are accepted and reported unused.
 ENTRY_ONLY_OPTIONS = ("config", "local_rank", "pretrained", "sync_bn")
 _PATHS = ("data_dir", "save_dir", "prob_dir", "output_dir")
+MODES = ("per_video", "transductive")  # --mode
+TARGETS = ("per_step", "cached")  # --targets
 # The data and runtime options are every stage's (utils/config.py): their defaults come from there.
 _SHARED = {**vars(data_parser().parse_args([])), **vars(runtime_parser().parse_args([]))}
 
@@ -54,7 +56,6 @@ class OnlineConfig:
     # tuning
     mode: str = "per_video"
     epochs: int = 1
-    causal_steps: int = 1
     batch_size: int = 2
     lr: float = 1e-4
     lr_d: float = 1e-5
@@ -67,10 +68,7 @@ class OnlineConfig:
     tta_average: str = "probs"
     tta_scale: tuple[float, float] = (0.5, 1.5)
     sharpen: float = 0.5
-    student_aug: int = 0
-    targets: str = "auto"  # cached; per_step in causal mode (resolved in __post_init__)
-    target_scales: tuple[float, ...] = (1.0,)
-    target_flip: int = 1
+    targets: str = "cached"
     temporal: tuple[int, ...] = (1,)
     confidence: tuple[float, float] = (0.1, 0.9)
     motion_veto: float = 0.25  # drop background labels that move on their own (benchmarks/RESULTS.md)
@@ -81,8 +79,6 @@ class OnlineConfig:
     band_weight: float | str = "auto"
     band_share: tuple[float, float] = (0.2, 0.4)
     min_cover: float = 0.3  # a confident model's frames pass it; a weak model's, labelled on one side only, do not
-    tune: str = "all"
-    aug_scale: tuple[float, float] = (0.8, 1.25)
     mask_disc: str = "ours"
     d_width: int = 32
     d_size: tuple[int, int] = (128, 224)
@@ -92,10 +88,7 @@ class OnlineConfig:
     predict_with: str = "student"
     flip: bool = False
     scales: tuple[float, ...] = (1.0,)
-    write_temporal: tuple[int, ...] | None = None  # auto: (1,), none in causal mode (resolved in __post_init__)
-    # < 1: each written probability is this share of the tuned network's, the rest the video's first
-    # targets' probability (the offline model's views fused over time), before the 0.5 threshold
-    write_blend: float = 1.0
+    write_temporal: tuple[int, ...] = (1,)  # fused as test.py --temporal 1
     save_dir: str = "outputs/online_masks"
     save_prob: bool = False
     prob_dir: str | None = None
@@ -115,29 +108,17 @@ class OnlineConfig:
         if isinstance(self.weights, (str, Path)):
             object.__setattr__(self, "weights", (self.weights,))
         object.__setattr__(self, "weights", tuple(str(w) for w in self.weights))
-        # Refused here, before any file is read or written.
+        # Refused here, before any file is read or written (argparse checks choices on the command
+        # line only; the video tool builds the config directly).
+        for name, allowed in (("mode", MODES), ("targets", TARGETS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name} must be one of {list(allowed)}, not {getattr(self, name)!r}")
         if self.epochs < 0 or self.batch_size < 1:
             raise ValueError("--epochs must be >= 0 and --batch_size >= 1")
         if self.band_weight != "auto" and not (isinstance(self.band_weight, (int, float)) and self.band_weight >= 0):
             raise ValueError(f"--band_weight must be a weight >= 0 or 'auto', not {self.band_weight!r}")
         if not 0 <= self.band_share[0] < self.band_share[1] <= 1:
             raise ValueError(f"--band_share LO HI needs 0 <= LO < HI <= 1, not {list(self.band_share)}")
-        if self.targets == "auto":  # cached targets need whole videos; causal mode sees frames as they come
-            object.__setattr__(self, "targets", "per_step" if self.mode == "causal" else "cached")
-        if self.write_temporal is None:  # auto: fused as test.py --temporal 1, except where no later frame is seen
-            object.__setattr__(self, "write_temporal", () if self.mode == "causal" else (1,))
-        if not 0 <= self.write_blend <= 1:
-            raise ValueError(f"--write_blend must lie in [0, 1], not {self.write_blend}")
-        if self.write_blend < 1 and (self.mode != "per_video" or self.targets != "cached" or not self.write_temporal):
-            # transductive mode resumes from a tuned teacher, whose targets are no longer the offline model's
-            raise ValueError("--write_blend < 1 blends the written masks with the first cached targets' probability: "
-                             "it needs --mode per_video, --targets cached and --write_temporal")
-        if self.write_temporal and self.mode == "causal":
-            raise ValueError("--write_temporal fuses each mask with later frames; causal mode writes each frame "
-                             "before it has seen the next")
-        if self.targets == "cached" and self.mode == "causal":
-            raise ValueError("--targets cached needs whole videos (--mode per_video or transductive); "
-                             "causal mode learns from each frame as it arrives (--targets per_step)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> OnlineConfig:

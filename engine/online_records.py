@@ -4,7 +4,9 @@ A finished video leaves ``<output_dir>/done/<dataset>/<video>.json``, naming
 
 * the weights: sha1 of each checkpoint file (about 10 ms for 20 MB, so no size/mtime
   shortcut is needed: a retrained checkpoint at the same path is always told apart);
-* every option that changes the masks (:data:`MASK_OPTIONS`, plus the video's seed);
+* every option of :class:`~engine.online_config.OnlineConfig` but those that cannot change a
+  mask (:data:`NOT_IN_KEY`), plus the video's seed: a new option is part of the key unless it
+  is added there;
 * the inputs: name, size and mtime of each frame and flow image of the video;
 * the save folder(s), as resolved absolute paths;
 * each mask (and probability) file it wrote, with its size and mtime.
@@ -16,35 +18,44 @@ always written afresh from it).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
+from engine.online_config import OnlineConfig
 from utils.io import atomic_write
-
-if TYPE_CHECKING:
-    from engine.online_config import OnlineConfig
 
 FORMAT = 1
 
-# Options that change what a mask holds. Not here: where things go (save_dir, prob_dir and
-# output_dir, keyed separately as resolved paths), which videos (each has its own record),
-# and speed-only settings (workers, device, tensorboard).
-MASK_OPTIONS = ("mode", "epochs", "causal_steps", "batch_size", "lr", "lr_d", "weight_decay", "ema", "lambda_adv",
-                "tta", "tta_average", "tta_scale", "sharpen", "student_aug", "d_width", "d_size", "clip_grad",
-                "predict_with", "flip", "size", "seed", "split", "save_prob", "arch", "model_scale", "backbone",
-                "amp", "amp_dtype", "mask_disc", "transductive_order", "d_loss_weight", "targets",
-                "target_scales", "target_flip", "temporal", "confidence", "motion_veto", "min_cover", "iou_weight",
-                "band_weight", "band_share", "tune", "aug_scale", "scales", "write_temporal", "write_blend")
-# Options that only matter when the masks are written (not for a tuned transductive state).
-OUTPUT_ONLY = ("predict_with", "flip", "save_prob", "scales", "write_temporal", "write_blend")
+# The OnlineConfig fields that cannot change what a video's masks hold: every other field is
+# part of the records' key (key_fields), so that an option added later re-tunes when it changes
+# unless it is named here.
+NOT_IN_KEY = (
+    "weights",  # keyed by each checkpoint file's sha1 instead: a retrained file keeps its path
+    "data_dir", "test_datasets", "videos",  # which videos: each has its own record, its frames in the inputs digest
+    "save_dir", "prob_dir",  # where the masks go: keyed as resolved folders (save_roots), files by size and mtime
+    "output_dir",  # where the records themselves are
+    "workers", "device",  # how fast: data loading, and where the network runs (the previous key's choice)
+    "resume", "no_tensorboard",  # whether records are read, and what is logged
+    "preset",  # the name the options started from: the options themselves are keyed
+)
+# Key fields that only matter when the masks are written (not for a tuned transductive state).
+OUTPUT_ONLY = ("predict_with", "flip", "save_prob", "scales", "write_temporal")
+
+
+def key_fields(config_type: type = OnlineConfig) -> tuple[str, ...]:
+    """The fields of ``config_type`` (an :class:`OnlineConfig`) that a record's options hold: all
+    but :data:`NOT_IN_KEY`, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(config_type) if f.name not in NOT_IN_KEY)
 
 
 def mask_options(config: OnlineConfig, **extra: Any) -> dict[str, Any]:
-    """The mask-affecting options of ``config`` (plus ``extra``), as they read back from JSON."""
-    opts = {k: getattr(config, k) for k in MASK_OPTIONS}
+    """The mask-affecting options of ``config`` (:func:`key_fields`, plus ``extra``), as they read
+    back from JSON."""
+    opts = {k: getattr(config, k) for k in key_fields(type(config))}
     if not opts["amp"]:
         opts["amp_dtype"] = None  # unused without --amp: changing it must not re-tune anything
     opts.update(extra)

@@ -1,10 +1,9 @@
 """Pseudo-labels for online self-tuning, built once per pass from the teacher.
 
-A frame's target is made in these steps, each optional:
+A frame's target is made in these steps (2 and 4 may be off):
 
-1. **Views**: the teacher's foreground probability at several input sizes, each resized from
-   the original frame (not from an already-resized tensor), with and without a horizontal
-   flip, mapped back to the test size and averaged (:mod:`engine.temporal`).
+1. **Views**: the teacher's foreground probability at the test size, resized from the
+   original frame, with and without a horizontal flip, averaged (:mod:`engine.temporal`).
 2. **Temporal fusion**: the neighbours' probabilities (``t +- k``) are warped into frame
    ``t`` with pixel-scale DIS flow computed both ways between the two frames at the test
    size; only pixels that pass a forward-backward consistency check take part

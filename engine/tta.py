@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from engine.views import hflip_logits, rescaled_size
-from utils.flow import hflip_flow_image
 
 TTA_VIEWS = ("identity", "flip", "jitter", "scale")  # the default --tta: keep as is
 # The authors' two other views: PIL-style colour enhancement, and one rescale
@@ -139,38 +138,3 @@ def sharpen(prob: torch.Tensor, temperature: float) -> torch.Tensor:
     p = prob.clamp(1e-6, 1 - 1e-6) ** (1 / temperature)
     q = (1 - prob).clamp(1e-6, 1 - 1e-6) ** (1 / temperature)
     return p / (p + q)
-
-
-def strong_view(image: torch.Tensor, flow: torch.Tensor, labels: torch.Tensor | None, prob: torch.Tensor,
-                gen: torch.Generator, scale_range: tuple[float, float] = (1.0, 1.0)) -> tuple[torch.Tensor, ...]:
-    """The student's view of a frame and its target: a random flip (flow vectors mirrored too),
-    a random zoom in ``scale_range`` cropped or padded back to the size (padding: edge pixels,
-    ignored labels), and colour jitter of the image. ``labels`` (uint8, ``IGNORE`` = 255; None
-    for soft targets only) are resampled nearest, ``prob`` bilinear."""
-    if torch.rand(1, generator=gen).item() < 0.5:
-        image, flow, prob = image.flip(-1), hflip_flow_image(flow), prob.flip(-1)
-        labels = labels.flip(-1) if labels is not None else None
-    lo, hi = scale_range
-    s = float(torch.empty(1).uniform_(lo, hi, generator=gen)) if hi > lo else lo
-    if s != 1.0:
-        h, w = image.shape[-2:]
-        nh, nw = max(1, round(h * s)), max(1, round(w * s))
-
-        def zoom(x: torch.Tensor, mode: str) -> torch.Tensor:
-            kw = {} if mode == "nearest" else {"align_corners": False}
-            return F.interpolate(x, size=(nh, nw), mode=mode, **kw)
-
-        image, flow, prob = zoom(image, "bilinear"), zoom(flow, "bilinear"), zoom(prob, "bilinear")
-        labels = zoom(labels.float(), "nearest").to(torch.uint8) if labels is not None else None
-        # where the zoomed frame lands: a random window (crop) or a random offset (pad)
-        dy = int(torch.randint(abs(nh - h) + 1, (1,), generator=gen))
-        dx = int(torch.randint(abs(nw - w) + 1, (1,), generator=gen))
-        if s > 1:
-            sl = (..., slice(dy, dy + h), slice(dx, dx + w))
-            image, flow, prob = image[sl], flow[sl], prob[sl]
-            labels = labels[sl] if labels is not None else None
-        else:
-            pad = (dx, w - nw - dx, dy, h - nh - dy)
-            image, flow, prob = (F.pad(x, pad, mode="replicate") for x in (image, flow, prob))
-            labels = F.pad(labels, pad, value=255) if labels is not None else None
-    return color_jitter(image, gen), flow, labels, prob

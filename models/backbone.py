@@ -51,21 +51,6 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.body(x)
 
-    def names_up_to(self, reduction: int) -> list[str]:
-        """Names (in ``self.body``) of the parameters that compute the feature levels of at most
-        ``reduction``: the stem and the blocks up to the last such level, in order."""
-        levels = [m for m, r in zip(self.body.feature_info.module_name(), self.body.feature_info.reduction())
-                  if r <= reduction]
-        if not levels:
-            return []
-        # timm's feature wrapper stores "stages.0" as "stages_0" where it flattens a stage list.
-        last = (levels[-1] + ".", levels[-1].replace(".", "_") + ".")
-        names = [n for n, _ in self.body.named_parameters()]
-        ends = [i for i, n in enumerate(names) if n.startswith(last)]
-        if not ends:  # a wrapper that renames its modules otherwise: say so rather than fix nothing
-            raise ValueError(f"{self.name}: no parameter under feature module {levels[-1]!r} (as {last})")
-        return names[:ends[-1] + 1]
-
     def load_imagenet(self, path: str | Path,
                       weights: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None) -> None:
         """Load an ImageNet classifier's weights into the encoder, strictly.

@@ -38,34 +38,6 @@ def seg_loss(logits: torch.Tensor, target: torch.Tensor, iou_smooth: float = IOU
             + soft_iou_loss(logits, target, iou_smooth))
 
 
-def boundary_band(target: torch.Tensor, radius: int) -> torch.Tensor:
-    """Pixels within ``radius`` of the mask's edge: dilation minus erosion of ``target > 0.5``.
-
-    A (2 radius + 1) square window, so both sides of the edge are in the band; a mask that is
-    all object or all background in the window has no band there.
-    """
-    if radius < 1:
-        raise ValueError(f"the boundary radius must be >= 1 pixel, got {radius}")
-    t = (target.float() > 0.5).float()
-    k = 2 * radius + 1
-    dilated = F.max_pool2d(t, k, stride=1, padding=radius)
-    eroded = -F.max_pool2d(-t, k, stride=1, padding=radius)
-    return dilated > eroded
-
-
-def boundary_loss(logits: torch.Tensor, target: torch.Tensor, radius: int = 3) -> torch.Tensor:
-    """BCE averaged over the pixels near the target's edge only (0 if no pixel is near one).
-
-    The plain BCE averages over the whole frame, where edge pixels are a few percent, so
-    boundaries and thin parts weigh little; this term gives them a loss of their own.
-    """
-    band = boundary_band(target, radius)
-    if not band.any():
-        return logits.float().sum() * 0.0  # keeps the graph, so DDP sees every parameter used
-    bce = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
-    return bce[band].mean()
-
-
 def adversarial_loss(d_logits: torch.Tensor, real: bool) -> torch.Tensor:
     """BCE of discriminator logits against the all-real (1) or all-fake (0) label."""
     target = torch.full_like(d_logits, 1.0 if real else 0.0, dtype=torch.float32)
@@ -87,14 +59,6 @@ def non_negative(text: str) -> float:
     value = float(text)
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
 
 

@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 from engine.online_config import OnlineConfig
-from engine.tta import TTA_VIEWS
 from segment_video.overlay import DEFAULT_FPS, OVERLAY_MODES
 from segment_video.quality import DEFAULT_QUALITY, QUALITIES, describe
 from utils.config import unit_interval
@@ -135,11 +134,6 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--online_epochs", type=int, default=OnlineConfig.epochs, help="tuning passes over the video's frames")
     g.add_argument("--online_batch_size", type=int, default=OnlineConfig.batch_size, help="frames per tuning step")
     g.add_argument("--online_lr", type=float, default=OnlineConfig.lr, help="student learning rate")
-    g.add_argument("--online_mode", default="per_video", choices=["per_video", "causal"],
-                   help="per_video: tune, then predict; causal: predict each frame before learning from it")
-    g.add_argument("--tta", nargs="+", default=list(TTA_VIEWS), choices=TTA_VIEWS,
-                   help="teacher views averaged into per-step pseudo-masks (--online_mode causal only; the default cached "
-                        "targets average the test size with its flip and the flow-warped neighbours)")
 
     g = p.add_argument_group("overlay")
     g.add_argument("--overlay", default="video", choices=OVERLAY_MODES,

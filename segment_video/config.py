@@ -74,8 +74,6 @@ class VideoConfig:
     online_epochs: int
     online_batch_size: int
     online_lr: float
-    online_mode: str
-    tta: tuple[str, ...]
     # overlay
     overlay: str
     fps: float | None
@@ -93,7 +91,7 @@ class VideoConfig:
             "inputs": tuple(map(Path, inputs)), "output_dir": Path(self.output_dir),
             "temporal": tuple(int(k) for k in self.temporal), "flip": bool(self.flip),
             "weights": tuple(map(str, [self.weights] if isinstance(self.weights, (str, Path)) else self.weights)),
-            "tta": tuple(self.tta), "overlay_color": tuple(int(v) for v in self.overlay_color),
+            "overlay_color": tuple(int(v) for v in self.overlay_color),
             "flow_size": self.flow_size if isinstance(self.flow_size, str) else tuple(map(int, self.flow_size)),
         }
         for key in ("raft_weights", "int8_calibration"):

@@ -21,8 +21,7 @@ def online_config(cfg: VideoConfig, work_root: Path, name: str) -> OnlineConfig:
         weights=cfg.weights, model_scale=cfg.model_scale, backbone=cfg.backbone,
         data_dir=str(work_root), test_datasets=(WORK_DATASET,), split=WORK_SPLIT, videos=(name,),
         size=cfg.size, workers=cfg.workers, device=cfg.device, amp=cfg.amp, amp_dtype=cfg.amp_dtype,
-        seed=cfg.seed, mode=cfg.online_mode, epochs=cfg.online_epochs, batch_size=cfg.online_batch_size,
-        lr=cfg.online_lr, tta=cfg.tta, flip=cfg.flip,
+        seed=cfg.seed, epochs=cfg.online_epochs, batch_size=cfg.online_batch_size, lr=cfg.online_lr, flip=cfg.flip,
         # The tuner writes through the caller's MaskWriter; save_dir only fills the records.
         save_dir=str(cfg.output_dir / "masks"), output_dir=str(work_root / "online"), no_tensorboard=True)
 

@@ -129,9 +129,9 @@ def test_every_bad_value_in_one_message_even_if_the_command_line_overrides_it(tm
 
 def test_values_are_taken_as_the_command_line_takes_them(tmp_path):
     # YAML reads 1e-3 (no dot) as a string, and list items are left alone by argparse's defaults.
-    cfg = _yaml(tmp_path / "c.yaml", "lr: 1e-3\nscales: ['1.5', 1]\nprob_dir: null\ntarget_scales: [1e-1]\n")
+    cfg = _yaml(tmp_path / "c.yaml", "lr: 1e-3\nscales: ['1.5', 1]\nprob_dir: null\ntta_scale: [1e-1, 2]\n")
     a = _parse("online_finetuning.py", ["--config", cfg])
-    assert a.lr == 1e-3 and a.scales == [1.5, 1] and a.prob_dir is None and a.target_scales == [0.1]
+    assert a.lr == 1e-3 and a.scales == [1.5, 1] and a.prob_dir is None and a.tta_scale == [0.1, 2.0]
     assert isinstance(a.lr, float) and isinstance(a.scales[0], float)
 
 

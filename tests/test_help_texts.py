@@ -84,7 +84,7 @@ def test_plain_defaults_pass(text):
     "24.6 frames/s on 480p",
     "measured 0.95 on fold 1",
     "costs 0.08 s/frame",
-    "joint: one batch (measured much worse)",
+    "one concatenated batch (measured much worse)",
 ])
 def test_figures_are_caught(text):
     assert problems(text)

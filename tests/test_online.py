@@ -24,8 +24,8 @@ from utils.checkpoint import save_checkpoint
 from utils.config import parse_with_config
 
 # These tests exercise the per-step path (the defaults' cached targets: tests/test_pseudo_labels.py).
-PER_STEP = ["--targets", "per_step", "--temporal", "--write_temporal", "--student_aug", "0", "--predict_with", "teacher", "--epochs", "2",
-            "--lambda_adv", "1e-4", "--tune", "all"]
+PER_STEP = ["--targets", "per_step", "--temporal", "--write_temporal", "--predict_with", "teacher", "--epochs", "2",
+            "--lambda_adv", "1e-4"]
 BASE = ["--size", "64", "96", "--workers", "0", "--no_tensorboard", "--batch_size", "2", "--lr", "1e-4", *PER_STEP]
 
 
@@ -41,18 +41,17 @@ def _masks(root):
     return {p.relative_to(root): np.asarray(Image.open(p)) for p in sorted(root.rglob("*.png"))}
 
 
-@pytest.mark.parametrize("mode", ["per_video", "causal"])
-def test_epochs_zero_equals_test_py(ckpt, davis_copy, tmp_path, mode):
+def test_epochs_zero_equals_test_py(ckpt, davis_copy, tmp_path):
     test_script.main(["--weights", str(ckpt), "--data_dir", str(davis_copy), "--test_datasets", "DAVIS-2016",
                       "--size", "64", "96", "--workers", "0", "--save_dir", str(tmp_path / "test")])
     online_finetuning.main(["--weights", str(ckpt), "--data_dir", str(davis_copy), "--test_datasets", "DAVIS-2016",
-                            *BASE, "--epochs", "0", "--mode", mode, "--save_dir", str(tmp_path / "online"),
+                            *BASE, "--epochs", "0", "--save_dir", str(tmp_path / "online"),
                             "--output_dir", str(tmp_path / "run")])
     a, b = _masks(tmp_path / "test"), _masks(tmp_path / "online")
     assert a.keys() == b.keys() and len(a) == 4 * 20
     assert all(np.array_equal(a[k], b[k]) for k in a)
     log = (tmp_path / "run" / "log.txt").read_text()  # and the closing line does not claim any tuning
-    assert f"online {mode}: --epochs 0, nothing tuned: the offline model's masks of 4 video(s) written" in log
+    assert "online per_video: --epochs 0, nothing tuned: the offline model's masks of 4 video(s) written" in log
 
 
 @pytest.mark.parametrize("mode", ["per_video", "transductive"])
@@ -71,11 +70,6 @@ def test_write_temporal_with_zero_epochs_equals_test_py_temporal(ckpt, davis_cop
     assert any(not np.array_equal(a[k], plain[k]) for k in a)  # the fusion changed something
 
 
-def test_write_temporal_is_refused_in_causal_mode():
-    with pytest.raises(ValueError, match="causal"):
-        OnlineConfig(weights=("w.pth",), mode="causal", write_temporal=(1,))
-
-
 def test_never_reads_ground_truth(ckpt, davis_copy, tmp_path, monkeypatch):
     # Every label file is garbage, and any mask read at all fails the test.
     for p in (davis_copy / "DAVIS-2016/val/labels").rglob("*.png"):
@@ -92,7 +86,7 @@ def test_never_reads_ground_truth(ckpt, davis_copy, tmp_path, monkeypatch):
     assert len(list((tmp_path / "a").rglob("*.png"))) == 20
     # And with the label folder gone entirely.
     shutil.rmtree(davis_copy / "DAVIS-2016/val/labels")
-    online_finetuning.main([*args, "--save_dir", str(tmp_path / "b"), "--mode", "causal"])
+    online_finetuning.main([*args, "--save_dir", str(tmp_path / "b"), "--mode", "transductive"])
     assert len(list((tmp_path / "b").rglob("*.png"))) == 20
 
 
@@ -335,6 +329,64 @@ def test_transductive_resume_keyed_by_weights(ckpt, davis_copy, tmp_path, monkey
     assert "tuning was finished: nothing to tune" in log
 
 
+def test_resume_key_is_every_config_field_but_those_that_cannot_change_a_mask():
+    """The records' options are OnlineConfig's fields minus NOT_IN_KEY: no hand-kept list to forget."""
+    from engine.online_records import NOT_IN_KEY, OUTPUT_ONLY, key_fields, mask_options
+
+    fields = {f.name for f in dataclasses.fields(OnlineConfig)}
+    assert set(NOT_IN_KEY) <= fields  # every name left out is a field (none stale)
+    assert set(mask_options(OnlineConfig(weights=("w",)))) == fields - set(NOT_IN_KEY) == set(key_fields())
+    assert set(OUTPUT_ONLY) <= set(key_fields())
+    assert "iou_smooth" in key_fields()  # the hand-kept list had left it out
+
+    @dataclasses.dataclass(frozen=True)
+    class Later(OnlineConfig):  # an option added later is keyed without being listed anywhere
+        new_option: int = 0
+
+    assert mask_options(Later(weights=("w",)))["new_option"] == 0
+
+
+def test_mask_options_make_a_record_stale_and_the_others_do_not():
+    from engine.online_records import key_mismatches, mask_options
+
+    c = OnlineConfig(weights=("w",))
+    rec = {"options": mask_options(c, video_seed=3)}
+
+    def mismatches(**changes):
+        return key_mismatches(rec, {"options": mask_options(dataclasses.replace(c, **changes), video_seed=3)})
+
+    assert mismatches(workers=8, device="cpu", no_tensorboard=True, resume=True, preset="authors",
+                      output_dir="elsewhere", data_dir="other_copy") == []
+    assert mismatches(amp_dtype="fp16") == []  # unused without --amp
+    assert mismatches(lr=3e-4) == [("mask-affecting options changed", "lr 0.0001 -> 0.0003")]
+    assert mismatches(iou_smooth=0.0) == [("mask-affecting options changed", "iou_smooth 1.0 -> 0.0")]
+
+
+def test_record_naming_retired_options_is_stale_and_says_why(tmp_path):
+    """A record of a version that still had the retired options re-tunes its video, with the usual line."""
+    from engine.online_records import (check_record, file_stats, mask_options, resume_messages, save_roots,
+                                       write_record)
+
+    c = OnlineConfig(weights=("w",))
+    mask = tmp_path / "m" / "DAVIS-2016" / "v" / "00000.png"
+    mask.parent.mkdir(parents=True)
+    mask.write_bytes(b"png")
+    roots = save_roots(tmp_path / "m", None)
+    files = {"masks": file_stats(roots["masks"], ["DAVIS-2016/v/00000.png"])}
+    key = {"options": mask_options(c, video_seed=0), "save_dirs": roots}
+    old = {k: v for k, v in key["options"].items() if k != "iou_smooth"}
+    old |= {"student_aug": 0, "aug_scale": [0.8, 1.25], "tune": "all", "write_blend": 1.0, "target_scales": [1.0],
+            "target_flip": 1, "causal_steps": 1}
+    write_record(tmp_path / "old.json", {**key, "options": old}, files, {})
+    rec, reasons = check_record(tmp_path / "old.json", key)
+    assert rec is None and [r for r, _ in reasons] == ["mask-affecting options changed"]
+    assert "student_aug 0 -> None" in reasons[0][1] and "iou_smooth None -> 1.0" in reasons[0][1]
+    line, = resume_messages([(*reasons[0], str(tmp_path / "old.json"), "DAVIS-2016/v")])
+    assert line.startswith("mask-affecting options changed (") and line.endswith("re-tuning 1 video(s) (DAVIS-2016/v)")
+    write_record(tmp_path / "new.json", key, files, {})  # today's record of the same masks is reused
+    assert check_record(tmp_path / "new.json", key)[1] == []
+
+
 # The typed config ----------------------------------------------------------------------------
 def test_config_defaults_are_the_command_line_defaults():
     parser = online_finetuning.get_parser()
@@ -345,26 +397,23 @@ def test_config_defaults_are_the_command_line_defaults():
     assert fields <= dests and dests - fields == set(ENTRY_ONLY_OPTIONS)
 
 
-def test_defaults_are_the_held_out_recipe_and_causal_mode_builds_targets_per_step():
+def test_defaults_are_the_held_out_recipe():
     parser = online_finetuning.get_parser()
     c = OnlineConfig.from_args(parser.parse_args(["--weights", "w.pth"]))
     # The setting chosen on held-out DAVIS train sequences (benchmarks/RESULTS.md).
     assert (c.mode, c.epochs, c.lr, c.targets, c.temporal, c.confidence) == ("per_video", 1, 1e-4, "cached", (1,),
                                                                               (0.1, 0.9))
-    assert (c.student_aug, c.predict_with, c.lambda_adv, c.tune, c.min_cover, c.motion_veto) == (
-        0, "student", 0.0, "all", 0.3, 0.25)
+    assert (c.predict_with, c.lambda_adv, c.min_cover, c.motion_veto) == ("student", 0.0, 0.3, 0.25)
     assert c.write_temporal == (1,)  # the masks are fused over time as test.py --temporal 1 fuses them
     assert (c.band_weight, c.band_share) == ("auto", (0.2, 0.4))  # the band's weight read per video
-    assert c.write_blend == 1.0  # the tuned student's masks alone (0.5 measured: benchmarks/RESULTS.md, --write_blend)
-    # Causal mode sees each frame once, as it comes: cached targets cannot be built there.
-    causal = OnlineConfig.from_args(parser.parse_args(["--weights", "w", "--mode", "causal"]))
-    assert (causal.targets, causal.write_temporal) == ("per_step", ())  # no later frame to fuse with
-    with pytest.raises(ValueError, match="causal mode"):
-        OnlineConfig.from_args(parser.parse_args(["--weights", "w", "--mode", "causal", "--targets", "cached"]))
+    # Retired choices are refused (benchmarks/RESULTS.md, "Retired options").
+    for retired in (["--mode", "causal"], ["--targets", "auto"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--weights", "w", *retired])
     # The authors' preset keeps their per-step targets and the teacher writing the masks.
     a = OnlineConfig.from_args(parse_with_config(parser, ["--weights", "w", "--preset", "authors"]))
-    assert (a.targets, a.predict_with, a.student_aug, a.lr, a.epochs, a.lambda_adv, a.tune, a.write_temporal) == (
-        "per_step", "teacher", 0, 1e-5, 10, 1e-4, "all", ())
+    assert (a.targets, a.predict_with, a.lr, a.epochs, a.lambda_adv, a.write_temporal) == (
+        "per_step", "teacher", 1e-5, 10, 1e-4, ())
 
 
 def test_config_normalises_and_refuses():
@@ -375,8 +424,9 @@ def test_config_normalises_and_refuses():
         c.lr = 1.0
     with pytest.raises(ValueError, match="--epochs must be >= 0"):
         OnlineConfig(weights=("w",), epochs=-1)
-    with pytest.raises(ValueError, match="causal mode"):
-        OnlineConfig(weights=("w",), targets="cached", mode="causal")
+    for retired in ({"mode": "causal"}, {"targets": "auto"}):  # benchmarks/RESULTS.md, "Retired options"
+        with pytest.raises(ValueError, match=f"--{next(iter(retired))} must be one of"):
+            OnlineConfig(weights=("w",), **retired)
     for bad in (-1.0, "half"):
         with pytest.raises(ValueError, match="--band_weight must be a weight >= 0 or 'auto'"):
             OnlineConfig(weights=("w",), band_weight=bad)
@@ -462,74 +512,3 @@ def test_band_weight_auto_takes_the_weight_the_videos_band_share_gives(ckpt, dav
     fixed = {w: first_step_loss(f"w{w}", "--band_weight", str(w))[0] for w in (0.0, weight, 1.0)}
     assert torch.equal(auto, fixed[weight])
     assert fixed[1.0] > fixed[0.0]  # the band term is there to be weighed
-
-
-def test_write_blend_mixes_the_tuned_network_with_the_targets_probability(ckpt, davis_copy, tmp_path):
-    """``--write_blend 0`` writes the first targets' fused probability (the offline model's, as
-    ``test.py --flip --temporal 1`` writes it), 1 the tuned student's, and W between their W-mix."""
-    common = ["--weights", str(ckpt), "--data_dir", str(davis_copy), "--test_datasets", "DAVIS-2016", "--size", "64",
-              "96", "--workers", "0", "--flip", "--videos", "davis000"]
-    test_script.main([*common, "--temporal", "1", "--save_dir", str(tmp_path / "test")])
-    probs = {}
-    for w in ("0", "0.3", "1"):
-        online_finetuning.main([*common, "--no_tensorboard", "--batch_size", "2", "--lr", "1e-3", "--confidence",
-                                "0.5", "0.5", "--write_blend", w, "--save_prob", "--save_dir", str(tmp_path / w),
-                                "--output_dir", str(tmp_path / f"run_{w}")])
-        probs[w] = {k: v.astype(float) for k, v in _masks(tmp_path / f"{w}_prob").items()}
-    offline, blend0, tuned = _masks(tmp_path / "test"), _masks(tmp_path / "0"), _masks(tmp_path / "1")
-    assert offline.keys() == blend0.keys() == tuned.keys() and len(offline) == 20
-    assert all(np.array_equal(offline[k], blend0[k]) for k in offline)
-    assert any(not np.array_equal(offline[k], tuned[k]) for k in offline)  # tuning changed the student's masks
-    # Probability maps are 8-bit: the mix is exact up to their rounding (one step each side).
-    for k in offline:
-        assert np.abs(probs["0.3"][k] - (0.3 * probs["1"][k] + 0.7 * probs["0"][k])).max() <= 1.5
-
-
-def test_write_blend_keeps_no_prior_after_a_video_is_written(ckpt, davis_copy, tmp_path, monkeypatch):
-    """The first targets' probability is held only until its video's masks are written, not for the run."""
-    held = []
-    write = OnlineTuner._write
-
-    def recording_write(self, *a, **k):
-        n = write(self, *a, **k)
-        held.append(len(self.prior))
-        return n
-
-    monkeypatch.setattr(OnlineTuner, "_write", recording_write)
-    online_finetuning.main(["--weights", str(ckpt), "--data_dir", str(davis_copy), "--test_datasets", "DAVIS-2016",
-                            "--size", "64", "96", "--workers", "0", "--no_tensorboard", "--batch_size", "2",
-                            "--confidence", "0.5", "0.5", "--write_blend", "0.5", "--save_dir", str(tmp_path / "m"),
-                            "--output_dir", str(tmp_path / "run")])
-    assert len(held) >= 2 and held == [0] * len(held)  # every video written, nothing left behind
-
-
-def test_write_blend_needs_cached_targets_written_per_video():
-    for bad in (-0.1, 1.5):
-        with pytest.raises(ValueError, match=r"--write_blend must lie in \[0, 1\]"):
-            OnlineConfig(weights=("w",), write_blend=bad)
-    need = "--write_blend < 1 .* needs --mode per_video, --targets cached and --write_temporal"
-    for bad in ({"targets": "per_step"}, {"write_temporal": ()}, {"mode": "transductive"}):
-        with pytest.raises(ValueError, match=need):
-            OnlineConfig(weights=("w",), write_blend=0.5, **bad)
-    assert OnlineConfig(weights=("w",), write_blend=0.5).write_blend == 0.5  # the defaults allow it
-
-
-def test_online_blend_benchmark_mixes_two_probability_folders(tmp_path):
-    """``benchmarks/online_blend.py``: ``w x online + (1 - w) x offline >= 0.5`` per pixel, by hand;
-    a probability map without its twin is named."""
-    from benchmarks.online_blend import blend_masks
-    from datasets.io import write_probability
-    from evaluation.files import EvaluationError
-
-    off = np.array([[0.0, 0.2], [0.6, 1.0]])
-    on = np.array([[1.0, 0.7], [0.3, 0.0]])
-    for root, p in (("off", off), ("on", on)):
-        write_probability(tmp_path / root / "DAVIS-2016" / "v" / "00000.png", p)
-    expected = {0.0: [[0, 0], [1, 1]], 0.5: [[1, 0], [0, 1]], 0.75: [[1, 1], [0, 0]], 1.0: [[1, 1], [0, 0]]}
-    for w, mask in expected.items():
-        assert blend_masks(tmp_path / "off", tmp_path / "on", tmp_path / f"w{w}", w) == 1
-        got = np.asarray(Image.open(tmp_path / f"w{w}" / "DAVIS-2016" / "v" / "00000.png")) > 0
-        assert got.tolist() == np.array(mask, bool).tolist(), w
-    write_probability(tmp_path / "off" / "DAVIS-2016" / "v" / "00001.png", off)
-    with pytest.raises(EvaluationError, match="00001.png"):
-        blend_masks(tmp_path / "off", tmp_path / "on", tmp_path / "w_missing", 0.5)

@@ -295,7 +295,7 @@ def test_authors_presets_are_the_documented_settings():
     assert (on["mode"], on["transductive_order"], on["epochs"], on["batch_size"]) == ("transductive", "fixed", 10, 2)
     assert on["test_datasets"] == ["DAVIS-2016", "FBMS"] and on["size"] == [384, 640]
     assert on["tta"] == ["identity", "flip", "jitter_pil", "scale_set"] and on["tta_average"] == "logits"
-    assert (on["sharpen"], on["student_aug"], on["mask_disc"], on["weight_decay"]) == (1.0, 0, "authors", 1e-2)
+    assert (on["sharpen"], on["mask_disc"], on["weight_decay"]) == (1.0, "authors", 1e-2)
     # unlabeled_train.py + README stage 1.
     assert (off["arch"], off["model_scale"], off["epochs"], off["batch_size"]) == ("oast3d", "s", 30, 2)
     assert (off["lr"], off["lr_d"], off["weight_decay"], off["lr_step"], off["lr_gamma"]) == (1e-4, 1e-4, 1e-2, 10, 0.1)

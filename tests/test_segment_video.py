@@ -154,7 +154,7 @@ def test_online_path(ckpt, video_file, tmp_path):
     out = tmp_path / "out"
     assert script.main(["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(out), *FAST,
                         "--max_frames", "4", "--online", "--online_epochs", "1", "--online_batch_size", "2",
-                        "--tta", "identity", "--overlay", "none", "--name", "clip"]) == 0
+                        "--overlay", "none", "--name", "clip"]) == 0
     masks = _masks(out / "masks/clip")
     assert len(masks) == 4 and all(m.shape == (H, W) for m in masks)
     assert not (out / "masks/custom").exists() and not (out / "overlay.mp4").exists()
@@ -306,7 +306,7 @@ def test_files_pipeline_stage_timings_and_online_tuning_time(ckpt, video_file, t
     root = logging.getLogger()
     handlers = list(root.handlers)
     online = segment_video(script.get_parser().parse_args([*base, "--output_dir", str(tmp_path / "o"), "--online",
-                                                           "--online_epochs", "1", "--tta", "identity"]),
+                                                           "--online_epochs", "1"]),
                            progress=False)
     assert list(root.handlers) == handlers  # the tuner's log file handler is gone again
     assert online.pipeline == "files"  # auto: the tuner reads the work folder
@@ -473,19 +473,19 @@ def test_online_config_is_the_online_stage_defaults_but_the_tools_options(ckpt, 
 
     args = script.get_parser().parse_args(["--input", "x.mp4", "--weights", str(ckpt), "--output_dir",
                                            str(tmp_path), *FAST, "--online", "--online_epochs", "3", "--flip",
-                                           "--online_lr", "3e-4", "--tta", "identity", "flip"])
+                                           "--online_lr", "3e-4"])
     config = online_config(VideoConfig.from_args(args), tmp_path / "work", "clip")
     defaults = OnlineConfig.from_args(online_finetuning.get_parser().parse_args(["--weights", str(ckpt)]))
     assert config == dataclasses.replace(
         defaults, data_dir=str(tmp_path / "work"), test_datasets=(WORK_DATASET,), split=WORK_SPLIT, videos=("clip",),
-        size=(H, W), workers=0, device="cpu", epochs=3, lr=3e-4, tta=("identity", "flip"), flip=True,
+        size=(H, W), workers=0, device="cpu", epochs=3, lr=3e-4, flip=True,
         save_dir=str(tmp_path / "masks"), output_dir=str(tmp_path / "work" / "online"), no_tensorboard=True)
     # Without the tool's online options, the online stage's defaults.
     args = script.get_parser().parse_args(["--input", "x.mp4", "--weights", str(ckpt), "--output_dir",
                                            str(tmp_path), *FAST, "--online"])
     config = online_config(VideoConfig.from_args(args), tmp_path / "work", "clip")
-    assert (config.epochs, config.lr, config.batch_size, config.tta) == (defaults.epochs, defaults.lr,
-                                                                         defaults.batch_size, defaults.tta)
+    assert (config.epochs, config.lr, config.batch_size, config.mode, config.targets) == (
+        defaults.epochs, defaults.lr, defaults.batch_size, "per_video", "cached")
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -767,11 +767,10 @@ def test_video_config_is_the_command_line_typed(tmp_path):
 
     args = script.get_parser().parse_args(["--input", "clip.mp4", "--weights", "a.pth", "b.pth", "--output_dir",
                                            str(tmp_path), "--size", "64", "96", "--flow_size", "32x48",
-                                           "--tta", "identity", "flip", "--config", "c.yaml"])
+                                           "--temporal", "1", "2", "--config", "c.yaml"])
     cfg = VideoConfig.from_args(args)
     assert cfg.input == Path("clip.mp4") and cfg.output_dir == tmp_path and cfg.weights == ("a.pth", "b.pth")
-    assert (cfg.size, cfg.flow_size, cfg.tta, cfg.overlay_color) == ((64, 96), (32, 48), ("identity", "flip"),
-                                                                     (255, 40, 40))
+    assert (cfg.size, cfg.flow_size, cfg.temporal, cfg.overlay_color) == ((64, 96), (32, 48), (1, 2), (255, 40, 40))
     assert cfg.runtime == "auto" and cfg.stride == 1 and cfg.overlap  # the parser's defaults
     assert cfg.replace(size=[32, 48]).size == (32, 48) and cfg.size == (64, 96)  # frozen: replace copies
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -56,14 +56,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "tta": ["identity", "flip", "jitter_pil", "scale_set"],
             "tta_average": "logits",
             "sharpen": 1.0,
-            "student_aug": 0,  # their student sees the unaltered frame
             # Their pseudo-mask is built anew at every step, soft, on every pixel; the teacher
             # writes the masks.
             "targets": "per_step",
             "temporal": [],
             "predict_with": "teacher",
             "write_temporal": [],  # their masks are the network's own, frame by frame
-            "tune": "all",  # every parameter of the student learns
             "iou_smooth": 0.0,  # their IoU loss has no smoothing term
             "flip": False,  # their test.py writes masks without flip TTA
         },
@@ -78,7 +76,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "amp": True,
             "amp_dtype": "fp16",
             "iou_smooth": 0.0,  # their IoU loss has no smoothing term
-            "boundary_weight": 0.0,  # BCE + IoU only, no edge term
             "size": [384, 640],
             "epochs": 30,
             "batch_size": 2,
@@ -100,7 +97,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "start_adv": 0,  # their 1-based start_adv=1 with start_epoch=1: from the first epoch
             "d_loss_weight": 1e-4,
             "feature_disc": "authors",
-            "unlabeled_bn": "separate",  # labeled and unlabeled frames in separate forward calls
             "max_rotation": 10.0,
             "sync_bn": True,  # their README's --sync-bn (ignored with a warning on one process)
         },

@@ -1,5 +1,5 @@
 """Faults around ``online_finetuning.py --resume``: a new save folder, retrained weights at the
-same path, a SIGKILL mid-video, and the paper script's fixed folders rerun after retraining.
+same path, and the paper script's fixed folders rerun after retraining.
 
 A mask is "lost" when it is missing, does not decode, or differs from what a fresh run with
 the same weights and options writes (a stale mask from an earlier model).
@@ -101,41 +101,6 @@ def resume_after_retraining(tmp: Path) -> Outcome:
                    lost=missing + stale + (n != N_MASKS), unnamed=0 if said else 1)
 
 
-def kill_mid_video_then_resume(tmp: Path) -> Outcome:
-    """SIGKILL while the second video's masks are being written (causal mode writes them as it
-    tunes), after a first run with other weights filled the folder; then --resume."""
-    data, w = synthetic_data(tmp), _weights(tmp / "w.pth", 0)
-    if bad := _failed(_online(data, w, tmp / "m", tmp / "run", "--mode", "causal")):
-        return bad
-    _weights(w, 1)
-    first_record = tmp / "run" / "done" / "DAVIS-2016" / f"{VIDEOS[0]}.json"
-    mtime0 = first_record.stat().st_mtime_ns
-
-    def mid_second_video() -> bool:
-        # The first video's record was rewritten by the new run, and some of the second's masks.
-        try:
-            if first_record.stat().st_mtime_ns == mtime0:
-                return False
-        except OSError:
-            return False
-        folder = tmp / "m" / "DAVIS-2016" / VIDEOS[1]
-        return sum(1 for p in folder.glob("*.png") if p.stat().st_mtime_ns > mtime0) >= 6
-
-    k = _online(data, w, tmp / "m", tmp / "run", "--mode", "causal", "--resume", kill_when=mid_second_video)
-    killed = k.returncode == -9
-    r = _online(data, w, tmp / "m", tmp / "run", "--mode", "causal", "--resume")
-    if bad := _failed(r):
-        return bad
-    if bad := _failed(_online(data, w, tmp / "ref", tmp / "ref_run", "--mode", "causal")):
-        return bad
-    missing, stale, n = _wrong(tmp / "m", tmp / "ref")
-    reused = "reused 1 finished earlier" in r.stderr
-    return Outcome(f"{'killed mid-video' if killed else 'NOT killed'}; resume "
-                   f"{'reused the finished video' if reused else 'did not report reusing the finished video'}; "
-                   f"{n - missing}/{n} masks decode, {stale} stale",
-                   lost=missing + stale + (n != N_MASKS) + (not killed))
-
-
 def _paper_online(tmp: Path, data: Path) -> subprocess.CompletedProcess:
     """``scripts/paper/4_online.sh`` as the authors' pipeline runs it, one process, tiny settings."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "LAUNCH": "python",
@@ -171,6 +136,5 @@ def paper_script_rerun(tmp: Path) -> Outcome:
 CASES = [
     Case("online --resume into new --save_dir", resume_into_new_save_dir),
     Case("online --resume after retraining (new weights)", resume_after_retraining),
-    Case("SIGKILL online stage mid-video then --resume", kill_mid_video_then_resume),
     Case("authors-style rerun of 4_online.sh args", paper_script_rerun),
 ]
