@@ -10,7 +10,9 @@ from tests.faults.common import (Case, KillAt, Outcome, error_names, last_error,
                                  synthetic_data, unreadable_outputs)
 
 FRAMES = 20  # davis000 of the synthetic DAVIS-2016/val
-TINY = ["--size", "64", "96", "--workers", "0", "--batch_size", "2", "--device", "cpu"]
+# The PyTorch network (--runtime auto would export it to ONNX Runtime first, once per case and the
+# dearest step of a run here; no case is about the runtime, and tests/test_onnx_runtime.py covers it).
+TINY = ["--size", "64", "96", "--workers", "0", "--batch_size", "2", "--device", "cpu", "--runtime", "torch"]
 
 
 def _setup(tmp: Path) -> tuple[Path, Path]:
