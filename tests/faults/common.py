@@ -40,9 +40,18 @@ def synthetic_data(tmp: Path) -> Path:
     if _SYNTHETIC is None or not _SYNTHETIC.is_dir():
         import tempfile
 
+        import torch
+
         from datasets.synthetic import make_synthetic_dataset
         _SYNTHETIC = Path(tempfile.mkdtemp(prefix="oast_faults_data_")) / "data"
-        make_synthetic_dataset(_SYNTHETIC, seed=0, size=(64, 96), save_exact_flow=False)
+        # One torch thread: its flow images are many tiny torch operations, where a second thread
+        # (tests/conftest.py sets two) only adds waiting: 12x the CPU time on a busy machine.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            make_synthetic_dataset(_SYNTHETIC, seed=0, size=(64, 96), save_exact_flow=False)
+        finally:
+            torch.set_num_threads(threads)
     dst = tmp / "data"
     shutil.copytree(_SYNTHETIC, dst)
     return dst
