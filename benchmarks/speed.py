@@ -173,7 +173,7 @@ def runtime_network(model: torch.nn.Module, runtime: str, size: tuple[int, int],
 
     ``torch``: eager PyTorch (the reference, default memory format); ``compile``:
     ``torch.compile`` (inductor), compiled on the first call; ``onnx``: exported to a temporary
-    file and run by ONNX Runtime (``engine.onnx_runtime``, the video tool's default on a CPU).
+    file and run by ONNX Runtime (``segment_video.onnx_runtime``, the video tool's default on a CPU).
     """
     if runtime == "torch":
         return model, 0.0
@@ -182,7 +182,7 @@ def runtime_network(model: torch.nn.Module, runtime: str, size: tuple[int, int],
     if runtime == "onnx":
         import tempfile
 
-        from engine.onnx_runtime import OnnxNetwork, export
+        from segment_video.onnx_runtime import OnnxNetwork, export
 
         if device.type != "cpu":
             raise ValueError("--runtimes onnx runs on the CPU only")

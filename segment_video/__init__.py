@@ -13,6 +13,9 @@ An application over the library: it imports ``engine``, ``models``, ``datasets``
 * :mod:`segment_video.overlay`: the overlay video or frames.
 * :mod:`segment_video.outputs`: the output folder's manifest and what a run may replace.
 * :mod:`segment_video.online`: the call into the online stage (``--online``).
+* :mod:`segment_video.onnx_runtime`: the network exported to ONNX Runtime, cached beside the
+  checkpoint (``--runtime onnx``, the default on a CPU); :mod:`segment_video.int8`: its int8
+  quantisation (``--runtime int8``).
 """
 from segment_video.config import VideoConfig
 from segment_video.pipeline import BatchResult, SegmentResult, segment_video, segment_videos

@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import torch
 
-from engine.onnx_runtime import INT8_VERSION, Calibration
 from segment_video.config import VideoConfig
 from segment_video.flow import downscale, flow_estimator, network_flow_image, resolve_flow_size
 from segment_video.frames import input_frame_count, iter_input_frames, signature
 from segment_video.network_input import to_network_batch
+from segment_video.onnx_runtime import INT8_VERSION, Calibration
 
 
 def calibration_source(cfg: VideoConfig) -> tuple[Path, int, int | None]:

@@ -145,7 +145,7 @@ class TimedMaskWriter(MaskWriter):
 # --------------------------------------------------------------------------- network
 def load_model(cfg: VideoConfig, device: torch.device) -> torch.nn.Module:
     """The checkpoint's network on ``device`` in eval mode, in ``--memory_format``; with
-    ``--runtime onnx``, its ONNX Runtime version at ``--size`` (:mod:`engine.onnx_runtime`);
+    ``--runtime onnx``, its ONNX Runtime version at ``--size`` (:mod:`segment_video.onnx_runtime`);
     with ``--runtime int8``, that version quantised to int8 (:mod:`segment_video.int8`)."""
     from models import build_model_from_checkpoint
 
@@ -155,7 +155,7 @@ def load_model(cfg: VideoConfig, device: torch.device) -> torch.nn.Module:
 
     runtime = cfg.runtime
     if runtime in ("onnx", "int8") or (runtime == "auto" and _onnx_by_default(cfg, device)):
-        from engine.onnx_runtime import load_int8_network, load_onnx_network
+        from segment_video.onnx_runtime import load_int8_network, load_onnx_network
 
         try:
             # The PyTorch network is built only when the export is not cached yet.
@@ -179,7 +179,7 @@ def load_model(cfg: VideoConfig, device: torch.device) -> torch.nn.Module:
 
 def _onnx_by_default(cfg: VideoConfig, device: torch.device) -> bool:
     """``--runtime auto``: ONNX Runtime for plain inference on the CPU when its packages are installed."""
-    from engine.onnx_runtime import available
+    from segment_video.onnx_runtime import available
 
     return device.type == "cpu" and not cfg.online and available()
 
@@ -432,7 +432,7 @@ def _checked(cfg: VideoConfig) -> tuple[VideoConfig, str]:
         if rt == "int8" and cfg.int8_calibration is not None:
             check_input(cfg.int8_calibration)  # before any slow stage
         cfg = cfg.replace(device="cpu")
-        from engine.onnx_runtime import require
+        from segment_video.onnx_runtime import require
 
         require()  # before any frame is decoded
     return cfg, pipeline

@@ -1,4 +1,5 @@
-"""The fault cases of ``tests/faults/`` as tests: ``python -m pytest -m faults`` (excluded from the default run).
+"""The fault cases of ``tests/faults/`` as tests: ``python -m pytest -m faults`` (excluded from the
+default run; ``.ci/run`` runs them after the fast suite).
 
 Each case runs the entry scripts end to end on the synthetic data (kills are real
 ``SIGKILL``s) and fails when a file was lost or silently wrong, or an error named no file.

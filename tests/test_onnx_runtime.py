@@ -1,4 +1,4 @@
-"""engine.onnx_runtime: the ONNX Runtime network equals PyTorch's, is exported once and cached
+"""segment_video.onnx_runtime: the ONNX Runtime network equals PyTorch's, is exported once and cached
 beside the checkpoint, and fails clearly; the video tool's --runtime onnx gives PyTorch's masks."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-import engine.onnx_runtime as onnx_rt  # noqa: E402
+import segment_video.onnx_runtime as onnx_rt  # noqa: E402
 from engine.inference import predict_probs  # noqa: E402
 from models import build_model_from_checkpoint  # noqa: E402
 
@@ -98,7 +98,7 @@ def test_damaged_cache_is_exported_again_and_named(exported, tmp_path, caplog):
     folder.mkdir()
     path.write_bytes(b"not an onnx file")
     path.with_suffix(".json").write_text("{}")
-    with caplog.at_level(logging.WARNING, logger="engine.onnx_runtime"):
+    with caplog.at_level(logging.WARNING, logger="segment_video.onnx_runtime"):
         fresh = onnx_rt.load_onnx_network(model, [weights], (H, W), cache_dir=folder)
     assert str(path) in caplog.text
     assert fresh.path == path and path.stat().st_size > 100

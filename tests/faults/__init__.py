@@ -2,10 +2,10 @@
 
 Each case of the ``cases_*.py`` modules runs in a fresh temporary folder on the synthetic
 data and reports an :class:`Outcome`. ``python -m pytest -m faults`` runs them as tests
-(``tests/test_faults.py``; not part of the default run); ``python -m tests.faults`` prints a
-table case -> outcome, ending with ``N cases, 0 lost files, 0 unnamed errors`` when nothing
-was lost and every error named its file. Each case module exports ``CASES``, a list of
-:class:`Case`.
+(``tests/test_faults.py``; not part of the default run, but ``.ci/run`` runs them after it);
+``python -m tests.faults`` prints a table case -> outcome, ending with ``N cases, 0 lost
+files, 0 unnamed errors`` when nothing was lost and every error named its file. Each case
+module exports ``CASES``, a list of :class:`Case`.
 """
 from __future__ import annotations
 

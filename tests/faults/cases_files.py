@@ -6,7 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.faults.common import Case, Outcome, error_names, last_error, run_script, synthetic_data, unreadable_outputs
+from tests.faults.common import (Case, KillAt, Outcome, error_names, last_error, run_script, synthetic_data,
+                                 unreadable_outputs)
 from utils.io import IN_PROGRESS
 
 DATASET = "DAVIS-2016"  # synthetic DAVIS-2016/val: 4 videos x 20 frames, every frame labelled
@@ -43,29 +44,32 @@ def _expected_preds(data: Path, preds: Path) -> list[Path]:
     return [preds / DATASET / p.parent.name / p.name for p in sorted(labels.rglob("*.png"))]
 
 
-def _visible_pngs(folder: Path) -> int:
-    return sum(1 for p in folder.rglob("*.png") if not p.name.startswith(".")) if folder.exists() else 0
-
-
 def _named_failure(r: subprocess.CompletedProcess, *paths: Path) -> bool:
     """A failed run whose last error line names one of ``paths`` (not a bare traceback)."""
     return r.returncode != 0 and error_names(last_error(r.stderr), *paths)
 
 
+# Kill points of test.py --save_prob: (n, before its rename) of its 160 files (80 masks, each followed
+# by its probability map): right after the n-th file is in place (odd n: a frame's mask without its
+# probability map), or with the n-th written to its hidden part file but not yet renamed (what a
+# kill in the middle of a write leaves).
+KILLS = ((3, False), (17, True), (41, False), (77, False), (121, True))
+
+
 def kill_test_then_evaluate(tmp: Path) -> Outcome:
-    """SIGKILL test.py --save_prob while it writes masks (5 kill points); each time count masks and
-    probability maps under their final names that do not decode, and run evaluate.py (it must
-    succeed, name the missing file, or refuse the unfinished folder naming its in-progress marker);
-    then a full re-run and evaluate.py must succeed."""
+    """SIGKILL test.py --save_prob while it writes masks (5 kill points, each must land); each time
+    count masks and probability maps under their final names that do not decode, and run
+    evaluate.py (it must succeed, name the missing file, or refuse the unfinished folder naming its
+    in-progress marker); then a full re-run (over the last kill's part file) and evaluate.py must succeed."""
     data = synthetic_data(tmp)
     weights = _checkpoint(tmp)
     lost = unnamed = kills = parts = 0
     save_dir = tmp / "masks"
-    for target in (3, 17, 41, 77, 121):  # of 160 files (80 masks + 80 probability maps)
+    for target, before_rename in KILLS:
         shutil.rmtree(save_dir, ignore_errors=True)
         shutil.rmtree(tmp / "masks_prob", ignore_errors=True)
-        r = _test(data, weights, save_dir,
-                  kill_when=lambda: _visible_pngs(save_dir) + _visible_pngs(tmp / "masks_prob") >= target)
+        # The run kills itself at its target-th PNG (masks/ and masks_prob/ are the PNGs it writes under tmp).
+        r = _test(data, weights, save_dir, kill_at=KillAt(tmp, target, ".png", before_rename))
         kills += r.returncode == -9
         lost += len(unreadable_outputs(save_dir)) + len(unreadable_outputs(tmp / "masks_prob"))
         parts += sum(1 for d in (save_dir, tmp / "masks_prob") if d.exists() for _ in d.rglob(".*.part"))
@@ -78,7 +82,7 @@ def kill_test_then_evaluate(tmp: Path) -> Outcome:
     lost += 0 if ok else 1
     return Outcome(f"{kills} kills: {lost} broken masks under final names ({parts} hidden part files); "
                    f"re-run + evaluate {'ok' if ok else 'FAILED: ' + last_error((ev or r).stderr)}",
-                   lost=lost, unnamed=unnamed)
+                   lost=lost + len(KILLS) - kills, unnamed=unnamed)
 
 
 def truncated_jpeg_in_test_set(tmp: Path) -> Outcome:

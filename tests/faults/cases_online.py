@@ -10,13 +10,27 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.faults.common import ROOT, Case, Outcome, last_error, run_script, synthetic_data, unreadable_outputs
+from tests.faults.common import (ROOT, Case, KillAt, Outcome, last_error, run_script, synthetic_data,
+                                 unreadable_outputs)
 
-VIDEOS = ["davis000", "davis001"]  # of the synthetic DAVIS-2016/val: 2 x 20 frames
-N_MASKS = 40
+VIDEOS = ["davis000", "davis001"]  # of the synthetic DAVIS-2016/val, cut to their first FRAMES frames
+FRAMES = 10
+N_MASKS = len(VIDEOS) * FRAMES
 TINY = ["--test_datasets", "DAVIS-2016", "--videos", *VIDEOS, "--size", "64", "96", "--workers", "0",
         "--batch_size", "2", "--epochs", "1", "--lr", "1e-4", "--tta", "identity", "flip", "--device", "cpu",
         "--no_tensorboard"]
+
+
+def _data(tmp: Path) -> Path:
+    """The synthetic data with VIDEOS cut to FRAMES frames (of 20): the tuning and the masks take
+    half the time, and nothing a case checks needs more frames (the kill still lands mid-video)."""
+    data = synthetic_data(tmp)
+    val = data / "DAVIS-2016" / "val"
+    for kind in ("images", "flows", "labels"):
+        for video in VIDEOS:
+            for p in sorted((val / kind / video).iterdir())[FRAMES:]:
+                p.unlink()
+    return data
 
 
 def _weights(path: Path, seed: int) -> Path:
@@ -69,7 +83,7 @@ def _failed(r: subprocess.CompletedProcess) -> Outcome | None:
 def resume_into_new_save_dir(tmp: Path) -> Outcome:
     """Finish a run, then --resume it with another --save_dir: the new folder must get every mask
     (before: every video was skipped, nothing written, exit 0)."""
-    data, w = synthetic_data(tmp), _weights(tmp / "w.pth", 0)
+    data, w = _data(tmp), _weights(tmp / "w.pth", 0)
     for save in ("m1", "m2"):
         r = _online(data, w, tmp / save, tmp / "run", *(["--resume"] if save == "m2" else []))
         if bad := _failed(r):
@@ -85,7 +99,7 @@ def resume_into_new_save_dir(tmp: Path) -> Outcome:
 def resume_after_retraining(tmp: Path) -> Outcome:
     """Run, retrain (other weights at the same checkpoint path), --resume the same command:
     every mask must be the new model's (before: the old model's masks were kept)."""
-    data, w = synthetic_data(tmp), _weights(tmp / "checkpoint_last.pth", 0)
+    data, w = _data(tmp), _weights(tmp / "checkpoint_last.pth", 0)
     if bad := _failed(_online(data, w, tmp / "m", tmp / "run")):
         return bad
     _weights(w, 1)
@@ -101,6 +115,31 @@ def resume_after_retraining(tmp: Path) -> Outcome:
                    lost=missing + stale + (n != N_MASKS), unnamed=0 if said else 1)
 
 
+def kill_mid_video_then_resume(tmp: Path) -> Outcome:
+    """SIGKILL once the second video's sixth mask is written (of 10, after the first video was
+    re-tuned and recorded), after a first run with other weights filled the folder; then --resume."""
+    data, w = _data(tmp), _weights(tmp / "w.pth", 0)
+    if bad := _failed(_online(data, w, tmp / "m", tmp / "run")):
+        return bad
+    _weights(w, 1)
+    # The run kills itself at the sixth mask it writes for the second video (the first run's are
+    # already there: a count of the folder would not tell them apart).
+    k = _online(data, w, tmp / "m", tmp / "run", "--resume",
+                kill_at=KillAt(tmp / "m" / "DAVIS-2016" / VIDEOS[1], 6, ".png"))
+    killed = k.returncode == -9
+    r = _online(data, w, tmp / "m", tmp / "run", "--resume")
+    if bad := _failed(r):
+        return bad
+    if bad := _failed(_online(data, w, tmp / "ref", tmp / "ref_run")):
+        return bad
+    missing, stale, n = _wrong(tmp / "m", tmp / "ref")
+    reused = "reused 1 finished earlier" in r.stderr
+    return Outcome(f"{'killed mid-video' if killed else 'NOT killed'}; resume "
+                   f"{'reused the finished video' if reused else 'did not report reusing the finished video'}; "
+                   f"{n - missing}/{n} masks decode, {stale} stale",
+                   lost=missing + stale + (n != N_MASKS) + (not killed))
+
+
 def _paper_online(tmp: Path, data: Path) -> subprocess.CompletedProcess:
     """``scripts/paper/4_online.sh`` as the authors' pipeline runs it, one process, tiny settings."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "LAUNCH": "python",
@@ -112,7 +151,7 @@ def _paper_online(tmp: Path, data: Path) -> subprocess.CompletedProcess:
 def paper_script_rerun(tmp: Path) -> Outcome:
     """Run 4_online.sh (fixed folders, --resume), retrain stage 2 (new checkpoint_last.pth), run it
     again: masks and probability maps must be the new model's; a third run must reuse everything."""
-    data = synthetic_data(tmp)
+    data = _data(tmp)
     w = _weights(tmp / "runs" / "stage2" / "checkpoint_last.pth", 0)
     if bad := _failed(_paper_online(tmp, data)):
         return bad
@@ -136,5 +175,6 @@ def paper_script_rerun(tmp: Path) -> Outcome:
 CASES = [
     Case("online --resume into new --save_dir", resume_into_new_save_dir),
     Case("online --resume after retraining (new weights)", resume_after_retraining),
+    Case("SIGKILL online stage mid-video then --resume", kill_mid_video_then_resume),
     Case("authors-style rerun of 4_online.sh args", paper_script_rerun),
 ]

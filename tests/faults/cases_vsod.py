@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.faults.common import Case, Outcome, error_names, last_error, run_script, unreadable_outputs
+from tests.faults.common import Case, KillAt, Outcome, error_names, last_error, run_script, unreadable_outputs
 
 SIZE = 32
 
@@ -51,19 +51,19 @@ def _wrong_labels(data: Path) -> int:
 
 
 def killed_conversion(tmp: Path) -> Outcome:
-    """SIGKILL prepare_data.py --dataset DAVSOD while it writes labels, then run it again."""
+    """SIGKILL prepare_data.py --dataset DAVSOD once it has written 20 labels (the kill must land),
+    then run it again."""
     src, data = _davsod(tmp), tmp / "data"
     labels = data / "DAVSOD/val/labels"
-    r = run_script(_prepare("DAVSOD", src, data),
-                   kill_when=lambda: labels.is_dir() and sum(1 for _ in labels.rglob("*.png")) >= 20)
+    r = run_script(_prepare("DAVSOD", src, data), kill_at=KillAt(labels, 20, ".png"))
     killed = r.returncode == -9
     r = run_script(_prepare("DAVSOD", src, data))
     if r.returncode != 0:
         return Outcome(f"rerun failed: {last_error(r.stderr)}", lost=1, unnamed=0 if "error:" in r.stderr else 1)
     n = sum(1 for p in labels.rglob("*.png") if not p.name.startswith("."))
     bad = _wrong_labels(data) + (3 * 150 - n)
-    how = "killed mid-run" if killed else "finished before the kill"
-    return Outcome(f"{how}; rerun resumed, {n} labels, {bad} missing/unreadable/wrong", lost=bad)
+    how = "killed mid-run" if killed else "NOT killed"
+    return Outcome(f"{how}; rerun resumed, {n} labels, {bad} missing/unreadable/wrong", lost=bad + (not killed))
 
 
 def wrong_subset_folder(tmp: Path) -> Outcome:
