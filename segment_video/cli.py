@@ -109,7 +109,8 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                    help="--runtime int8: video file or frames folder whose frames calibrate the int8 network "
                         "(cached beside the checkpoint per source: one source for many videos quantises once); "
                         "default: the input video itself (quantised once per video, a few seconds; with several "
-                        "videos, the first, once for all)")
+                        "videos, the first that can be read, once for all). An unreadable source given here is "
+                        "refused before any video")
     g.add_argument("--int8_frames", type=int, default=16,
                    help="--runtime int8: evenly spaced calibration frames (with their flow)")
     g.add_argument("--workers", type=int, default=2,

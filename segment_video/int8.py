@@ -5,6 +5,11 @@ The int8 network depends on its calibration inputs, so the cache key hashes what
 the calibration source (its files, sizes and times), the frame selection, and the flow
 settings. One ``--int8_calibration`` source for many videos gives one int8 network for all;
 the default, each input video itself, quantises once per video (seconds; benchmarks/RESULTS.md, Speed).
+
+A calibration source that cannot be read raises :class:`CalibrationInputError` naming it:
+:func:`check_calibration_source` refuses an unreadable ``--int8_calibration`` before any
+slow stage, and with several videos and no ``--int8_calibration`` the tool calibrates on
+the first video that reads (:func:`segment_video.pipeline.segment_videos`).
 """
 from __future__ import annotations
 
@@ -18,9 +23,28 @@ import torch
 
 from segment_video.config import VideoConfig
 from segment_video.flow import downscale, flow_estimator, network_flow_image, resolve_flow_size
-from segment_video.frames import input_frame_count, iter_input_frames, signature
+from segment_video.frames import VideoInputError, input_frame_count, iter_input_frames, signature
 from segment_video.network_input import to_network_batch
 from segment_video.onnx_runtime import INT8_VERSION, Calibration
+
+
+class CalibrationInputError(VideoInputError):
+    """The int8 calibration frames cannot be read from their source; the message names it."""
+
+
+def _unreadable(path: Path, e: Exception) -> CalibrationInputError:
+    return CalibrationInputError(f"cannot read the int8 calibration frames from {path}: {e}")
+
+
+def check_calibration_source(path: Path) -> None:
+    """Raise :class:`CalibrationInputError` naming ``path`` unless its first frame can be read
+    (a missing path, a file that is no video, a folder without frames); costs one decoded frame."""
+    try:
+        next(iter_input_frames(Path(path), 1, 1))
+    except StopIteration:
+        raise _unreadable(path, "no frames") from None
+    except (OSError, ValueError) as e:
+        raise _unreadable(path, e) from e
 
 
 def calibration_source(cfg: VideoConfig) -> tuple[Path, int, int | None]:
@@ -34,9 +58,12 @@ def calibration_source(cfg: VideoConfig) -> tuple[Path, int, int | None]:
 def calibration_key(cfg: VideoConfig) -> str:
     """12 hex digits naming the calibration inputs of ``cfg`` (see the module docstring)."""
     path, stride, max_frames = calibration_source(cfg)
-    settings = {"source": signature(path, stride, max_frames), "frames": cfg.int8_frames,
-                "flow": cfg.flow, "dis_preset": cfg.dis_preset, "flow_size": str(cfg.flow_size),
-                "size": list(cfg.size), "version": INT8_VERSION}
+    try:
+        source = signature(path, stride, max_frames)
+    except OSError as e:  # a missing input
+        raise _unreadable(path, e) from e
+    settings = {"source": source, "frames": cfg.int8_frames, "flow": cfg.flow, "dis_preset": cfg.dis_preset,
+                "flow_size": str(cfg.flow_size), "size": list(cfg.size), "version": INT8_VERSION}
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -51,19 +78,23 @@ def pick(n_frames: int | None, n: int) -> list[int]:
 
 
 def calibration_inputs(cfg: VideoConfig, jpeg_flow: bool = True) -> Calibration:
-    """(image, flow) network inputs of ``--int8_frames`` evenly spaced calibration frames."""
+    """(image, flow) network inputs of ``--int8_frames`` evenly spaced calibration frames. A
+    source that cannot be read raises :class:`CalibrationInputError`."""
     path, stride, max_frames = calibration_source(cfg)
     net_hw = cfg.size
     chosen = pick(input_frame_count(path, stride, max_frames), cfg.int8_frames)
     wanted = set(chosen) | {i + 1 for i in chosen}
     frames: dict[int, np.ndarray] = {}
-    for i, (_, bgr) in enumerate(iter_input_frames(path, stride, max_frames)):
-        if i in wanted:
-            frames[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        if i >= max(wanted):
-            break
+    try:
+        for i, (_, bgr) in enumerate(iter_input_frames(path, stride, max_frames)):
+            if i in wanted:
+                frames[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            if i >= max(wanted):
+                break
+    except (OSError, ValueError) as e:  # missing, not a video, a damaged frame, frames of two sizes
+        raise _unreadable(path, e) from e
     if not frames:
-        raise ValueError(f"no frame could be read from the int8 calibration input {path}")
+        raise _unreadable(path, "no frames")
     estimator = flow_estimator(cfg)
     size = next(iter(frames.values())).shape[:2]
     flow_hw = resolve_flow_size(cfg.flow_size, net_hw, size)

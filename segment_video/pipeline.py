@@ -429,12 +429,14 @@ def _checked(cfg: VideoConfig) -> tuple[VideoConfig, str]:
             raise ValueError(f"--runtime {rt} runs a fixed network; --online tunes it in PyTorch (use --runtime torch)")
         if cfg.device not in ("auto", "cpu"):
             raise ValueError(f"--runtime {rt} runs on the CPU; got --device {cfg.device} (use --device cpu)")
-        if rt == "int8" and cfg.int8_calibration is not None:
-            check_input(cfg.int8_calibration)  # before any slow stage
         cfg = cfg.replace(device="cpu")
         from segment_video.onnx_runtime import require
 
         require()  # before any frame is decoded
+        if rt == "int8" and cfg.int8_calibration is not None:
+            from segment_video.int8 import check_calibration_source
+
+            check_calibration_source(cfg.int8_calibration)  # before the weights and any video
     return cfg, pipeline
 
 
@@ -505,14 +507,39 @@ class BatchResult:
     model_s: float = 0.0  # loading the network once (the ONNX export, the int8 calibration)
 
 
+def _batch_model(cfg: VideoConfig, videos: list[tuple[str, Path]], device: torch.device,
+                 batch: BatchResult) -> torch.nn.Module | None:
+    """The network of a many-video run, loaded once (None: ``--online`` builds its own per video).
+
+    With ``--runtime int8`` and no ``--int8_calibration`` it is calibrated on a video of the
+    run: the first that can be read. Each video before it whose frames cannot be read is
+    recorded in ``batch.failed`` (it would fail the same way when segmented) and the next is
+    tried; when none can be read, every video has failed and nothing is loaded. Any other
+    error (the weights, the export, an int8 network that disagrees with the float one) raises.
+    """
+    from segment_video.int8 import CalibrationInputError
+
+    for name, path in videos:
+        try:
+            # This video's config: the int8 calibration reads its frames unless --int8_calibration names a source.
+            return _check_weights(cfg.for_video(path, cfg.output_dir / name), device)
+        except CalibrationInputError as e:
+            if cfg.int8_calibration is not None:  # checked before; unreadable since: not one video's failure
+                raise
+            _log.error("video %s (%s) failed: %s; the int8 calibration goes on to the next video", name, path, e)
+            batch.failed[name] = f"{path}: {e}"
+    return None
+
+
 def segment_videos(cfg: VideoConfig | argparse.Namespace, progress: bool = True) -> BatchResult:
     """Segment every video of ``cfg.inputs`` (:func:`segment_video.frames.list_videos`), each into
     ``<output_dir>/<video>/`` laid out and owned as a one-video run's output folder.
 
     The network is loaded once for all (the ONNX export, and with ``--runtime int8`` one
-    calibration: on ``--int8_calibration``, else on the first video). A video that fails is
-    logged and recorded in :attr:`BatchResult.failed`, and the others go on; an error in the
-    options, the weights or the calibration stops the run before any video.
+    calibration: on ``--int8_calibration``, else on the first video that can be read, see
+    :func:`_batch_model`). A video that fails is logged and recorded in
+    :attr:`BatchResult.failed`, and the others go on; an error in the options, the weights, the
+    export or an ``--int8_calibration`` source stops the run before any video.
     """
     from utils.misc import resolve_device, seed_everything
 
@@ -529,12 +556,12 @@ def segment_videos(cfg: VideoConfig | argparse.Namespace, progress: bool = True)
         cfg = cfg.replace(size=training_size(cfg.weights))
     device = resolve_device(cfg.device)
     batch = BatchResult()
-    first_name, first_path = videos[0]
     t = time.perf_counter()
-    # The first video's config: the int8 calibration reads its frames unless --int8_calibration names a source.
-    model = _check_weights(cfg.for_video(first_path, cfg.output_dir / first_name), device)
+    model = _batch_model(cfg, videos, device, batch)
     batch.model_s = time.perf_counter() - t
     for name, path in tqdm(videos, desc="videos", unit="video", disable=not progress, dynamic_ncols=True):
+        if name in batch.failed:  # could not be read for the int8 calibration: already reported
+            continue
         one = cfg.for_video(path, cfg.output_dir / name)
         try:
             check_input(path)

@@ -311,8 +311,78 @@ def test_segment_video_runtime_int8(exported, tmp_path, monkeypatch):
              for r in (result, again)]
     assert all(np.array_equal(x, y) for x, y in zip(*masks))
     # A calibration input that does not exist is named before anything is written.
-    with pytest.raises(FileNotFoundError, match="nowhere"):
+    from segment_video.int8 import CalibrationInputError
+
+    with pytest.raises(CalibrationInputError, match="int8 calibration frames from .*nowhere"):
         segment_video(script.get_parser().parse_args([*common, "--output_dir", str(tmp_path / "c"),
                                                       "--int8_calibration", str(tmp_path / "nowhere")]),
                       progress=False)
     assert not (tmp_path / "c").exists()
+
+
+# --------------------------------------------------------------------------- int8 with several videos
+def _not_a_video(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not a video at all" * 20)
+    return path
+
+
+def _int8_batch_args(weights: Path, inputs: list[Path], out: Path, *extra: str) -> list[str]:
+    return ["--input", *map(str, inputs), "--weights", str(weights), "--output_dir", str(out), "--size", str(H),
+            str(W), "--device", "cpu", "--overlay", "none", "--runtime", "int8", "--int8_frames", "2", *extra]
+
+
+def test_int8_batch_calibrates_on_the_first_video_that_reads(exported, tmp_path, capsys, monkeypatch):
+    """Several videos, --runtime int8, no --int8_calibration, the first video unreadable: it fails as
+    any video would, the int8 network is calibrated on the next one, and the others are written."""
+    from segment_video import VideoConfig
+    from segment_video.int8 import calibration_key
+
+    weights, _, net = exported
+    broken = _not_a_video(tmp_path / "in" / "a_broken.mp4")
+    walk, run = _write_frames(tmp_path / "in" / "b_walk", 3), _write_frames(tmp_path / "in" / "c_run", 4)
+    quantised = []
+    real = onnx_rt.quantize_int8
+    monkeypatch.setattr(onnx_rt, "quantize_int8", lambda *a, **k: quantised.append(1) or real(*a, **k))
+    out = tmp_path / "out"
+    argv = _int8_batch_args(weights, [broken, walk, run], out)
+    assert _script().main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"video a_broken failed: {broken}" in err and "1 of 3 videos failed" in err
+    assert [len(list((out / v / "masks" / v).glob("*.png"))) for v in ("b_walk", "c_run")] == [3, 4]
+    assert not (out / "a_broken").exists()  # failed before its output folder was claimed
+    # One calibration, on b_walk's frames (its key names the int8 file), used for both videos.
+    cfg = VideoConfig.from_args(_script().get_parser().parse_args(argv))
+    assert quantised == [1] and onnx_rt.int8_path(net, calibration_key(cfg.for_video(walk, out / "b_walk"))).is_file()
+    manifest = json.loads((out / "c_run" / ".segment_video.json").read_text())
+    assert manifest["state"] == "done" and manifest["options"]["runtime"] == "int8"
+
+    # No video reads: each is named, nothing is loaded, exit status 1.
+    other = _not_a_video(tmp_path / "in2" / "x.mp4")
+    assert _script().main(_int8_batch_args(weights, [broken, other, tmp_path / "missing.mp4"], tmp_path / "o2")) == 1
+    err = capsys.readouterr().err
+    assert str(broken) in err and str(other) in err and "missing.mp4" in err and "3 of 3 videos failed" in err
+    assert quantised == [1]
+
+
+def test_unreadable_int8_calibration_is_refused_before_any_video(exported, tmp_path, capsys, monkeypatch):
+    import segment_video.pipeline as video_method
+    from segment_video import segment_video
+    from segment_video.int8 import CalibrationInputError
+
+    weights, _, _ = exported
+    walk, run = _write_frames(tmp_path / "walk", 2), _write_frames(tmp_path / "run", 2)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setattr(video_method, "load_model", lambda *a, **k: pytest.fail("loaded the network"))
+    for calibration in (_not_a_video(tmp_path / "calib.mp4"), tmp_path / "empty", tmp_path / "nowhere"):
+        out = tmp_path / f"out_{calibration.name}"
+        argv = _int8_batch_args(weights, [walk, run], out, "--int8_calibration", str(calibration))
+        assert _script().main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"cannot read the int8 calibration frames from {calibration}" in err and "failed" not in err
+        assert not out.exists()
+        # One video: the same refusal.
+        with pytest.raises(CalibrationInputError, match=str(calibration)):
+            segment_video(_script().get_parser().parse_args(
+                _int8_batch_args(weights, [walk], out, "--int8_calibration", str(calibration))), progress=False)
+        assert not out.exists()
