@@ -589,6 +589,49 @@ def test_benchmark_table_and_skip(ckpt, tmp_path, capsys):
     assert len(online) == 1 and online[0][1] == "2" and float(online[0][-1]) > 0  # tuning s/frame
 
 
+def test_benchmark_plan_and_several_videos(ckpt, tmp_path, capsys, monkeypatch):
+    """segment_speed.py on two DAVIS-like sequences: --plan resolves every configuration and runs
+    nothing; a run scores J per video and times one call on both videos against one call each."""
+    spec = importlib.util.spec_from_file_location("segment_speed_multi", ROOT / "benchmarks" / "segment_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    davis = tmp_path / "DAVIS"
+    for seq, n in (("c1", 4), ("c2", 3)):
+        frames, annotations = davis / "JPEGImages/480p" / seq, davis / "Annotations/480p" / seq
+        frames.mkdir(parents=True)
+        annotations.mkdir(parents=True)
+        for i, f in enumerate(_frames(n)):
+            cv2.imwrite(str(frames / f"{i:05d}.jpg"), f)
+            gt = np.zeros((H, W), np.uint8)
+            gt[20:40, 10 + 5 * i:30 + 5 * i] = 255
+            cv2.imwrite(str(annotations / f"{i:05d}.png"), gt)
+    common = ["--weights", str(ckpt), "--davis", str(davis), "--sequences", "c1", "c2", "--online_frames", "0"]
+
+    import segment_video as tool
+
+    monkeypatch.setattr(tool, "segment_video", lambda *a, **k: pytest.fail("--plan ran the tool"))
+    assert bench.main([*common, "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "7 frames in all" in out and "dJ against torch_fast" in out
+    assert "size 320x576, runtime torch, DIS medium at the frame size, flip on, temporal 1" in out  # accurate
+    assert "runtime int8, DIS medium at 320x576" in out and "flow image through JPEG" in out  # int8, before_quality
+    assert "one call on all 2 videos vs one call each: fast" in out and "OpenVINO" in out
+    monkeypatch.undo()
+
+    report = tmp_path / "figures.json"
+    assert bench.main([*common, "--size", str(H), str(W), "--configs", "torch", "torch_batch1", "--repeat", "1",
+                       "--batch_configs", "torch", "--extra", "--workers 0", "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    figures = json.loads(report.read_text())
+    rows = {r["name"]: r for r in figures["configs"]}
+    assert figures["videos"] == ["c1", "c2"] and rows["torch"]["frames"] == 7
+    assert set(rows["torch"]["j_per_video"]) == {"c1", "c2"} and 0 <= rows["torch"]["j"] <= 1
+    assert rows["torch"]["iou"] == 1.0 and figures["reference"] == "torch"  # torch_fast not run: the first
+    batch = figures["batch"]["torch"]
+    assert batch["one_call"]["frames"] == batch["calls"]["frames"] == 7 and batch["iou"] == 1.0
+    assert "2 videos in one call vs one call per video" in out and "J per video" in out
+
+
 def test_video_online_benchmark_scores_resumes_and_skips(ckpt, tmp_path, capsys, monkeypatch):
     spec = importlib.util.spec_from_file_location("video_online", ROOT / "benchmarks" / "video_online.py")
     bench = importlib.util.module_from_spec(spec)
