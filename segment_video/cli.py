@@ -52,10 +52,11 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max_frames", type=int, default=None, help="keep at most N frames (after --stride)")
     g.add_argument("--pipeline", default="auto", choices=PIPELINES,
                    help="memory: frames and flow stay in memory and each batch goes decode -> flow -> network -> "
-                        "mask -> overlay (fastest; the flow image is encoded at the network input size; nothing "
-                        "to resume); files: frames and flow images are written as JPEGs under <output_dir>/work "
-                        "and read back (a rerun reuses them); auto: memory, or files with --online (the tuner "
-                        "reads the work folder) or temporal fusion (--temporal: it needs the whole video)")
+                        "mask -> overlay (fastest; the flow image is colour-encoded at the network input size and "
+                        "handed over as it is, no image file or JPEG in between; nothing to resume); files: frames "
+                        "and flow images are written as JPEGs under <output_dir>/work and read back (a rerun "
+                        "reuses them); auto: memory, or files with --online (the tuner reads the work folder) or "
+                        "temporal fusion (--temporal: it needs the whole video)")
 
     g.add_argument("--no_overlap", dest="overlap", action="store_false",
                    help="memory pipeline: run decoding and flow, the network, and writing one after another "
@@ -76,6 +77,12 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--raft_size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="run RAFT at this size (multiples of 8); the flow is resized back")
     g.add_argument("--flow_batch_size", type=int, default=4, help="frame pairs per RAFT forward pass")
+    g.add_argument("--flow_jpeg", action="store_true",
+                   help="memory pipeline (and the int8 calibration): pass each flow image through JPEG "
+                        "(quality 95) and back, as the tool did before; default: the network gets the 8-bit "
+                        "colour encoding itself, without that extra encode and decode (masks differ slightly; "
+                        "docs/video_tool.md). The files pipeline always stores JPEG flow images, as the "
+                        "training data does")
 
     g = p.add_argument_group("segmentation")
     g.add_argument("--weights", "--weight", nargs="+", required=True,

@@ -45,6 +45,7 @@ class VideoConfig:
     raft_weights: Path | None
     raft_size: tuple[int, int] | None
     flow_batch_size: int
+    flow_jpeg: bool  # memory pipeline: flow images through JPEG and back (the former behaviour)
     # segmentation
     weights: tuple[str, ...]
     output_dir: Path

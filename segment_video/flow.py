@@ -72,9 +72,13 @@ def network_flow_image(flow: np.ndarray, frame_hw: tuple[int, int], network_hw: 
 
     Vectors are first expressed in frame pixels (the stored flow images' convention), then
     the field is resized to ``network_hw`` and encoded there (the files pipeline encodes at
-    the frame size and resizes the colour image instead, at several times the cost).
-    ``jpeg`` passes the image through JPEG at the stored images' quality, since the network
-    was trained on JPEG flow images.
+    the frame size and resizes the colour image instead, at several times the cost). The
+    result is the 8-bit colour encoding of every stored flow image (:mod:`utils.flow`),
+    exactly what the dataset code reads from a lossless (PNG) flow image of it. ``jpeg``
+    also passes it through JPEG at the stored images' quality and back (``--flow_jpeg``):
+    the training data's flow images are JPEGs at the frame size, resized to the network
+    size by the data loader, and a JPEG at the network size does not bring the image closer
+    to that (docs/video_tool.md), so by default the tool skips it.
     """
     h, w = flow.shape[:2]
     if (h, w) != tuple(frame_hw):

@@ -63,7 +63,8 @@ def calibration_key(cfg: VideoConfig) -> str:
     except OSError as e:  # a missing input
         raise _unreadable(path, e) from e
     settings = {"source": source, "frames": cfg.int8_frames, "flow": cfg.flow, "dis_preset": cfg.dis_preset,
-                "flow_size": str(cfg.flow_size), "size": list(cfg.size), "version": INT8_VERSION}
+                "flow_size": str(cfg.flow_size), "flow_jpeg": cfg.flow_jpeg, "size": list(cfg.size),
+                "version": INT8_VERSION}
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -77,9 +78,10 @@ def pick(n_frames: int | None, n: int) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(0, n_frames - 2, min(n, n_frames - 1))})
 
 
-def calibration_inputs(cfg: VideoConfig, jpeg_flow: bool = True) -> Calibration:
-    """(image, flow) network inputs of ``--int8_frames`` evenly spaced calibration frames. A
-    source that cannot be read raises :class:`CalibrationInputError`."""
+def calibration_inputs(cfg: VideoConfig) -> Calibration:
+    """(image, flow) network inputs of ``--int8_frames`` evenly spaced calibration frames, made as
+    the memory pipeline makes them (``--flow_jpeg`` included). A source that cannot be read
+    raises :class:`CalibrationInputError`."""
     path, stride, max_frames = calibration_source(cfg)
     net_hw = cfg.size
     chosen = pick(input_frame_count(path, stride, max_frames), cfg.int8_frames)
@@ -105,6 +107,6 @@ def calibration_inputs(cfg: VideoConfig, jpeg_flow: bool = True) -> Calibration:
         a = frames[i]
         b = frames.get(i + 1, a)  # a one-frame video: no motion
         flow = estimator([downscale(a, flow_hw)], [downscale(b, flow_hw)])[0]
-        flow_image = network_flow_image(flow, size, net_hw, jpeg_flow)
+        flow_image = network_flow_image(flow, size, net_hw, cfg.flow_jpeg)
         out.append(tuple(to_network_batch([x], net_hw, torch.device("cpu")).numpy() for x in (a, flow_image)))
     return out

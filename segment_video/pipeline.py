@@ -20,11 +20,14 @@ each of several, into one output sub-folder per video, with the network loaded o
 Two pipelines run these stages:
 
 * ``memory`` streams batches of ``batch_size`` frames through all stages: frames and flow
-  images never touch the disk, and each flow field is encoded at the network input size
-  (:func:`segment_video.flow.network_flow_image`) instead of the frame size. Plain
-  inference only. Its masks differ slightly from the files pipeline's, mostly through that
-  pipeline's JPEG copies of the frames. Unless ``--no_overlap``, decoding with flow, the
-  network, and writing run in three overlapping threads (same masks).
+  images never touch the disk. DIS runs on the frames downscaled once to ``flow_size``
+  (``network``: the network input size), and each flow field is colour-encoded at the network
+  input size (:func:`segment_video.flow.network_flow_image`) instead of the frame size: the
+  8-bit image the network gets, with no JPEG encode and decode in between unless
+  ``flow_jpeg``. Plain inference only. Its masks differ slightly from the files pipeline's,
+  through that pipeline's JPEG copies of the frames and of the flow images. Unless
+  ``--no_overlap``, decoding with flow, the network, and writing run in three overlapping
+  threads (same masks).
 * ``files`` writes the frames and flow images as JPEGs in the project's data layout under
   ``<output_dir>/work/custom/val/{images,flows}/<video>/`` and runs each stage over the
   whole video; a rerun with the same input and flow settings reuses them, so an
@@ -72,9 +75,6 @@ _log = logging.getLogger(__name__)
 
 # Keys of SegmentResult.timing, in pipeline order (seconds; "tune_s" only with --online).
 STAGES = ("frames_s", "flow_s", "model_s", "tune_s", "network_s", "masks_s", "overlay_s")
-
-# Memory pipeline: flow images pass through JPEG like the stored ones the network learnt from.
-FLOW_JPEG = True
 
 
 @dataclass
@@ -169,7 +169,7 @@ def load_model(cfg: VideoConfig, device: torch.device) -> torch.nn.Module:
                 return net
             from segment_video.int8 import calibration_inputs, calibration_key
 
-            return load_int8_network(net, calibration_key(cfg), lambda: calibration_inputs(cfg, FLOW_JPEG))
+            return load_int8_network(net, calibration_key(cfg), lambda: calibration_inputs(cfg))
     model = build().to(device)
     if cfg.memory_format == "channels_last":
         # The convolutions pick the weights' layout, so inputs need no conversion for this.
@@ -339,14 +339,15 @@ class _MemoryPipeline:
                 f.flow_rgb = cv2.cvtColor(downscale(f.bgr, self.flow_hw), cv2.COLOR_BGR2RGB)
         if pairs:
             flows = self.estimator([self.buf[k].flow_rgb for k in pairs], [self.buf[k + 1].flow_rgb for k in pairs])
+            jpeg = self.cfg.flow_jpeg
             for k, fl in zip(pairs, flows):
-                chunk[k].flow_image = self.last_flow = network_flow_image(fl, self.size, self.net_hw, FLOW_JPEG)
+                chunk[k].flow_image = self.last_flow = network_flow_image(fl, self.size, self.net_hw, jpeg)
             self.stats.computed += len(pairs)
         for f in chunk:
             if f.flow_image is None:  # the last frame: the previous frame's flow, as in the work layout
                 if self.last_flow is None:  # a one-frame video: no motion
                     still = np.zeros((*self.net_hw, 2), np.float32)
-                    self.last_flow = network_flow_image(still, self.net_hw, self.net_hw, FLOW_JPEG)
+                    self.last_flow = network_flow_image(still, self.net_hw, self.net_hw, self.cfg.flow_jpeg)
                 f.flow_image = self.last_flow
                 self.stats.copied += 1
 
@@ -405,7 +406,7 @@ def _run_options(cfg: VideoConfig, pipeline: str) -> dict:
     """The options a run records in the manifest (for the user; only input, name and weights decide)."""
     keys = ("input", "name", "quality", "stride", "max_frames", "size", "flow", "dis_preset", "flow_size",
             "threshold", "flip", "temporal", "memory_format", "online", "online_epochs", "overlay", "save_prob",
-            "runtime", "int8_calibration", "int8_frames")
+            "runtime", "int8_calibration", "int8_frames", "flow_jpeg")
     out = {k: getattr(cfg, k) for k in keys}
     return {**{k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in out.items()},
             "pipeline": pipeline}

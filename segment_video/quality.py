@@ -7,7 +7,8 @@ given"), and :func:`resolve` fills each ``None`` from the chosen bundle when the
 
 * ``fast`` (the default): the tool's defaults before the settings existed: the network in
   ONNX Runtime where installed, DIS ``medium`` at the frame size, the checkpoint's training
-  size, no flip, no temporal fusion.
+  size, no flip, no temporal fusion (the flow image's JPEG round trip of those days is
+  ``--flow_jpeg`` now, outside the bundles).
 * ``accurate``: the benchmark's best offline inference, ``test.py --flip --temporal 1`` at
   the recipe's test size (:data:`RECIPE_TEST_SIZE`), in PyTorch with its default tensor
   layout, on frames and DIS ``medium`` flow images at the frame size as the benchmark's data

@@ -457,6 +457,59 @@ def test_flow_vectors_follow_the_resize():
     assert np.allclose(out[..., 0], 4.0) and np.allclose(out[..., 1], 2.0)
 
 
+@pytest.mark.parametrize("flow_jpeg", [False, True])
+def test_memory_pipeline_flow_input_is_the_stored_flow_image_read_back(ckpt, tmp_path, monkeypatch, flow_jpeg):
+    """The memory pipeline hands the network the flow image that the dataset code (test.py's
+    input) reads back from a stored flow image of the same flow: stored as PNG (the 8-bit
+    colour encoding itself, no JPEG in between) by default, as the files pipeline's JPEG
+    (quality 95) with --flow_jpeg. Frames at the network size, so nothing is resized."""
+    from datasets import FrameDataset
+    from utils.flow import write_flow_image
+
+    frames = tmp_path / "clip"
+    frames.mkdir()
+    for i, f in enumerate(_frames(5)):
+        cv2.imwrite(str(frames / f"{i:05d}.png"), f)  # lossless: the pipeline decodes exactly these pixels
+    fields, net_flows = [], []
+    real_make, real_predict = video_flow.make_estimator, video_method.predict_probs
+
+    def make(method, **options):
+        inner = real_make(method, **options)
+
+        def estimate(first, second):
+            out = inner(first, second)
+            fields.extend(f.copy() for f in out)
+            return out
+        return estimate
+
+    def predict(model, image, flow, *a, **k):
+        net_flows.append(flow.detach().clone().contiguous())
+        return real_predict(model, image, flow, *a, **k)
+
+    monkeypatch.setattr(video_flow, "make_estimator", make)
+    monkeypatch.setattr(video_method, "predict_probs", predict)
+    argv = ["--input", str(frames), "--weights", str(ckpt), "--output_dir", str(tmp_path / "o"), *FAST,
+            "--flow_size", "frame", "--overlay", "none", "--pipeline", "memory", *(["--flow_jpeg"] * flow_jpeg)]
+    assert segment_video(script.get_parser().parse_args(argv), progress=False).frames == 5
+    got = torch.cat(net_flows)
+    assert len(fields) == 4 and got.shape == (5, 3, H, W)
+
+    # The same flow fields as stored flow images, read by the dataset code at the same size.
+    data = tmp_path / "data" / "custom" / "val"
+    (data / "images" / "clip").mkdir(parents=True)
+    ext = ".jpg" if flow_jpeg else ".png"
+    for i in range(5):
+        cv2.imwrite(str(data / "images" / "clip" / f"{i:05d}.png"), _frames(5)[i])
+        field = fields[min(i, 3)]  # the last frame: the previous frame's flow image, as in the work layout
+        write_flow_image(data / "flows" / "clip" / f"{i:05d}{ext}", flow_to_image(field, dtype=torch.float32))
+    dataset = FrameDataset(tmp_path / "data", ["custom"], "test", "val", (H, W), with_labels=False)
+    want = torch.stack([dataset[i]["flow"] for i in range(5)])
+    assert torch.equal(got, want)
+    # The other encoding is a different input: the equality above is not one by accident.
+    other = network_flow_image(fields[0], (H, W), (H, W), jpeg=not flow_jpeg)
+    assert not np.array_equal(other, (want[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+
 def test_bad_options(ckpt, video_file, tmp_path, capsys):
     base = ["--input", str(video_file), "--weights", str(ckpt), "--output_dir", str(tmp_path / "o"), *FAST]
     assert script.main([*base, "--online", "--pipeline", "memory"]) == 2
@@ -534,6 +587,49 @@ def test_benchmark_table_and_skip(ckpt, tmp_path, capsys):
     assert float(rows["default"][-2]) > 0.5
     online = [line.split() for line in out.splitlines() if line.startswith("online ") and "stage" not in line]
     assert len(online) == 1 and online[0][1] == "2" and float(online[0][-1]) > 0  # tuning s/frame
+
+
+def test_benchmark_plan_and_several_videos(ckpt, tmp_path, capsys, monkeypatch):
+    """segment_speed.py on two DAVIS-like sequences: --plan resolves every configuration and runs
+    nothing; a run scores J per video and times one call on both videos against one call each."""
+    spec = importlib.util.spec_from_file_location("segment_speed_multi", ROOT / "benchmarks" / "segment_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    davis = tmp_path / "DAVIS"
+    for seq, n in (("c1", 4), ("c2", 3)):
+        frames, annotations = davis / "JPEGImages/480p" / seq, davis / "Annotations/480p" / seq
+        frames.mkdir(parents=True)
+        annotations.mkdir(parents=True)
+        for i, f in enumerate(_frames(n)):
+            cv2.imwrite(str(frames / f"{i:05d}.jpg"), f)
+            gt = np.zeros((H, W), np.uint8)
+            gt[20:40, 10 + 5 * i:30 + 5 * i] = 255
+            cv2.imwrite(str(annotations / f"{i:05d}.png"), gt)
+    common = ["--weights", str(ckpt), "--davis", str(davis), "--sequences", "c1", "c2", "--online_frames", "0"]
+
+    import segment_video as tool
+
+    monkeypatch.setattr(tool, "segment_video", lambda *a, **k: pytest.fail("--plan ran the tool"))
+    assert bench.main([*common, "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "7 frames in all" in out and "dJ against torch_fast" in out
+    assert "size 320x576, runtime torch, DIS medium at the frame size, flip on, temporal 1" in out  # accurate
+    assert "runtime int8, DIS medium at 320x576" in out and "flow image through JPEG" in out  # int8, before_quality
+    assert "one call on all 2 videos vs one call each: fast" in out and "OpenVINO" in out
+    monkeypatch.undo()
+
+    report = tmp_path / "figures.json"
+    assert bench.main([*common, "--size", str(H), str(W), "--configs", "torch", "torch_batch1", "--repeat", "1",
+                       "--batch_configs", "torch", "--extra", "--workers 0", "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    figures = json.loads(report.read_text())
+    rows = {r["name"]: r for r in figures["configs"]}
+    assert figures["videos"] == ["c1", "c2"] and rows["torch"]["frames"] == 7
+    assert set(rows["torch"]["j_per_video"]) == {"c1", "c2"} and 0 <= rows["torch"]["j"] <= 1
+    assert rows["torch"]["iou"] == 1.0 and figures["reference"] == "torch"  # torch_fast not run: the first
+    batch = figures["batch"]["torch"]
+    assert batch["one_call"]["frames"] == batch["calls"]["frames"] == 7 and batch["iou"] == 1.0
+    assert "2 videos in one call vs one call per video" in out and "J per video" in out
 
 
 def test_video_online_benchmark_scores_resumes_and_skips(ckpt, tmp_path, capsys, monkeypatch):
