@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from tests.faults.common import (ROOT, Case, Outcome, error_names, last_error, run_script, snapshot,
+from tests.faults.common import (ROOT, Case, Outcome, error_names, last_error, lost_files, run_script, snapshot,
                                  synthetic_data)
 
 TINY_TRAIN = ["--model_scale", "xxs", "--size", "64", "96", "--workers", "0", "--batch_size", "2", "--epochs", "1",
@@ -44,7 +44,7 @@ def cvnets_file_as_pretrained(tmp: Path) -> Outcome:
     r = run_script([str(ROOT / "unlabeled_train.py"), "--data_dir", str(data), *TINY_TRAIN, "--arch", "oast3d",
                     "--pretrained", str(bad), "--output_dir", str(tmp / "run")], cwd=tmp)
     out = _refused(r, "an ml-cvnets file", bad)
-    out.lost += sum(1 for k, v in before.items() if snapshot(data).get(k) != v)
+    out.lost += len(lost_files(before, snapshot(data)))
     return out
 
 
