@@ -125,14 +125,19 @@ def run_script(args: list[str], cwd: Path | None = None, kill_when: Callable[[],
                                                 "suffix": kill_at.suffix, "before_rename": kill_at.before_rename})
         cmd = [sys.executable, "-c", _KILL_AT_BOOT, *args]
     proc = subprocess.Popen(cmd, cwd=cwd or ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = err = None
     if kill_when is not None:
         t0 = time.time()
-        while proc.poll() is None and time.time() - t0 < timeout:
-            if kill_when():
-                proc.send_signal(signal.SIGKILL)
+        while time.time() - t0 < timeout:
+            try:  # reads the pipes while it waits: a script that fills one would block on it, unkilled
+                out, err = proc.communicate(timeout=0.02)
                 break
-            time.sleep(0.02)
-    out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:  # retrying loses no output
+                if kill_when():
+                    proc.send_signal(signal.SIGKILL)
+                    break
+    if out is None:
+        out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
