@@ -11,11 +11,10 @@
 # OpenVINO is installed. Each configuration at its own size (no --size): the checkpoint's training
 # size, accurate 320x576. The targets it can check are printed at the end; every figure goes to $JSON.
 #
-# How long: about 30-40 minutes alone on the 2-core development CPU (estimated from the rates in
-# benchmarks/RESULTS.md, Speed, not timed yet): about 20 minutes for the eight configurations
-# (accurate alone about 6: PyTorch with flip and temporal fusion at 320x576, one run), about 4 for
-# the one-call/ten-calls comparison, about 5 for test.py's reference pass. Run it alone: any other
-# job on the machine voids the timings (the script warns when the load average is above 0.5).
+# How long: 32 minutes alone on the 2-core development CPU (one run, 728 frames): about 20 for
+# the eight configurations (accurate alone 7: PyTorch with flip and temporal fusion at 320x576),
+# 3 for the one-call/ten-calls comparison, 5 for test.py's reference pass. Run it alone: any
+# other job on the machine voids the timings (the script warns when the load average is above 0.5).
 #
 #   benchmarks/segment_speed.sh                  # the run
 #   benchmarks/segment_speed.sh --plan           # what it would run, with every resolved option
@@ -23,12 +22,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DR=${DR:-/work/dr}                                     # benchmarks/davis_real.py --out_dir
-# The fold-1 model: python benchmarks/davis_real.py --out_dir "$DR" --eval holdout --fold 1 (writes holdout_s0).
-WEIGHTS=${WEIGHTS:-$DR/holdout_s0/train/checkpoint_last.pth}
+# The fold-1 model of docs/video_tool.md's table (writes holdout_stab_s0):
+#   python benchmarks/davis_real.py --out_dir "$DR" --eval holdout --fold 1 --name holdout_stab --seed 0 --online '' \
+#       --train_args='--no_decay_norm_bias --warmup_steps 30 --ema_decay 0.999'
+WEIGHTS=${WEIGHTS:-$DR/holdout_stab_s0/train/checkpoint_last.pth}
 DAVIS=${DAVIS:-../shared/data/DAVIS}
 JSON=${JSON:-benchmarks/results/segment_speed_fold1.json}
 if [ ! -f "$WEIGHTS" ]; then
-    echo "error: no checkpoint at $WEIGHTS; train it with: python benchmarks/davis_real.py --out_dir $DR --eval holdout --fold 1" >&2
+    echo "error: no checkpoint at $WEIGHTS; train it with: python benchmarks/davis_real.py --out_dir $DR --eval holdout --fold 1 --name holdout_stab --online '' --train_args='--no_decay_norm_bias --warmup_steps 30 --ema_decay 0.999'" >&2
     echo "       or name another fold-1 model with WEIGHTS=..." >&2
     exit 1
 fi
