@@ -12,12 +12,15 @@ evaluation toolbox: DAVIS-2016 with the DAVIS protocol (J&F, first and last fram
 any other dataset with mean J over annotated frames. Writes, and overwrites, only:
 
 * ``<out_dir>/<video>.png``: a strip of ``--frames`` evenly spaced annotated frames, one row
-  per folder (and a ground-truth row with ``--gt``), under a title with both scores;
+  per folder (and a ground-truth row with ``--gt``), under a title with both scores
+  (``<video>.jpg`` with ``--strip_format jpg``);
 * ``<out_dir>/bars.png``: per-video scores of both folders, sorted by the change (b - a),
   largest gain first, with each folder's mean in the legend;
 * ``<out_dir>/per_video.csv``: the same figures in percent, in the bar order, last row ``MEAN``.
 
-Every file is written atomically. Exit code 2: a missing folder or file (named in the message).
+``--strips_only`` writes the strips alone; ``--prefix`` puts a text before every name (e.g.
+``--prefix val_`` writes ``val_<video>.png``). Every file is written atomically. Exit code 2:
+a missing folder or file (named in the message).
 """
 from __future__ import annotations
 
@@ -51,6 +54,7 @@ logger = logging.getLogger("visualize")
 BARS_NAME = "bars.png"
 CSV_NAME = "per_video.csv"
 GAP = 4  # pixels between tiles and rows of a strip
+JPEG_QUALITY = 85  # of strips written with --strip_format jpg
 ROW_COLORS_RGB = ((255, 96, 32), (32, 144, 255), (48, 208, 64))  # folder a, folder b, ground truth
 BAR_COLORS = ("#f06020", "#2090ff")
 BACKGROUND = 24  # grey level of the strip's title bar and gaps
@@ -99,6 +103,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="height of each frame in a strip, pixels (default: %(default)s)")
     p.add_argument("--videos", nargs="+", default=None, help="only these videos (default: every annotated video)")
     p.add_argument("--gt", action="store_true", help="add a ground-truth row to each strip")
+    p.add_argument("--strip_format", choices=["png", "jpg"], default="png",
+                   help=f"file format of the strips; jpg (quality {JPEG_QUALITY}) is much smaller for photos "
+                        "(default: %(default)s)")
+    p.add_argument("--strips_only", action="store_true",
+                   help="write the strips only, not the bar chart and the CSV")
+    p.add_argument("--prefix", default="",
+                   help="text put before every written file name, e.g. val_ (default: none)")
     p.add_argument("--workers", type=int, default=os.cpu_count(),
                    help="worker processes for scoring, 1 = no pool (default: %(default)s = os.cpu_count())")
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -110,6 +121,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--height must be at least 16 pixels")
     if args.labels[0] == args.labels[1]:
         p.error("--labels must be two different names")
+    if Path(args.prefix).name != args.prefix or args.prefix in (".", ".."):
+        p.error("--prefix must be part of a file name (no path separator)")
     return args
 
 
@@ -274,34 +287,61 @@ def render_strip(data_dir: Path, dataset: str, split: str, score: VideoScore, pr
     return strip
 
 
-def write_png(path: Path, rgb: np.ndarray) -> Path:
-    """Write an RGB image as PNG, atomically."""
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 6])
+def write_image(path: Path, rgb: np.ndarray) -> Path:
+    """Write an RGB image atomically, as PNG or JPEG (quality ``JPEG_QUALITY``) by ``path``'s suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".png":
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 6]
+    elif suffix in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    else:
+        raise ValueError(f"cannot write {path}: the name must end in .png, .jpg or .jpeg")
+    ok, buf = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
-        raise OSError(f"cannot encode {path} as PNG")
+        raise OSError(f"cannot encode {path} as {suffix[1:].upper()}")
     data = buf.tobytes()
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
-def bar_figure(ordered: Sequence[VideoScore], labels: Sequence[str], metric: str, title: str) -> Figure:
-    """Grouped bars of per-video scores (percent), in the given order, means in the legend."""
+def bar_figure(ordered: Sequence[VideoScore], labels: Sequence[str], metric: str, title: str,
+               points: Sequence[tuple[Sequence[float], Sequence[float]]] | None = None,
+               points_label: str = "one run") -> Figure:
+    """Grouped bars of per-video scores (percent), in the given order, means in the legend.
+
+    ``points``: optionally, per video in the same order, the single values (fractions) of a and
+    of b that the bars summarise (e.g. one per seed), drawn as dots on their bars and named
+    ``points_label`` in the legend.
+    """
     n = len(ordered)
+    if points is not None and len(points) != n:
+        raise ValueError(f"points: {len(points)} videos, bars: {n}")
     fig = Figure(figsize=(max(6.0, 0.55 * n + 2.0), 4.5), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(n)
     a = np.array([100 * s.a for s in ordered])
     b = np.array([100 * s.b for s in ordered])
     width = 0.4
-    ax.bar(x - width / 2, a, width, color=BAR_COLORS[0], label=f"{labels[0]} (mean {a.mean():.1f})")
-    ax.bar(x + width / 2, b, width, color=BAR_COLORS[1], label=f"{labels[1]} (mean {b.mean():.1f})")
-    for xi, ai, bi in zip(x, a, b):
-        ax.text(xi, max(ai, bi) + 1.0, signed(bi - ai), ha="center", va="bottom", fontsize=7)
+    handles = [ax.bar(x - width / 2, a, width, color=BAR_COLORS[0], label=f"{labels[0]} (mean {a.mean():.1f})"),
+               ax.bar(x + width / 2, b, width, color=BAR_COLORS[1], label=f"{labels[1]} (mean {b.mean():.1f})")]
+    top = np.maximum(a, b)
+    if points is not None:
+        for side, offset in ((0, -width / 2), (1, width / 2)):
+            # spread a bar's dots across its middle half so that equal values stay apart
+            px = [xi + offset + (k - (len(p[side]) - 1) / 2) * width / (2 * max(1, len(p[side]) - 1))
+                  for xi, p in zip(x, points) for k in range(len(p[side]))]
+            py = [100 * v for p in points for v in p[side]]
+            dots = ax.scatter(px, py, s=14, facecolors="white", edgecolors="black", linewidths=0.8, zorder=3,
+                              label=points_label)
+        handles.append(dots)
+        top = np.maximum(top, [100 * max([*p[0], *p[1]], default=0.0) for p in points])
+    for xi, ti, ai, bi in zip(x, top, a, b):
+        ax.text(xi, ti + 1.0, signed(bi - ai), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x, [s.name for s in ordered], rotation=60 if n > 6 else 0, ha="right" if n > 6 else "center",
                   rotation_mode="anchor", fontsize=8)
     ax.set_ylim(0, 108)
     ax.set_ylabel(f"{metric} (%)")
     ax.set_title(title, fontsize=10)
-    fig.legend(loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -319,27 +359,32 @@ def csv_text(ordered: Sequence[VideoScore], labels: Sequence[str], metric: str) 
 
 
 def run(args: argparse.Namespace) -> list[Path]:
-    """Score both folders, write the strips, the bar chart and the CSV; return the written paths."""
+    """Score both folders, write the strips (and unless ``--strips_only`` the bar chart and the
+    CSV, last); return the written paths."""
     roots = [check_mask_folder(p, args.dataset, lab) for p, lab in zip((args.pred_a, args.pred_b), args.labels)]
     _, _, metric = metric_of(args.dataset)
     scores = score_folders(args)
-    clash = sorted({s.name for s in scores} & {Path(BARS_NAME).stem, Path(CSV_NAME).stem})
-    if clash:
-        raise VisualizeError(f"video names {clash} would overwrite {BARS_NAME} / {CSV_NAME} in {args.out_dir}")
+    prefix, strip_ext = args.prefix, "." + args.strip_format
+    if not args.strips_only:
+        clash = sorted({s.name for s in scores} & {Path(BARS_NAME).stem, Path(CSV_NAME).stem})
+        if clash:
+            raise VisualizeError(f"video names {clash} would overwrite {BARS_NAME} / {CSV_NAME} in {args.out_dir}")
     out_dir = Path(args.out_dir)
     written = []
     for s in scores:
         strip = render_strip(args.data_dir, args.dataset, args.split, s, roots, args.labels, metric,
                              args.frames, args.height, args.gt)
-        written.append(write_png(out_dir / f"{s.name}.png", strip))
+        written.append(write_image(out_dir / f"{prefix}{s.name}{strip_ext}", strip))
         logger.info("%s", score_title(s, args.labels, metric))
+    if args.strips_only:
+        return written
     ordered = bar_order(scores)
     title = (f"{args.dataset} {args.split}: per-video {metric}, sorted by change "
              f"({args.labels[1]} - {args.labels[0]})")
     fig = bar_figure(ordered, args.labels, metric, title)
-    written.append(atomic_write(out_dir / BARS_NAME, lambda tmp: fig.savefig(tmp, format="png")))
+    written.append(atomic_write(out_dir / f"{prefix}{BARS_NAME}", lambda tmp: fig.savefig(tmp, format="png")))
     text = csv_text(ordered, args.labels, metric)
-    written.append(atomic_write(out_dir / CSV_NAME, lambda tmp: tmp.write_text(text, newline="")))
+    written.append(atomic_write(out_dir / f"{prefix}{CSV_NAME}", lambda tmp: tmp.write_text(text, newline="")))
     return written
 
 
@@ -353,9 +398,12 @@ def main(argv: list[str] | None = None) -> int:
         # Every error names the file or folder at fault: print it, not a traceback.
         logger.error("%s", err)
         return 2
-    n = len(written) - 2
-    print(f"wrote {n} strip{'s' * (n != 1)} to {Path(args.out_dir).resolve()}/<video>.png, "
-          f"{written[-2].resolve()} and {written[-1].resolve()}")
+    n = len(written) - (0 if args.strips_only else 2)
+    where = f"{Path(args.out_dir).resolve()}/{args.prefix}<video>.{args.strip_format}"
+    if args.strips_only:
+        print(f"wrote {n} strip{'s' * (n != 1)} to {where}")
+    else:
+        print(f"wrote {n} strip{'s' * (n != 1)} to {where}, {written[-2].resolve()} and {written[-1].resolve()}")
     return 0
 
 

@@ -172,3 +172,77 @@ def test_missing_folder_or_mask_is_named(synthetic_dir, masks, tmp_path, caplog)
     with caplog.at_level(logging.ERROR):
         assert vis.main(_args(synthetic_dir, masks["shifted"], masks["exact"], out, "--videos", "no_such_video")) == 2
     assert "no_such_video" in caplog.text
+
+
+def test_jpeg_strips_only_with_a_prefix(synthetic_dir, masks, tmp_path):
+    videos = sorted(p.name for p in (synthetic_dir / "DAVIS-2016" / "val" / "labels").iterdir())[:2]
+    out = tmp_path / "docs"
+    out.mkdir()
+    (out / "bars.png").write_bytes(b"someone else's")
+    rc = vis.main(_args(synthetic_dir, masks["shifted"], masks["exact"], out, "--videos", *videos, "--gt",
+                        "--frames", "2", "--height", "48", "--strip_format", "jpg", "--strips_only",
+                        "--prefix", "val_"))
+    assert rc == 0
+    # Only the strips, named <prefix><video>.jpg; no bar chart or CSV (an existing bars.png is kept).
+    assert sorted(p.name for p in out.iterdir()) == sorted(["bars.png", *(f"val_{v}.jpg" for v in videos)])
+    assert (out / "bars.png").read_bytes() == b"someone else's"
+    for v in videos:
+        data = (out / f"val_{v}.jpg").read_bytes()
+        assert data[:3] == b"\xff\xd8\xff"  # JPEG, not PNG under a .jpg name
+        strip = cv2.imread(str(out / f"val_{v}.jpg"))
+        tile_w = round(FRAME_HW[1] * 48 / FRAME_HW[0])
+        assert strip.shape[:2] == vis.strip_size(2, 3, (48, tile_w))
+
+    # --prefix alone names the bar chart and the CSV too.
+    out2 = tmp_path / "all"
+    assert vis.main(_args(synthetic_dir, masks["shifted"], masks["exact"], out2, "--videos", videos[0],
+                          "--frames", "1", "--height", "32", "--prefix", "run1_")) == 0
+    assert sorted(p.name for p in out2.iterdir()) == sorted(
+        [f"run1_{videos[0]}.png", "run1_bars.png", "run1_per_video.csv"])
+    assert (out2 / f"run1_{videos[0]}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("prefix", ["sub/val_", "..", "/abs"])
+def test_prefix_must_stay_a_file_name(prefix, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        vis.parse_args(["--pred_a", "a", "--pred_b", "b", "--out_dir", str(tmp_path), "--prefix", prefix])
+    assert e.value.code == 2
+
+
+def test_write_image_by_suffix(tmp_path):
+    rgb = np.zeros((8, 12, 3), np.uint8)
+    rgb[:, :6] = (255, 0, 0)
+    for name, magic in (("a.png", b"\x89PNG"), ("b.jpg", b"\xff\xd8\xff"), ("c.JPEG", b"\xff\xd8\xff")):
+        path = vis.write_image(tmp_path / name, rgb)
+        assert path.read_bytes()[:len(magic)] == magic
+        back = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        assert back.shape == rgb.shape and back[4, 2, 0] > 200 and back[4, 2, 2] < 60  # red stays red
+    with pytest.raises(ValueError, match="must end in"):
+        vis.write_image(tmp_path / "d.gif", rgb)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.jpg", "c.JPEG"]
+
+
+def test_bar_figure_with_points():
+    scores = [vis.VideoScore("up", 0.5, 0.7, {}, {}), vis.VideoScore("down", 0.8, 0.6, {}, {})]
+    points = [([0.4, 0.6], [0.65, 0.75]), ([0.95, 0.65], [0.5, 0.7])]
+    fig = vis.bar_figure(scores, ["off", "on"], "J&F", "t", points=points, points_label="one seed")
+    ax = fig.axes[0]
+    dots = [c.get_offsets() for c in ax.collections]
+    assert len(dots) == 2  # one scatter per folder
+    # Each dot sits on its own bar: a's left of the video's tick, b's right, at the given value.
+    for side, offs in enumerate(dots):
+        assert len(offs) == 4
+        for k, (px, py) in enumerate(offs):
+            video, seed = divmod(k, 2)
+            assert py == pytest.approx(100 * points[video][side][seed])
+            assert (px < video) if side == 0 else (px > video)
+            assert abs(px - video) < 0.4
+        assert offs[0][0] < offs[1][0]  # a bar's dots are spread apart, in order
+    # The change is printed above the highest dot, not inside it.
+    texts = {t.get_text(): t.get_position() for t in ax.texts}
+    assert set(texts) == {"+20.0", "-20.0"}
+    assert texts["-20.0"][1] > 95.0 and texts["+20.0"][1] > 75.0
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["off (mean 65.0)", "on (mean 65.0)", "one seed"]
+    with pytest.raises(ValueError, match="points"):
+        vis.bar_figure(scores, ["off", "on"], "J&F", "t", points=points[:1])
