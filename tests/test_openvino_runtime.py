@@ -193,3 +193,47 @@ def test_openvino_runtimes_refuse_what_they_cannot_do(tmp_path, runtime, extra, 
     with pytest.raises(ValueError, match=f"--runtime {runtime} {message}"):
         segment_video(args, progress=False)
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+# --------------------------------------------------------------------------- the benchmark
+def test_benchmark_sets_each_openvino_configuration_beside_its_onnx_runtime_one(capsys):
+    """benchmarks/segment_speed.py: the OpenVINO configurations are its counterparts' options but the
+    runtime, run by default, and compared with them (frames/s, J, per-frame mask IoU, the rule)."""
+    import shlex
+
+    spec = importlib.util.spec_from_file_location("segment_speed_ov", ROOT / "benchmarks" / "segment_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    def split_runtime(options: str) -> tuple[str, list[str]]:
+        """(the --runtime value or auto, the other options)."""
+        words = shlex.split(options)
+        if "--runtime" not in words:
+            return "auto", words
+        i = words.index("--runtime")
+        return words[i + 1], words[:i] + words[i + 2:]
+
+    for ov, ort in bench.OPENVINO_PAIRS.items():
+        assert ov in bench.DEFAULT_CONFIGS and ort in bench.DEFAULT_CONFIGS
+        (ov_runtime, ov_rest), (ort_runtime, ort_rest) = split_runtime(bench.CONFIGS[ov]), split_runtime(
+            bench.CONFIGS[ort])
+        assert ov_runtime in ov_rt.RUNTIMES and ort_runtime in ("auto", "int8") and ov_rest == ort_rest
+
+    class R:  # a configuration's run on one video: its masks
+        def __init__(self, masks):
+            self.masks = masks
+
+    full, half = np.ones((4, 4), bool), np.zeros((4, 4), bool)
+    half[:2] = True
+    rows = [{"name": "fast", "fps": 10.0, "j": 0.7}, {"name": "openvino_fast", "fps": 12.0, "j": 0.7},
+            {"name": "int8_320x576", "fps": 20.0, "j": 0.6}, {"name": "openvino_int8_320x576", "fps": 25.0, "j": 0.5}]
+    runs = {"fast": {"a": R({"0": full, "1": full})}, "openvino_fast": {"a": R({"0": full, "1": full})},
+            "int8_320x576": {"a": R({"0": full, "1": full})},
+            "openvino_int8_320x576": {"a": R({"0": full, "1": half})}}
+    pairs = bench.openvino_pairs(rows, runs)
+    assert pairs["openvino_fast"]["mask_iou"] == 1.0 and pairs["openvino_fast"]["faster_at_equal_masks"]
+    p = pairs["openvino_int8_320x576"]  # faster, but its masks differ
+    assert (p["mask_iou"], p["min_mask_iou"], p["faster_at_equal_masks"]) == (0.75, 0.5, False)
+    bench.print_openvino_pairs(pairs)
+    out = capsys.readouterr().out
+    assert "openvino_fast vs fast: 12.0 vs 10.0 frames/s (1.20x)" in out and "not faster at equal masks" in out
+    assert bench.openvino_pairs(rows[:1], runs) == {}  # a pair that did not run both: nothing to compare
