@@ -112,12 +112,13 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                         "--int8_calibration; faster, slightly less accurate: benchmarks/RESULTS.md, Speed), "
                         "openvino and openvino_int8 (the same two ONNX files compiled by OpenVINO for the CPU and "
                         "checked against ONNX Runtime; needs requirements-openvino.txt; not timed yet, so auto "
-                        "does not pick them), torch (the reference; on CUDA the only runtime, in fp16 autocast "
-                        "unless --cuda_precision fp32), or auto: onnx on the CPU when its packages are installed "
+                        "does not pick them), torch (the reference; on CUDA the only runtime, in "
+                        "--cuda_precision's arithmetic), or auto: onnx on the CPU when its packages are installed "
                         "and the export succeeds, else torch")
-    g.add_argument("--cuda_precision", default="fp16", choices=CUDA_PRECISIONS,
-                   help="the network's arithmetic on CUDA (plain inference): fp16 autocast, or fp32; --amp with "
-                        "--amp_dtype wins where given. Ignored on the CPU; --online tuning keeps its own --amp")
+    g.add_argument("--cuda_precision", default=None, choices=CUDA_PRECISIONS,
+                   help="default: --quality's. The network's arithmetic on CUDA (plain inference): fp16 autocast, "
+                        "or fp32; --amp with --amp_dtype wins where given. Ignored on the CPU; --online tuning keeps "
+                        "its own --amp")
     g.add_argument("--int8_calibration", type=Path, default=None,
                    help="--runtime int8 and openvino_int8: video file or frames folder whose frames calibrate the "
                         "int8 network (cached beside the checkpoint per source: one source for many videos "

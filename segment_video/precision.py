@@ -1,8 +1,8 @@
 """The arithmetic of the network's plain inference on each device (the tool's GPU path).
 
-On CUDA the network runs in PyTorch under fp16 autocast unless ``--cuda_precision fp32``: the
-ONNX Runtime and OpenVINO runtimes are CPU-only, and fp16 is what a GPU's tensor cores run
-fastest. On the CPU nothing changes: float32, or autocast as ``--amp``/``--amp_dtype`` ask
+On CUDA the network runs in PyTorch under fp16 autocast unless ``--cuda_precision fp32`` (the
+setting ``accurate`` bundles fp32, ``test.py``'s arithmetic): the ONNX Runtime and OpenVINO
+runtimes are CPU-only, and fp16 is what a GPU's tensor cores run fastest. On the CPU nothing changes: float32, or autocast as ``--amp``/``--amp_dtype`` ask
 (:func:`utils.misc.autocast`). ``--amp`` keeps its project-wide meaning on either device:
 autocast in ``--amp_dtype``. Online tuning (``--online``) keeps the online stage's own
 ``--amp`` setting: it trains, and its precision is the online stage's choice.

@@ -29,9 +29,12 @@ def _config(*argv: str) -> VideoConfig:
 
 
 def test_precision_is_fp16_autocast_on_cuda_and_float32_on_the_cpu():
-    cfg = _config()  # the defaults: no --amp, --amp_dtype bf16, --cuda_precision fp16
+    cfg = _config()  # the defaults: no --amp, --amp_dtype bf16, --quality fast's --cuda_precision fp16
     assert (cfg.amp, cfg.amp_dtype, cfg.cuda_precision) == (False, "bf16", "fp16")
     assert network_precision("cuda", cfg.amp, cfg.amp_dtype, cfg.cuda_precision) == (True, "fp16")
+    # accurate keeps test.py's float32 on CUDA too (its masks are test.py's); an option given wins.
+    assert _config("--quality", "accurate").cuda_precision == "fp32"
+    assert _config("--quality", "accurate", "--cuda_precision", "fp16").cuda_precision == "fp16"
     cpu = network_precision("cpu", cfg.amp, cfg.amp_dtype, cfg.cuda_precision)
     assert cpu[0] is False and describe("cpu", *cpu) == "float32"
     assert describe("cuda", True, "fp16") == "fp16 autocast"
