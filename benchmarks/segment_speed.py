@@ -14,8 +14,22 @@ held-out videos of fold 1, one run).
 existed (``before_quality``: today's ``fast`` with the flow image passed through JPEG, as the
 memory pipeline did then), ``--quality fast``, the PyTorch float reference at fast's size
 (``torch_fast``), ``--quality accurate``, int8 with flow at 320x576, the DIS presets
-``ultrafast`` and ``fast`` (``medium`` is ``fast``'s own), and DIS at the network input size.
+``ultrafast`` and ``fast`` (``medium`` is ``fast``'s own), DIS at the network input size, and
+OpenVINO on the ONNX files of ``fast`` and ``int8_320x576`` (``openvino_fast``,
+``openvino_int8_320x576``: the same options with ``--runtime openvino``/``openvino_int8``).
 ``--plan`` prints each with the option values it resolves to, and runs nothing.
+
+**OpenVINO beside ONNX Runtime.** Each OpenVINO configuration is compared with its ONNX Runtime
+counterpart (:data:`OPENVINO_PAIRS`): frames/s, J, and the per-frame mask IoU between the two.
+``--runtime auto`` is to adopt OpenVINO only where it is faster at equal masks (mean IoU at least
+:data:`EQUAL_MASKS_IOU`); the line says whether it was. Without the ``openvino`` package the
+OpenVINO configurations fail, named, and the others go on. ``openvino_int8_320x576`` runs the
+int8 file that ``int8_320x576`` quantised earlier in the run (same calibration), so its first
+runs pay no calibration.
+
+**GPU.** ``--device cuda`` runs every configuration on the GPU; there the network runs in PyTorch
+under fp16 autocast, ``torch_fast_fp32`` is the float32 reference, and the CPU-only runtimes
+(ONNX Runtime, int8, OpenVINO) are refused, named as failures.
 
 **Sizes.** Without ``--size`` every configuration runs at its own size, as the tool would:
 the checkpoint's training size, 320x576 for ``accurate``. ``--size H W`` passes that size to
@@ -46,8 +60,7 @@ are not counted, which favours the separate calls); ``--test_py_data``: ``test.p
 --temporal 1`` at accurate's size on the flow cache of ``benchmarks/davis_real.py`` (its
 frames and DIS flow images), scored the same way, beside ``accurate``; a last row runs the
 online stage (``--online --online_epochs 1`` on ``--online_frames`` frames) and reports its
-tuning cost per frame. Whether OpenVINO is installed is printed (the tool has no OpenVINO
-runtime, so it is not timed). ``--json`` writes every figure.
+tuning cost per frame. Whether OpenVINO is installed is printed. ``--json`` writes every figure.
 
 A measurement that fails (a configuration, a comparison, the reference, the online row) is
 named where it failed and at the end, the others go on, and the exit status is 1. Timings
@@ -87,6 +100,9 @@ CONFIGS = {
     "dis_ultrafast": "--quality fast --dis_preset ultrafast",
     "dis_fast": "--quality fast --dis_preset fast",  # (DIS medium is fast's own preset)
     "flow_network": "--flow_size network",  # DIS on the frames resized to the network input size
+    # OpenVINO on the same ONNX files, each beside its ONNX Runtime counterpart (OPENVINO_PAIRS).
+    "openvino_fast": "--quality fast --runtime openvino",
+    "openvino_int8_320x576": "--quality fast --runtime openvino_int8 --flow_size 320x576",
     # Other configurations.
     # the code before the speed work
     "old": "--pipeline files --flow_size frame --memory_format contiguous --runtime torch",
@@ -105,9 +121,17 @@ CONFIGS = {
     "torch_batch1": "--runtime torch --batch_size 1",
     "torch_flow_network": "--runtime torch --flow_size network",
     "torch_flip": "--runtime torch --flip",
+    # With --device cuda: fast's network in float32 on the GPU, beside torch_fast's fp16 autocast (on the CPU the two
+    # are the same run).
+    "torch_fast_fp32": "--quality fast --runtime torch --cuda_precision fp32",
 }
 DEFAULT_CONFIGS = ("before_quality", "fast", "torch_fast", "accurate", "int8_320x576", "dis_ultrafast", "dis_fast",
-                   "flow_network")
+                   "flow_network", "openvino_fast", "openvino_int8_320x576")
+# OpenVINO configuration -> its ONNX Runtime counterpart (the same options but the runtime). --runtime auto is to
+# adopt OpenVINO only where it is faster than its counterpart at equal masks: mean per-frame mask IoU between the two
+# of at least EQUAL_MASKS_IOU (the rule set before any run).
+OPENVINO_PAIRS = {"openvino_fast": "fast", "openvino_int8_320x576": "int8_320x576"}
+EQUAL_MASKS_IOU = 0.999
 DEFAULT_BATCH_CONFIGS = ("fast", "int8_320x576")
 ONLINE = "--online --online_epochs 1"
 TARGET_FPS = 20.0  # the goal for 480p DAVIS with the recipe's model, 2-core CPU
@@ -222,16 +246,49 @@ def keep_exports(private: list[str], weights: list[str]) -> None:
 
 
 def openvino_line() -> str:
+    """Whether OpenVINO is installed, and what that means for the OpenVINO configurations."""
     spec = importlib.util.find_spec("openvino")
     if spec is None:
-        return "OpenVINO: not installed (the tool has no OpenVINO runtime; not measured)"
+        return ("OpenVINO: not installed (pip install -r requirements-openvino.txt); the openvino configurations "
+                "fail, naming it")
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         v = version("openvino")
     except PackageNotFoundError:
         v = "unknown version"
-    return f"OpenVINO: installed ({v}), but the tool has no OpenVINO runtime yet: not measured"
+    return f"OpenVINO: installed ({v}); the openvino configurations time it beside ONNX Runtime"
+
+
+def openvino_pairs(rows: list[dict], all_runs: dict[str, dict]) -> dict:
+    """Each OpenVINO configuration that ran beside its ONNX Runtime counterpart: frames/s of both,
+    J of both, and the mean and lowest per-frame mask IoU between them over the videos."""
+    by = {r["name"]: r for r in rows}
+    out = {}
+    for ov, ort in OPENVINO_PAIRS.items():
+        if ov not in by or ort not in by:
+            continue
+        ious = [iou(a, all_runs[ort][v].masks[k]) for v, run in all_runs[ov].items()
+                for k, a in run.masks.items() if k in all_runs[ort][v].masks]
+        mean = float(np.mean(ious)) if ious else None
+        faster = by[ov]["fps"] > by[ort]["fps"]
+        out[ov] = {"counterpart": ort, "fps": by[ov]["fps"], "counterpart_fps": by[ort]["fps"],
+                   "j": by[ov]["j"], "counterpart_j": by[ort]["j"], "mask_iou": mean,
+                   "min_mask_iou": min(ious) if ious else None,
+                   "faster_at_equal_masks": bool(faster and mean is not None and mean >= EQUAL_MASKS_IOU)}
+    return out
+
+
+def print_openvino_pairs(pairs: dict) -> None:
+    if not pairs:
+        return
+    print(f"\nOpenVINO beside ONNX Runtime (the same options and ONNX file; --runtime auto is to adopt OpenVINO only "
+          f"where it is faster at equal masks: mean mask IoU >= {EQUAL_MASKS_IOU})")
+    for ov, p in pairs.items():
+        print(f"  {ov} vs {p['counterpart']}: {p['fps']:.1f} vs {p['counterpart_fps']:.1f} frames/s "
+              f"({p['fps'] / p['counterpart_fps']:.2f}x), J {_pts(p['j'])} vs {_pts(p['counterpart_j'])}, mask IoU "
+              f"mean {_fmt(p['mask_iou'], '.4f')} (lowest frame {_fmt(p['min_mask_iou'], '.4f')}): "
+              f"{'faster at equal masks' if p['faster_at_equal_masks'] else 'not faster at equal masks'}")
 
 
 def _config(script, argv: list[str]):
@@ -649,6 +706,8 @@ def main(argv: list[str] | None = None) -> int:
                      and tj is not None else "") + f"; {test_py['seconds']:.1f} s for the whole split")
 
         print_targets(rows, batch, test_py, reference)
+        pairs = openvino_pairs(rows, all_runs)
+        print_openvino_pairs(pairs)
 
         online = None
         if a.online_frames > 0:
@@ -679,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
             "argv": sys.argv[1:] if argv is None else list(argv), "load_before": load, "videos": [s.name for s in srcs],
             "configs": [{**{k: r[k] for k in keep}, "options": CONFIGS[r["name"]]} for r in rows],
             "reference": reference, "batch": batch, "test_py": test_py, "online": online, "failed": failed,
-            "openvino": openvino_line()}, indent=1, default=str) + "\n")
+            "openvino": openvino_line(), "openvino_pairs": pairs}, indent=1, default=str) + "\n")
         print(f"\nfigures written to {a.json}")
     return 1 if failed else 0
 
@@ -715,6 +774,11 @@ def plan(a: argparse.Namespace, script, srcs: list[Source], common: list[str], r
               f"{test_split}" + ("" if (a.test_py_data / "DAVIS-2016").is_dir() else " (NOT FOUND)"))
     if a.online_frames > 0:
         print(f"online row: {ONLINE} --max_frames {a.online_frames} on {srcs[0].name}")
+    for ov, ort in OPENVINO_PAIRS.items():
+        if ov in a.configs:
+            print(f"OpenVINO beside ONNX Runtime: {ov} vs {ort}"
+                  + ("" if ort in a.configs else f" (NOT RUN: add {ort} to --configs)")
+                  + f"; equal masks: mean mask IoU >= {EQUAL_MASKS_IOU}")
     print(openvino_line())
     return 0
 

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             segment_video(cfg)
             return 0
         batch = segment_videos(cfg)
-    except (OSError, ValueError, FlowComputationError) as e:  # user-facing: missing/bad input, checkpoint
+    # User-facing: a missing or bad input or checkpoint, a runtime whose packages are not installed.
+    except (OSError, ValueError, ImportError, FlowComputationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for name, why in batch.failed.items():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from engine.online_config import OnlineConfig
 from segment_video.overlay import DEFAULT_FPS, OVERLAY_MODES
+from segment_video.precision import CUDA_PRECISIONS
 from segment_video.quality import DEFAULT_QUALITY, QUALITIES, describe
 from utils.config import unit_interval
 from utils.optical_flow import DIS_PRESETS, METHODS
@@ -19,7 +20,7 @@ from utils.optical_flow import DIS_PRESETS, METHODS
 PIPELINES = ("auto", "memory", "files")
 FLOW_SIZES = ("frame", "network")
 MEMORY_FORMATS = ("channels_last", "contiguous")
-RUNTIMES = ("auto", "onnx", "int8", "torch")
+RUNTIMES = ("auto", "onnx", "int8", "openvino", "openvino_int8", "torch")
 
 
 def flow_size_arg(text: str) -> str | tuple[int, int]:
@@ -109,17 +110,23 @@ def add_video_args(p: argparse.ArgumentParser) -> None:
                         "once per checkpoint and size, cached beside the checkpoint and checked against PyTorch; "
                         "needs requirements-onnx.txt), int8 (that network quantised to int8, calibrated on "
                         "--int8_calibration; faster, slightly less accurate: benchmarks/RESULTS.md, Speed), "
-                        "torch (the "
-                        "reference), or auto: onnx on the CPU when its packages are installed and the export "
-                        "succeeds, else torch")
+                        "openvino and openvino_int8 (the same two ONNX files compiled by OpenVINO for the CPU and "
+                        "checked against ONNX Runtime; needs requirements-openvino.txt; not timed yet, so auto "
+                        "does not pick them), torch (the reference; on CUDA the only runtime, in "
+                        "--cuda_precision's arithmetic), or auto: onnx on the CPU when its packages are installed "
+                        "and the export succeeds, else torch")
+    g.add_argument("--cuda_precision", default=None, choices=CUDA_PRECISIONS,
+                   help="default: --quality's. The network's arithmetic on CUDA (plain inference): fp16 autocast, "
+                        "or fp32; --amp with --amp_dtype wins where given. Ignored on the CPU; --online tuning keeps "
+                        "its own --amp")
     g.add_argument("--int8_calibration", type=Path, default=None,
-                   help="--runtime int8: video file or frames folder whose frames calibrate the int8 network "
-                        "(cached beside the checkpoint per source: one source for many videos quantises once); "
-                        "default: the input video itself (quantised once per video, a few seconds; with several "
-                        "videos, the first that can be read, once for all). An unreadable source given here is "
-                        "refused before any video")
+                   help="--runtime int8 and openvino_int8: video file or frames folder whose frames calibrate the "
+                        "int8 network (cached beside the checkpoint per source: one source for many videos "
+                        "quantises once); default: the input video itself (quantised once per video, a few "
+                        "seconds; with several videos, the first that can be read, once for all). An unreadable "
+                        "source given here is refused before any video")
     g.add_argument("--int8_frames", type=int, default=16,
-                   help="--runtime int8: evenly spaced calibration frames (with their flow)")
+                   help="--runtime int8 and openvino_int8: evenly spaced calibration frames (with their flow)")
     g.add_argument("--workers", type=int, default=2,
                    help="DataLoader worker processes (files pipeline and --online)")
     g.add_argument("--flip", action="store_true", default=None,

@@ -53,7 +53,8 @@ class VideoConfig:
     size: tuple[int, int] | None  # None: the checkpoint's training size (resolved by segment_video)
     batch_size: int
     memory_format: str
-    runtime: str
+    runtime: str  # auto, onnx, int8, openvino, openvino_int8 or torch (segment_video.cli.RUNTIMES)
+    cuda_precision: str  # the network's arithmetic on CUDA: fp16 (autocast) or fp32 (segment_video.precision)
     int8_calibration: Path | None
     int8_frames: int
     workers: int

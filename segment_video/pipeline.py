@@ -11,7 +11,9 @@ each of several, into one output sub-folder per video, with the network loaded o
 3. **network**: plain inference with the checkpoint (with ``flip``, averaged with the mirrored
    pass; with ``temporal``, fused with the flow-warped neighbours: the library code of
    ``test.py --flip --temporal``), or with ``online`` OAST online self-tuning on this video
-   first (:mod:`segment_video.online`, the online stage's defaults).
+   first (:mod:`segment_video.online`, the online stage's defaults). ``runtime`` picks what runs
+   plain inference on the CPU (PyTorch, ONNX Runtime, OpenVINO, float or int8); on CUDA it is
+   PyTorch under fp16 autocast (:mod:`segment_video.precision`).
 4. **masks**: ``<output_dir>/masks/<video>/<frame>.png`` (0/255, original frame size); with
    ``save_prob``, probabilities go to ``<output_dir>/probs/<video>/<frame>.png``.
 5. **overlay**: ``<output_dir>/overlay.mp4`` or ``<output_dir>/overlay/<frame>.jpg``
@@ -69,6 +71,8 @@ from segment_video.frames import (WORK_DATASET, WORK_SPLIT, ExtractedFrames, che
 from segment_video.network_input import to_network_batch
 from segment_video.online import tune_and_predict
 from segment_video.overlay import DEFAULT_FPS, OverlayWriter, write_overlay
+from segment_video.precision import describe as precision_text
+from segment_video.precision import network_precision
 from utils.optical_flow import FlowStats
 
 _log = logging.getLogger(__name__)
@@ -103,7 +107,9 @@ class SegmentResult:
     flow_size: tuple[int, int] | None = None  # (H, W) flow was computed at; None: the frame size
     manifest: Path | None = None  # <output_dir>/.segment_video.json
     overlap: bool = False  # memory pipeline: stages ran in overlapping threads (their times add up to more than total_s)
-    runtime: str = "torch"  # what ran the network: "torch", "onnx" (ONNX Runtime) or "int8" (its int8 version)
+    # What ran the network: "torch", "onnx" (ONNX Runtime), "int8" (its int8 version), "openvino" or "openvino_int8"
+    # (OpenVINO on those two files).
+    runtime: str = "torch"
 
 
 class StageClock:
@@ -143,10 +149,21 @@ class TimedMaskWriter(MaskWriter):
 
 
 # --------------------------------------------------------------------------- network
+# The runtimes that run the ONNX export on the CPU (none falls back to PyTorch when asked for by name), and
+# those of them that run its int8 version.
+CPU_RUNTIMES = ("onnx", "int8", "openvino", "openvino_int8")
+INT8_RUNTIMES = ("int8", "openvino_int8")
+# The log's name for each value of SegmentResult.runtime.
+RUNTIME_NAMES = {"onnx": "ONNX Runtime", "int8": "ONNX Runtime int8", "openvino": "OpenVINO",
+                 "openvino_int8": "OpenVINO int8", "torch": "PyTorch"}
+
+
 def load_model(cfg: VideoConfig, device: torch.device) -> torch.nn.Module:
     """The checkpoint's network on ``device`` in eval mode, in ``--memory_format``; with
     ``--runtime onnx``, its ONNX Runtime version at ``--size`` (:mod:`segment_video.onnx_runtime`);
-    with ``--runtime int8``, that version quantised to int8 (:mod:`segment_video.int8`)."""
+    with ``--runtime int8``, that version quantised to int8 (:mod:`segment_video.int8`); with
+    ``--runtime openvino`` or ``openvino_int8``, one of those two files compiled by OpenVINO
+    (:mod:`segment_video.openvino_runtime`)."""
     from models import build_model_from_checkpoint
 
     def build() -> torch.nn.Module:
@@ -154,7 +171,8 @@ def load_model(cfg: VideoConfig, device: torch.device) -> torch.nn.Module:
                                            cfg.arch).eval()
 
     runtime = cfg.runtime
-    if runtime in ("onnx", "int8") or (runtime == "auto" and _onnx_by_default(cfg, device)):
+    # auto never picks OpenVINO: it is to be adopted only where measured faster than ONNX Runtime at equal masks.
+    if runtime in CPU_RUNTIMES or (runtime == "auto" and _onnx_by_default(cfg, device)):
         from segment_video.onnx_runtime import load_int8_network, load_onnx_network
 
         try:
@@ -165,11 +183,15 @@ def load_model(cfg: VideoConfig, device: torch.device) -> torch.nn.Module:
                 raise
             _log.warning("%s; running the network in PyTorch instead", e)
         else:
-            if runtime != "int8":
-                return net
-            from segment_video.int8 import calibration_inputs, calibration_key
+            if runtime in INT8_RUNTIMES:
+                from segment_video.int8 import calibration_inputs, calibration_key
 
-            return load_int8_network(net, calibration_key(cfg), lambda: calibration_inputs(cfg))
+                net = load_int8_network(net, calibration_key(cfg), lambda: calibration_inputs(cfg))
+            if runtime in ("openvino", "openvino_int8"):
+                from segment_video.openvino_runtime import load_openvino_network
+
+                return load_openvino_network(net, int8=runtime == "openvino_int8")
+            return net
     model = build().to(device)
     if cfg.memory_format == "channels_last":
         # The convolutions pick the weights' layout, so inputs need no conversion for this.
@@ -178,10 +200,21 @@ def load_model(cfg: VideoConfig, device: torch.device) -> torch.nn.Module:
 
 
 def _onnx_by_default(cfg: VideoConfig, device: torch.device) -> bool:
-    """``--runtime auto``: ONNX Runtime for plain inference on the CPU when its packages are installed."""
+    """``--runtime auto``: ONNX Runtime for plain inference on the CPU when its packages are installed
+    (on CUDA: PyTorch, see :mod:`segment_video.precision`)."""
     from segment_video.onnx_runtime import available
 
     return device.type == "cpu" and not cfg.online and available()
+
+
+def runtime_used(model: object, runtime: str) -> str:
+    """What ran the network (:attr:`SegmentResult.runtime`) for the loaded ``model`` (None: the
+    online tuner's PyTorch network) and ``--runtime``."""
+    if model is None or isinstance(model, torch.nn.Module):
+        return "torch"
+    # A runtime named on the command line never falls back (a failed export or check raises), and auto picks
+    # only ONNX Runtime's float network besides PyTorch.
+    return "onnx" if runtime == "auto" else runtime
 
 
 def training_size(weights: str | Path | list) -> tuple[int, int]:
@@ -262,6 +295,7 @@ class _MemoryPipeline:
         self.net_hw = cfg.size
         self.batch = max(1, int(cfg.batch_size))
         self.channels_last = cfg.memory_format == "channels_last" and isinstance(model, torch.nn.Module)
+        self.amp = network_precision(device.type, cfg.amp, cfg.amp_dtype, cfg.cuda_precision)
         self.model = model
         self.overlap = overlap
         with clock("model_s"):
@@ -357,7 +391,7 @@ class _MemoryPipeline:
                                  self.channels_last)
         flow = to_network_batch([f.flow_image for f in chunk], self.net_hw, self.device, self.channels_last)
         with torch.inference_mode():
-            prob = predict_probs(self.model, image, flow, a.flip, a.amp, a.amp_dtype)
+            prob = predict_probs(self.model, image, flow, a.flip, *self.amp)
             return list(to_original_size(prob, torch.tensor([self.size] * len(chunk))))
 
 
@@ -394,8 +428,9 @@ def _segment_with_files(cfg: VideoConfig, path: Path, name: str, device: torch.d
         data = FrameDataset(work_root, [WORK_DATASET], "test", WORK_SPLIT, cfg.size, with_labels=False,
                             videos=[name])
         # test.py's own call: with the same frames, flow images, size and options, its masks.
+        amp, amp_dtype = network_precision(device.type, cfg.amp, cfg.amp_dtype, cfg.cuda_precision)
         n = run_inference(model, data, writer, DistInfo(0, 1, 0, device), cfg.batch_size, cfg.workers, cfg.flip,
-                          cfg.amp, cfg.amp_dtype, desc=f"segment {name}", temporal=cfg.temporal)
+                          amp, amp_dtype, desc=f"segment {name}", temporal=cfg.temporal)
         predict_s = time.perf_counter() - t
     # The writer ran inside the prediction loop and booked its own time.
     clock.add("network_s", max(0.0, predict_s - (clock.seconds.get("masks_s", 0.0) - masks_before)))
@@ -406,15 +441,16 @@ def _run_options(cfg: VideoConfig, pipeline: str) -> dict:
     """The options a run records in the manifest (for the user; only input, name and weights decide)."""
     keys = ("input", "name", "quality", "stride", "max_frames", "size", "flow", "dis_preset", "flow_size",
             "threshold", "flip", "temporal", "memory_format", "online", "online_epochs", "overlay", "save_prob",
-            "runtime", "int8_calibration", "int8_frames", "flow_jpeg")
+            "runtime", "cuda_precision", "int8_calibration", "int8_frames", "flow_jpeg")
     out = {k: getattr(cfg, k) for k in keys}
     return {**{k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in out.items()},
             "pipeline": pipeline}
 
 
 def _checked(cfg: VideoConfig) -> tuple[VideoConfig, str]:
-    """The options checked before any file is read: ``cfg`` (on the CPU for ONNX Runtime) and the
-    pipeline that ``auto`` stands for. Raises ``ValueError`` naming the conflicting options."""
+    """The options checked before any file is read: ``cfg`` (on the CPU for ONNX Runtime and
+    OpenVINO) and the pipeline that ``auto`` stands for. Raises ``ValueError`` naming the
+    conflicting options, and ``ImportError`` naming what to install for the runtime asked for."""
     if cfg.online and cfg.online_epochs < 0:
         raise ValueError("--online_epochs must be >= 0")
     # Temporal fusion reads a frame's neighbours on both sides, so it needs the whole video in the work folder.
@@ -424,17 +460,26 @@ def _checked(cfg: VideoConfig) -> tuple[VideoConfig, str]:
     if pipeline == "memory" and cfg.temporal:
         raise ValueError("--temporal needs --pipeline files (or auto): temporal fusion reads the whole video's "
                          "frames from the work folder")
-    if cfg.runtime in ("onnx", "int8"):
+    if cfg.runtime in CPU_RUNTIMES:
         rt = cfg.runtime
         if cfg.online:
             raise ValueError(f"--runtime {rt} runs a fixed network; --online tunes it in PyTorch (use --runtime torch)")
         if cfg.device not in ("auto", "cpu"):
-            raise ValueError(f"--runtime {rt} runs on the CPU; got --device {cfg.device} (use --device cpu)")
+            raise ValueError(f"--runtime {rt} runs on the CPU; got --device {cfg.device} (use --device cpu, or "
+                             "--runtime torch for the GPU)")
+        if cfg.device == "auto" and torch.cuda.is_available():
+            _log.warning("--runtime %s runs on the CPU, although CUDA is available (--runtime torch or auto runs the "
+                         "network on the GPU)", rt)
         cfg = cfg.replace(device="cpu")
+        # Before any frame is decoded: what to install, naming the option asked for.
+        if rt in ("openvino", "openvino_int8"):
+            from segment_video.openvino_runtime import require as require_openvino
+
+            require_openvino(rt)
         from segment_video.onnx_runtime import require
 
-        require()  # before any frame is decoded
-        if rt == "int8" and cfg.int8_calibration is not None:
+        require()
+        if rt in INT8_RUNTIMES and cfg.int8_calibration is not None:
             from segment_video.int8 import check_calibration_source
 
             check_calibration_source(cfg.int8_calibration)  # before the weights and any video
@@ -489,12 +534,13 @@ def _segment_one(cfg: VideoConfig, pipeline: str, device: torch.device, model: t
     timing = {k: clock.seconds.get(k, 0.0) for k in STAGES if k != "tune_s" or cfg.online}
     timing["total_s"] = time.perf_counter() - t_start
     n = result.frames
-    # --runtime int8 never falls back (a failed export or check raises), so an ONNX network here is int8 exactly then.
-    result.runtime = ("torch" if model is None or isinstance(model, torch.nn.Module)
-                      else "int8" if cfg.runtime == "int8" else "onnx")
+    result.runtime = runtime_used(model, cfg.runtime)
+    network = RUNTIME_NAMES[result.runtime]
+    if result.runtime == "torch" and model is not None:  # plain inference: say its arithmetic (fp16 on CUDA)
+        amp = network_precision(device.type, cfg.amp, cfg.amp_dtype, cfg.cuda_precision)
+        network += f" ({precision_text(device.type, *amp)} on {device.type})"
     _log.info("%d frames in %.2f s (%.1f frames/s, network in %s): %s", n, timing["total_s"],
-              n / max(timing["total_s"], 1e-9),
-              {"onnx": "ONNX Runtime", "int8": "ONNX Runtime int8", "torch": "PyTorch"}[result.runtime],
+              n / max(timing["total_s"], 1e-9), network,
               ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in timing.items() if k != "total_s"))
     result.timing, result.manifest = timing, manifest
     return result

@@ -8,12 +8,13 @@ given"), and :func:`resolve` fills each ``None`` from the chosen bundle when the
 * ``fast`` (the default): the tool's defaults before the settings existed: the network in
   ONNX Runtime where installed, DIS ``medium`` at the frame size, the checkpoint's training
   size, no flip, no temporal fusion (the flow image's JPEG round trip of those days is
-  ``--flow_jpeg`` now, outside the bundles).
+  ``--flow_jpeg`` now, outside the bundles); on CUDA, fp16 autocast.
 * ``accurate``: the benchmark's best offline inference, ``test.py --flip --temporal 1`` at
   the recipe's test size (:data:`RECIPE_TEST_SIZE`), in PyTorch with its default tensor
   layout, on frames and DIS ``medium`` flow images at the frame size as the benchmark's data
   preparation writes them (``scripts/compute_flow.py``). Temporal fusion needs the whole
-  video, so it runs the files pipeline (``--pipeline auto`` picks it).
+  video, so it runs the files pipeline (``--pipeline auto`` picks it). On CUDA it stays in
+  float32, as ``test.py`` runs without ``--amp``.
 
 ``--online`` goes on top of either: the tuner then runs at the bundle's size with its flip;
 it writes its masks with the online stage's own temporal fusion (``engine/online_config.py``),
@@ -31,11 +32,12 @@ RECIPE_TEST_SIZE = (320, 576)
 QUALITIES: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "fast": MappingProxyType({
         "runtime": "auto", "dis_preset": "medium", "flow_size": "frame", "size": None, "flip": False,
-        "temporal": (), "memory_format": "channels_last"}),
+        "temporal": (), "memory_format": "channels_last", "cuda_precision": "fp16"}),
     "accurate": MappingProxyType({
-        # PyTorch in test.py's (contiguous) layout: channels_last or ONNX Runtime would round differently.
+        # PyTorch in test.py's (contiguous) layout and, on CUDA, its float32: channels_last, ONNX Runtime or fp16
+        # would round differently.
         "runtime": "torch", "dis_preset": "medium", "flow_size": "frame", "size": RECIPE_TEST_SIZE, "flip": True,
-        "temporal": (1,), "memory_format": "contiguous"}),
+        "temporal": (1,), "memory_format": "contiguous", "cuda_precision": "fp32"}),
 })
 DEFAULT_QUALITY = "fast"
 BUNDLED = tuple(QUALITIES[DEFAULT_QUALITY])  # the options a setting decides unless given
