@@ -151,12 +151,17 @@ def check_equal(model: torch.nn.Module, net: OnnxNetwork, atol: float = ATOL, ba
     h, w = net.size
     image, flow = torch.rand(batch, 3, h, w, generator=g), torch.rand(batch, 3, h, w, generator=g)
     with torch.inference_mode():
-        ref = model(image, flow)["logits"].float().sigmoid()
-    got = net(image, flow)["logits"].float().sigmoid()
-    diff = float((ref - got).abs().max())
+        ref = model(image, flow)["logits"]
+    return probability_gap(ref, net(image, flow)["logits"], atol, f"the ONNX export {net.path} differs from PyTorch",
+                           "torch")
+
+
+def probability_gap(reference: torch.Tensor, logits: torch.Tensor, atol: float, what: str, instead: str) -> float:
+    """Largest difference between the probabilities of two logits tensors; above ``atol`` a
+    ``RuntimeError`` says ``what`` differs and names ``--runtime instead``."""
+    diff = float((reference.float().sigmoid() - logits.float().sigmoid()).abs().max())
     if not diff <= atol:
-        raise RuntimeError(f"the ONNX export {net.path} differs from PyTorch by {diff:.2e} in probability "
-                           f"(tolerance {atol:.0e}); use --runtime torch")
+        raise RuntimeError(f"{what} by {diff:.2e} in probability (tolerance {atol:.0e}); use --runtime {instead}")
     return diff
 
 

@@ -99,13 +99,8 @@ def check_float(reference: OnnxNetwork, net: OpenVinoNetwork, atol: float = ATOL
     """Largest probability difference between ``net`` and the ONNX Runtime network ``reference``
     (itself checked against PyTorch) on the fixed input; raises ``RuntimeError`` above ``atol``."""
     image, flow = _check_input(net.size)
-    ref = reference(image, flow)["logits"].float().sigmoid()
-    got = net(image, flow)["logits"].float().sigmoid()
-    diff = float((ref - got).abs().max())
-    if not diff <= atol:
-        raise RuntimeError(f"OpenVINO's network from {net.path} differs from ONNX Runtime's by {diff:.2e} in "
-                           f"probability (tolerance {atol:.0e}); use --runtime onnx")
-    return diff
+    return onnx_runtime.probability_gap(reference(image, flow)["logits"], net(image, flow)["logits"], atol,
+                                        f"OpenVINO's network from {net.path} differs from ONNX Runtime's", "onnx")
 
 
 def check_int8(reference: OnnxNetwork, net: OpenVinoNetwork, min_agreement: float = INT8_MIN_AGREEMENT) -> float:

@@ -2,7 +2,6 @@
 beside the checkpoint, and fails clearly; the video tool's --runtime onnx gives PyTorch's masks."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import shutil
@@ -18,8 +17,8 @@ pytest.importorskip("onnxscript")
 import segment_video.onnx_runtime as onnx_rt  # noqa: E402
 from engine.inference import predict_probs  # noqa: E402
 from models import build_model_from_checkpoint  # noqa: E402
+from tests.video_clips import load_video_script, write_moving_square  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 H, W = 64, 96
 
 
@@ -132,23 +131,11 @@ def test_missing_packages_say_what_to_install(monkeypatch):
 
 # --------------------------------------------------------------------------- the video tool
 def _script():
-    spec = importlib.util.spec_from_file_location("segment_video_script", ROOT / "scripts" / "segment_video.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_video_script()
 
 
 def _write_frames(folder: Path, n: int = 5) -> Path:
-    import cv2
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    tex = cv2.GaussianBlur(rng.integers(0, 255, (H, W, 3), dtype=np.uint8), (7, 7), 0)
-    for i in range(n):
-        img = tex.copy()
-        img[20:40, 10 + 5 * i:30 + 5 * i] = (30, 200, 240)
-        cv2.imwrite(str(folder / f"{i:05d}.jpg"), img)
-    return folder
+    return write_moving_square(folder, n, H, W)
 
 
 def test_segment_video_runtime_onnx_gives_the_pytorch_masks(exported, tmp_path):

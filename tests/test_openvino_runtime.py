@@ -17,6 +17,7 @@ import torch
 import segment_video.onnx_runtime as onnx_rt
 import segment_video.openvino_runtime as ov_rt
 from engine.views import predict_probs
+from tests.video_clips import load_video_script, write_moving_square
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 64, 96
@@ -27,22 +28,11 @@ needs_openvino = pytest.mark.skipif(
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("segment_video_script", ROOT / "scripts" / "segment_video.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_video_script()
 
 
 def _write_frames(folder: Path, n: int = 5) -> Path:
-    """A bright square moving right over a smooth random texture."""
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    tex = cv2.GaussianBlur(rng.integers(0, 255, (H, W, 3), dtype=np.uint8), (7, 7), 0)
-    for i in range(n):
-        img = tex.copy()
-        img[20:40, 10 + 5 * i:30 + 5 * i] = (30, 200, 240)
-        cv2.imwrite(str(folder / f"{i:05d}.jpg"), img)
-    return folder
+    return write_moving_square(folder, n, H, W)
 
 
 def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
