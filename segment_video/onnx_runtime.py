@@ -96,11 +96,7 @@ class OnnxNetwork:
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
 
     def __call__(self, image: torch.Tensor, flow: torch.Tensor) -> dict[str, torch.Tensor]:
-        if tuple(image.shape[-2:]) != self.size or image.shape != flow.shape:
-            raise ValueError(f"{self.path.name} was exported for inputs B x 3 x {self.size[0]} x {self.size[1]}; "
-                             f"got image {tuple(image.shape)} and flow {tuple(flow.shape)}")
-        feeds = {"image": np.ascontiguousarray(image.detach().float().cpu().numpy()),
-                 "flow": np.ascontiguousarray(flow.detach().float().cpu().numpy())}
+        feeds = input_feeds(self.path, self.size, image, flow)
         return {"logits": torch.from_numpy(self.session.run(["logits"], feeds)[0])}
 
     def eval(self) -> "OnnxNetwork":
@@ -154,6 +150,16 @@ def check_equal(model: torch.nn.Module, net: OnnxNetwork, atol: float = ATOL, ba
         ref = model(image, flow)["logits"]
     return probability_gap(ref, net(image, flow)["logits"], atol, f"the ONNX export {net.path} differs from PyTorch",
                            "torch")
+
+
+def input_feeds(path: Path, size: tuple[int, int], image: torch.Tensor, flow: torch.Tensor) -> dict[str, np.ndarray]:
+    """The exported network's two inputs as contiguous float32 arrays; a ``ValueError`` naming the
+    file ``path`` when they are not ``B x 3 x size``."""
+    if tuple(image.shape[-2:]) != tuple(size) or image.shape != flow.shape:
+        raise ValueError(f"{path.name} was exported for inputs B x 3 x {size[0]} x {size[1]}; "
+                         f"got image {tuple(image.shape)} and flow {tuple(flow.shape)}")
+    return {"image": np.ascontiguousarray(image.detach().float().cpu().numpy()),
+            "flow": np.ascontiguousarray(flow.detach().float().cpu().numpy())}
 
 
 def probability_gap(reference: torch.Tensor, logits: torch.Tensor, atol: float, what: str, instead: str) -> float:

@@ -75,11 +75,7 @@ class OpenVinoNetwork:
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, image: torch.Tensor, flow: torch.Tensor) -> dict[str, torch.Tensor]:
-        if tuple(image.shape[-2:]) != self.size or image.shape != flow.shape:
-            raise ValueError(f"{self.path.name} was exported for inputs B x 3 x {self.size[0]} x {self.size[1]}; "
-                             f"got image {tuple(image.shape)} and flow {tuple(flow.shape)}")
-        feeds = {"image": np.ascontiguousarray(image.detach().float().cpu().numpy()),
-                 "flow": np.ascontiguousarray(flow.detach().float().cpu().numpy())}
+        feeds = onnx_runtime.input_feeds(self.path, self.size, image, flow)
         # share_outputs=False copies the logits out: the request reuses its output buffer on the next call.
         out = self.request.infer(feeds, share_inputs=False, share_outputs=False)
         return {"logits": torch.from_numpy(np.asarray(out["logits"]))}
