@@ -35,8 +35,8 @@ from engine.adversarial import discriminator_step, generator_loss
 from engine.inference import (MaskWriter, rank_videos, write_fused_video, write_predictions,
                               write_view_predictions)
 from engine.loop import build_optimizer, grad_scaler, optimizer_step, run_epoch, unwrap
-from engine.online_records import (OUTPUT_ONLY, check_record, file_stats, inputs_digest, key_mismatches,
-                                   mask_options, resume_messages, save_roots, write_record)
+from engine.online_records import (plan_videos, record_path, resume_messages, save_roots, state_mismatches,
+                                   transductive_key, write_record, written_files)
 from engine.online_config import MODES, TARGETS, OnlineConfig
 from engine.pseudo_labels import (IGNORE, auto_band_weight, band_share, build_targets, in_band, label_cover,
                                   masked_seg_loss)
@@ -340,53 +340,6 @@ class OnlineTuner:
         return DataLoader(Indexed(self.data, indices), self.config.batch_size, shuffle=False,
                           num_workers=self.config.workers, collate_fn=collate_frames)
 
-    def _marker(self, dataset: str, video: str) -> Path:
-        return self.run_dir / "done" / dataset / f"{video}.json"
-
-    # resume records ------------------------------------------------------------------------
-    def _inputs(self, keys: list[tuple[str, str]]) -> str:
-        """Digest of the frame and flow files (name, size, mtime) of these videos."""
-        videos = {(v.dataset, v.name): v for v in self.data.videos}
-        files = []
-        for key in keys:
-            v = videos[key]
-            files += [f for fr in v.frames for f in (v.image_paths[fr], v.flow_paths[fr])]
-        return inputs_digest(files)
-
-    def _roots(self) -> dict[str, str | None]:
-        return save_roots(self.writer.save_dir, self.writer.prob_dir)
-
-    def _video_key(self, key: tuple[str, str], video_seed: int) -> dict:
-        """Everything that made this video's masks (see engine/online_records.py)."""
-        return {"video": "/".join(key), "weights": self.weights_id,
-                "options": mask_options(self.config, video_seed=video_seed), "inputs": self._inputs([key]),
-                "save_dirs": self._roots()}
-
-    def _written(self, key: tuple[str, str], indices: list[int]) -> dict[str, list[list]]:
-        """Size and mtime of the files this video's masks were just written to."""
-        names = [self.writer.relative(*key, self.data.items[i][1]) for i in indices]
-        roots = self._roots()
-        return {k: file_stats(root, names) for k, root in roots.items() if root is not None}
-
-    def _plan(self, mine: list[tuple[int, tuple[str, str], list[int]]]) -> tuple[list, list[dict]]:
-        """Split this rank's videos into (to tune, timing of reused records); logs each reason once."""
-        c, todo, reused, stale = self.config, [], [], []
-        for v_idx, key, indices in mine:
-            vkey = self._video_key(key, c.seed + v_idx)
-            if c.resume:
-                rec, reasons = check_record(self._marker(*key), vkey)
-                if rec is not None:
-                    reused.append(rec.get("timing") or {})
-                    continue
-                stale += [(r, d, str(self._marker(*key)), "/".join(key)) for r, d in reasons]
-            todo.append((v_idx, key, indices, vkey))
-        if c.resume:
-            parts = all_gather_objects(stale)
-            if self.info.is_main:
-                for line in resume_messages([s for p in parts for s in p]):
-                    _log.info("online --resume: %s", line)
-        return todo, reused
-
     def tune_video(self, key: tuple[str, str], indices: list[int], seed: int) -> dict:
         """Tune on one video (per_video mode) and write its masks; returns timing."""
         c = self.config
@@ -463,7 +416,14 @@ class OnlineTuner:
             timing = self._run_transductive()
         else:
             # Whole videos per rank: no cross-rank sync needed while tuning.
-            todo, reused = self._plan(rank_videos(self.data, info))
+            roots = save_roots(self.writer.save_dir, self.writer.prob_dir)
+            todo, reused, stale = plan_videos(self.run_dir, c, self.weights_id, roots, rank_videos(self.data, info),
+                                              self.data.videos)
+            if c.resume:  # each reason once for the whole run, not once per rank
+                parts = all_gather_objects(stale)
+                if info.is_main:
+                    for line in resume_messages([s for p in parts for s in p]):
+                        _log.info("online --resume: %s", line)
             timing = {"frames": 0, "tune_s": 0.0, "predict_s": 0.0}
             for vt in reused:  # the totals cover the whole set, reused videos included
                 for k in timing:
@@ -472,7 +432,8 @@ class OnlineTuner:
             untouched = 0  # videos of this run that the --min_cover guard left as they were
             for v_idx, key, indices, vkey in bar:
                 vt = self.tune_video(key, indices, c.seed + v_idx)
-                write_record(self._marker(*key), vkey, self._written(key, indices), vt)
+                names = [self.writer.relative(*key, self.data.items[i][1]) for i in indices]
+                write_record(record_path(self.run_dir, *key), vkey, written_files(roots, names), vt)
                 for k in timing:
                     timing[k] += vt[k]
                 untouched += int(vt["passes"] == 0 and c.epochs > 0)
@@ -498,25 +459,15 @@ class OnlineTuner:
         return (f"online {self.config.mode}: tuned {tuned} video(s){left}, reused {reused} finished earlier "
                 f"({where})")
 
-    def _transductive_key(self) -> dict:
-        """What the transductive state depends on: as a video's key, for the whole set, minus
-        the save folders and output-only options (its masks are always written afresh)."""
-        keys = sorted(self.data.video_items())
-        opts = {k: v for k, v in mask_options(self.config).items() if k not in OUTPUT_ONLY}
-        return {"weights": self.weights_id, "options": opts, "inputs": self._inputs(keys),
-                "videos": ["/".join(k) for k in keys], "world_size": self.info.world_size}
-
     def _run_transductive(self) -> dict:
         c, info = self.config, self.info
         self._fresh(c.seed)
         state_path = self.run_dir / "transductive_last.pth"
-        start, key = 0, self._transductive_key()
+        key = transductive_key(c, self.weights_id, self.data.video_items(), self.data.videos, info.world_size)
+        start = 0
         if c.resume and state_path.is_file():
             ck = load_checkpoint(state_path)
-            if "resume_key" in ck:
-                reasons = key_mismatches(ck["resume_key"], key)
-            else:
-                reasons = [("state of an older version (does not name its weights and options)", "")]
+            reasons = state_mismatches(ck, key)
             for reason, detail in reasons:
                 _log.info("online --resume: %s%s since %s: tuning the %d videos from the offline weights again",
                           reason, f" ({detail})" if detail else "", state_path, len(key["videos"]))

@@ -15,6 +15,11 @@ A finished video leaves ``<output_dir>/done/<dataset>/<video>.json``, naming
 it lists is still there unchanged (a file rewritten by another run has another mtime).
 The transductive state file carries the same key (without the save folders: its masks are
 always written afresh from it).
+
+Planning a run is here too (:func:`plan_videos`, :func:`transductive_key`,
+:func:`state_mismatches`): functions of the run folder, config, weights and videos, so that
+they are tested without a network or a data loader; the tuner keeps the logging and the
+gathering across ranks.
 """
 from __future__ import annotations
 
@@ -23,10 +28,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 from engine.online_config import OnlineConfig
 from utils.io import atomic_write
+
+if TYPE_CHECKING:
+    from datasets.index import Video
 
 FORMAT = 1
 
@@ -196,3 +204,90 @@ def resume_messages(stale: list[tuple[str, str, str, str]], action: str = "re-tu
         lines.append(f"{reason}{f' ({detail})' if detail else ''} since {record}{more}: {action} {n} video(s) "
                      f"({videos})")
     return lines
+
+
+# Planning a run -------------------------------------------------------------------------------
+def record_path(run_dir: str | Path, dataset: str, video: str) -> Path:
+    """Where a finished video's record is: ``<run_dir>/done/<dataset>/<video>.json``."""
+    return Path(run_dir) / "done" / dataset / f"{video}.json"
+
+
+def video_inputs(videos: Iterable[Video]) -> str:
+    """:func:`inputs_digest` of these videos' frame and flow images, frame by frame."""
+    return inputs_digest([f for v in videos for fr in v.frames for f in (v.image_paths[fr], v.flow_paths[fr])])
+
+
+def video_key(video: tuple[str, str], weights: list[dict], config: OnlineConfig, video_seed: int, inputs: str,
+              save_dirs: dict[str, str | None]) -> dict[str, Any]:
+    """Everything that made one video's masks: its record's key. ``video`` is ``(dataset, name)``,
+    ``weights`` :func:`~utils.io.weights_identity`'s list, ``inputs`` :func:`video_inputs`' digest,
+    ``save_dirs`` :func:`save_roots`'."""
+    return {"video": "/".join(video), "weights": weights, "options": mask_options(config, video_seed=video_seed),
+            "inputs": inputs, "save_dirs": save_dirs}
+
+
+def written_files(save_dirs: dict[str, str | None], names: Iterable[str | Path]) -> dict[str, list[list]]:
+    """:func:`file_stats` of a video's mask files (``names`` relative to each save folder) in every
+    folder it was written to, for its record."""
+    names = list(names)
+    return {kind: file_stats(root, names) for kind, root in save_dirs.items() if root is not None}
+
+
+class Planned(NamedTuple):
+    """A video to tune and write."""
+    index: int  # its place in the sorted set: its seed is ``config.seed + index``
+    video: tuple[str, str]  # (dataset, name)
+    indices: list[int]  # its frames' indices in the data set, in temporal order
+    key: dict[str, Any]  # its record's key (video_key), written once its masks are
+
+
+class ResumePlan(NamedTuple):
+    """What :func:`plan_videos` found: the videos to tune, and what the reused ones leave."""
+    todo: list[Planned]
+    reused: list[dict]  # the timing each reused record holds, so that the run's totals cover them
+    stale: list[tuple[str, str, str, str]]  # (reason, detail, record path, video) for resume_messages
+
+
+def _by_name(videos: Iterable[Video]) -> dict[tuple[str, str], Video]:
+    return {(v.dataset, v.name): v for v in videos}
+
+
+def plan_videos(run_dir: str | Path, config: OnlineConfig, weights: list[dict], save_dirs: dict[str, str | None],
+                mine: Iterable[tuple[int, tuple[str, str], list[int]]], videos: Iterable[Video]) -> ResumePlan:
+    """Split ``mine`` (``(index, (dataset, name), frame indices)`` per video, as
+    :func:`~engine.inference.rank_videos` gives them) into the videos to tune and those whose
+    records ``config.resume`` may reuse. ``videos``: the set's :class:`~datasets.index.Video`
+    entries (their frame and flow files are part of each key)."""
+    todo, reused, stale = [], [], []
+    by_name = _by_name(videos)
+    for index, video, indices in mine:
+        key = video_key(video, weights, config, config.seed + index, video_inputs([by_name[video]]), save_dirs)
+        if config.resume:
+            path = record_path(run_dir, *video)
+            rec, reasons = check_record(path, key)
+            if rec is not None:
+                reused.append(rec.get("timing") or {})
+                continue
+            stale += [(r, d, str(path), "/".join(video)) for r, d in reasons]
+        todo.append(Planned(index, video, indices, key))
+    return ResumePlan(todo, reused, stale)
+
+
+def transductive_key(config: OnlineConfig, weights: list[dict], names: Iterable[tuple[str, str]],
+                     videos: Iterable[Video], world_size: int) -> dict[str, Any]:
+    """What the transductive state depends on: as a video's key, for the whole set (``names``:
+    each video's ``(dataset, name)``; ``videos``: their :class:`~datasets.index.Video` entries),
+    minus the save folders and :data:`OUTPUT_ONLY` options (its masks are always written afresh),
+    plus the number of processes (the steps depend on how the frames are split between them)."""
+    names, by_name = sorted(names), _by_name(videos)
+    opts = {k: v for k, v in mask_options(config).items() if k not in OUTPUT_ONLY}
+    return {"weights": weights, "options": opts, "inputs": video_inputs(by_name[n] for n in names),
+            "videos": ["/".join(n) for n in names], "world_size": world_size}
+
+
+def state_mismatches(state: dict, key: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(reason, detail)`` for each way a saved transductive ``state`` (the checkpoint's dict)
+    was tuned under other conditions than ``key`` (empty: it may be continued)."""
+    if "resume_key" not in state:
+        return [("state of an older version (does not name its weights and options)", "")]
+    return key_mismatches(state["resume_key"], key)

@@ -329,64 +329,6 @@ def test_transductive_resume_keyed_by_weights(ckpt, davis_copy, tmp_path, monkey
     assert "tuning was finished: nothing to tune" in log
 
 
-def test_resume_key_is_every_config_field_but_those_that_cannot_change_a_mask():
-    """The records' options are OnlineConfig's fields minus NOT_IN_KEY: no hand-kept list to forget."""
-    from engine.online_records import NOT_IN_KEY, OUTPUT_ONLY, key_fields, mask_options
-
-    fields = {f.name for f in dataclasses.fields(OnlineConfig)}
-    assert set(NOT_IN_KEY) <= fields  # every name left out is a field (none stale)
-    assert set(mask_options(OnlineConfig(weights=("w",)))) == fields - set(NOT_IN_KEY) == set(key_fields())
-    assert set(OUTPUT_ONLY) <= set(key_fields())
-    assert "iou_smooth" in key_fields()  # the hand-kept list had left it out
-
-    @dataclasses.dataclass(frozen=True)
-    class Later(OnlineConfig):  # an option added later is keyed without being listed anywhere
-        new_option: int = 0
-
-    assert mask_options(Later(weights=("w",)))["new_option"] == 0
-
-
-def test_mask_options_make_a_record_stale_and_the_others_do_not():
-    from engine.online_records import key_mismatches, mask_options
-
-    c = OnlineConfig(weights=("w",))
-    rec = {"options": mask_options(c, video_seed=3)}
-
-    def mismatches(**changes):
-        return key_mismatches(rec, {"options": mask_options(dataclasses.replace(c, **changes), video_seed=3)})
-
-    assert mismatches(workers=8, device="cpu", no_tensorboard=True, resume=True, preset="authors",
-                      output_dir="elsewhere", data_dir="other_copy") == []
-    assert mismatches(amp_dtype="fp16") == []  # unused without --amp
-    assert mismatches(lr=3e-4) == [("mask-affecting options changed", "lr 0.0001 -> 0.0003")]
-    assert mismatches(iou_smooth=0.0) == [("mask-affecting options changed", "iou_smooth 1.0 -> 0.0")]
-
-
-def test_record_naming_retired_options_is_stale_and_says_why(tmp_path):
-    """A record of a version that still had the retired options re-tunes its video, with the usual line."""
-    from engine.online_records import (check_record, file_stats, mask_options, resume_messages, save_roots,
-                                       write_record)
-
-    c = OnlineConfig(weights=("w",))
-    mask = tmp_path / "m" / "DAVIS-2016" / "v" / "00000.png"
-    mask.parent.mkdir(parents=True)
-    mask.write_bytes(b"png")
-    roots = save_roots(tmp_path / "m", None)
-    files = {"masks": file_stats(roots["masks"], ["DAVIS-2016/v/00000.png"])}
-    key = {"options": mask_options(c, video_seed=0), "save_dirs": roots}
-    old = {k: v for k, v in key["options"].items() if k != "iou_smooth"}
-    old |= {"student_aug": 0, "aug_scale": [0.8, 1.25], "tune": "all", "write_blend": 1.0, "target_scales": [1.0],
-            "target_flip": 1, "causal_steps": 1}
-    write_record(tmp_path / "old.json", {**key, "options": old}, files, {})
-    rec, reasons = check_record(tmp_path / "old.json", key)
-    assert rec is None and [r for r, _ in reasons] == ["mask-affecting options changed"]
-    assert "student_aug 0 -> None" in reasons[0][1] and "iou_smooth None -> 1.0" in reasons[0][1]
-    line, = resume_messages([(*reasons[0], str(tmp_path / "old.json"), "DAVIS-2016/v")])
-    assert line.startswith("mask-affecting options changed (") and line.endswith("re-tuning 1 video(s) (DAVIS-2016/v)")
-    write_record(tmp_path / "new.json", key, files, {})  # today's record of the same masks is reused
-    assert check_record(tmp_path / "new.json", key)[1] == []
-
-
 # The typed config ----------------------------------------------------------------------------
 def test_config_defaults_are_the_command_line_defaults():
     parser = online_finetuning.get_parser()
