@@ -153,6 +153,7 @@ class TimedMaskWriter(MaskWriter):
 # those of them that run its int8 version.
 CPU_RUNTIMES = ("onnx", "int8", "openvino", "openvino_int8")
 INT8_RUNTIMES = ("int8", "openvino_int8")
+OPENVINO_RUNTIMES = ("openvino", "openvino_int8")  # served by segment_video.openvino_runtime (imported lazily)
 # The log's name for each value of SegmentResult.runtime.
 RUNTIME_NAMES = {"onnx": "ONNX Runtime", "int8": "ONNX Runtime int8", "openvino": "OpenVINO",
                  "openvino_int8": "OpenVINO int8", "torch": "PyTorch"}
@@ -187,7 +188,7 @@ def load_model(cfg: VideoConfig, device: torch.device) -> torch.nn.Module:
                 from segment_video.int8 import calibration_inputs, calibration_key
 
                 net = load_int8_network(net, calibration_key(cfg), lambda: calibration_inputs(cfg))
-            if runtime in ("openvino", "openvino_int8"):
+            if runtime in OPENVINO_RUNTIMES:
                 from segment_video.openvino_runtime import load_openvino_network
 
                 return load_openvino_network(net, int8=runtime == "openvino_int8")
@@ -472,7 +473,7 @@ def _checked(cfg: VideoConfig) -> tuple[VideoConfig, str]:
                          "network on the GPU)", rt)
         cfg = cfg.replace(device="cpu")
         # Before any frame is decoded: what to install, naming the option asked for.
-        if rt in ("openvino", "openvino_int8"):
+        if rt in OPENVINO_RUNTIMES:
             from segment_video.openvino_runtime import require as require_openvino
 
             require_openvino(rt)
