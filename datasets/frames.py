@@ -71,6 +71,16 @@ class FrameDataset(Dataset):
         """Make augmentation draws depend on the epoch (with persistent workers too)."""
         self.epoch = epoch
 
+    def set_train_size(self, size: tuple[int, int]) -> None:
+        """Crop training samples (labeled, unlabeled) at ``size`` (H, W) from now on.
+
+        Set it before a loader iterates: workers copy the dataset when they start, so persistent
+        workers would keep the size they started with.
+        """
+        if self.mode == "test":
+            raise ValueError("set_train_size: test samples are resized to the dataset's size, not cropped")
+        self.size = self.augment.out_hw = (int(size[0]), int(size[1]))
+
     def _read(self, index: int) -> tuple[Video, str, np.ndarray, np.ndarray, np.ndarray | None]:
         """(video, frame, image, flow, mask or None) of one item.
 

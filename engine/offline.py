@@ -110,6 +110,12 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--zero_flow_prob", type=unit_interval, default=0.0,
                    help="share of training samples whose flow image is replaced by 'no motion', so that the "
                         "appearance path learns objects that barely move (0: off, the paper's)")
+    g.add_argument("--final_size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="training crop size of the last --final_epochs epochs (labeled and unlabeled frames) "
+                        "instead of --size, e.g. the test size; checkpoints of those epochs record it as their "
+                        "training size (train_size). Validation stays at --size")
+    g.add_argument("--final_epochs", type=int, default=0,
+                   help="train the last N epochs at --final_size (0: every epoch at --size, the paper's)")
     g.add_argument("--max_steps_per_epoch", type=int, default=None, help="cap steps per epoch (quick runs)")
     v = p.add_argument_group("validation and checkpoints")
     v.add_argument("--val_datasets", nargs="+", default=["DAVIS-2016"], help="sets scored with J after each epoch")
@@ -142,6 +148,37 @@ def add_offline_args(p: argparse.ArgumentParser) -> None:
     add_variant_args(p, "offline")
 
 
+def check_final_size(args: argparse.Namespace) -> None:
+    """``--final_size`` and ``--final_epochs`` come together: two positive sizes, 1..``--epochs`` epochs.
+
+    Any positive size is accepted, as for ``--size``: the networks pad their input to their stride.
+    """
+    n, size = args.final_epochs, args.final_size
+    if not 0 <= n <= args.epochs:
+        raise ValueError(f"--final_epochs {n} must be in [0, --epochs {args.epochs}]")
+    if size is None:
+        if n > 0:
+            raise ValueError(f"--final_epochs {n} needs --final_size H W (the crop size of those epochs)")
+        return
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise ValueError(f"--final_size {size!r} must be two positive integers H W")
+    if n == 0:
+        raise ValueError(f"--final_size {size[0]} {size[1]} needs --final_epochs N > 0 (how many of the last "
+                         f"epochs train at it)")
+
+
+def train_size(args: argparse.Namespace, epoch: int) -> tuple[int, int]:
+    """The training crop size of ``epoch``: ``--final_size`` in the last ``--final_epochs`` epochs, else ``--size``.
+
+    Decided by the epoch alone, so a resumed run and every DDP rank agree.
+    """
+    final_epochs = getattr(args, "final_epochs", 0)  # runs made before the option have none
+    if final_epochs and epoch >= args.epochs - final_epochs:
+        return int(args.final_size[0]), int(args.final_size[1])
+    return int(args.size[0]), int(args.size[1])
+
+
 class PairedForward(nn.Module):
     """The network applied to a labeled and an optional unlabeled batch in one forward.
 
@@ -172,6 +209,7 @@ class OfflineTrainer:
         if args.warmup_steps > 0 and args.lr_schedule != "cosine":
             raise ValueError(f"--warmup_steps {args.warmup_steps} needs --lr_schedule cosine (the step schedule "
                              f"changes the rate once an epoch)")
+        check_final_size(args)
         args.output_dir = default_output_dir(args)  # resolved, so args.yaml and checkpoints record it
         self.info, self.run_dir = begin_run(args, info)
         self._replaced = check_run_folder(self.run_dir, args.resume, args.overwrite, args.finetune)
@@ -268,7 +306,8 @@ class OfflineTrainer:
                                           drop_last=True)
         self.loader = DataLoader(self.labeled, a.batch_size, sampler=self.sampler, num_workers=a.workers,
                                  collate_fn=collate_frames, drop_last=True, worker_init_fn=worker_init_fn,
-                                 pin_memory=info.device.type == "cuda", persistent_workers=False)
+                                 pin_memory=info.device.type == "cuda",
+                                 persistent_workers=False)  # workers restart each epoch: set_epoch, set_train_size
         if len(self.loader) == 0:
             raise ValueError(f"{len(self.labeled)} labeled frames is less than one batch of {a.batch_size} per process")
         self.unlabeled = None
@@ -359,6 +398,7 @@ class OfflineTrainer:
                 "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
                 "epoch": epoch, "global_step": self.global_step, "best_j": self.best_j,
                 "summary": dict(self.summary), "val_pending": self.val_pending,
+                "train_size": list(train_size(self.args, epoch)),  # what this epoch's crops were (H, W)
                 "model_config": self.cfg, "args": vars(self.args), "stage": "offline"}
 
     def _resume(self, path: str) -> None:
@@ -441,6 +481,7 @@ class OfflineTrainer:
         for epoch in range(self.start_epoch, a.epochs):
             self._where = f"training of epoch {epoch}"
             t0 = time.time()
+            self._set_train_size(epoch)
             self.sampler.set_epoch(epoch)
             self.labeled.set_epoch(epoch)
             torch.manual_seed(a.seed + info.rank + 1000 * epoch)  # resumed epochs replay exactly
@@ -473,6 +514,21 @@ class OfflineTrainer:
             _log.info("epoch %d: %s (%.0f s)", epoch, _figures(last), time.time() - t0)
             barrier()
         return last
+
+    def _set_train_size(self, epoch: int) -> None:
+        """Give the training sets ``epoch``'s crop size before their loaders iterate.
+
+        Both loaders start their workers for each epoch (no persistent workers), so the workers
+        copy the datasets with this size.
+        """
+        a = self.args
+        hw = train_size(a, epoch)
+        if a.final_epochs and epoch == max(self.start_epoch, a.epochs - a.final_epochs):
+            _log.info("epoch %d: training at %dx%d from here (--final_size, the last %d epochs)", epoch, *hw,
+                      a.final_epochs)
+        for ds in (self.labeled, self.unlabeled):
+            if ds is not None:
+                ds.set_train_size(hw)
 
     def _validate(self, epoch: int) -> None:
         """Validate the weights of ``epoch`` (already saved), then update the best and last checkpoints."""

@@ -219,13 +219,20 @@ def runtime_used(model: object, runtime: str) -> str:
 
 
 def training_size(weights: str | Path | list) -> tuple[int, int]:
-    """The input size the (first) checkpoint was trained at, else the paper's 384 x 640."""
+    """The input size the (first) checkpoint was trained at, else the paper's 384 x 640.
+
+    That is its ``train_size`` (the crop size of the saved epoch; ``--final_size`` in a run's last
+    ``--final_epochs`` epochs), else its options' ``size`` (checkpoints made before ``train_size``).
+    """
     from utils.checkpoint import load_checkpoint
 
     first = weights[0] if isinstance(weights, (list, tuple)) else weights
-    saved = load_checkpoint(first).get("args") or {}
+    ckpt = load_checkpoint(first)
+    saved = ckpt.get("args") or {}
     saved = vars(saved) if not isinstance(saved, dict) else saved  # the authors' files hold a Namespace
-    size = saved.get("size", saved.get("img_size"))
+    size = ckpt.get("train_size")
+    if size is None:
+        size = saved.get("size", saved.get("img_size"))
     if isinstance(size, int):
         size = (size, size)
     try:
