@@ -13,7 +13,8 @@ Split by sequence, as the benchmark:
     python benchmarks/davis_real.py --eval holdout --train_args "--lr 1e-4" # one ablation row
 
 Flow and converted frames are cached in ``<out_dir>/data`` (and reused across runs that
-share it); each run's checkpoints and masks go under ``<out_dir>/<name>_s<seed>``. One training
+share it; ``--flow_preset`` and ``--flow_camera remove`` each have their own folder, see
+``data_folder``); each run's checkpoints and masks go under ``<out_dir>/<name>_s<seed>``. One training
 is one draw: ``--seed 0 1 2`` trains three, one after another. Each finished run appends one
 line to the run ledger (``benchmarks/results/ledger.jsonl``; ``python benchmarks/results.py``
 prints mean +- sd per setting): commit it as soon as the run ends.
@@ -90,6 +91,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder_lr_mult", type=float, default=r["encoder_lr_mult"],
                    help="learning rate of the encoders relative to --lr")
     p.add_argument("--flow_preset", default="medium", help="DIS preset of the cached flow")
+    p.add_argument("--flow_camera", default="keep", choices=["keep", "remove"],
+                   help="keep: the flow as estimated; remove: the camera's motion (a homography fitted to each "
+                        "flow) subtracted, for training and testing alike. Each kind has its own data folder")
     p.add_argument("--no_flip", action="store_true", help="no flip TTA when writing masks")
     p.add_argument("--scales", type=float, nargs="+", default=[1.0],
                    help="test-time input sizes (multiples of --test_size) for test.py and the online masks")
@@ -112,7 +116,17 @@ def holdout_splits(fold: int) -> tuple[str, str]:
     return (TRAIN_SPLIT, "holdout") if fold == 1 else (f"{TRAIN_SPLIT}_fold{fold}", f"holdout_fold{fold}")
 
 
-def prepare(davis: str | Path, data: Path, preset: str, workers: int) -> dict[str, float]:
+def data_folder(out_dir: str | Path, preset: str = "medium", camera: str = "keep") -> Path:
+    """The cache of converted frames and flow of one flow kind: ``data`` for the recipe's flow,
+    ``data_<preset>`` for another DIS preset, ``_nocam`` appended with the camera's motion removed."""
+    if camera not in ("keep", "remove"):
+        raise ValueError(f"flow camera must be keep or remove, got {camera!r}")
+    if preset == "medium" and camera == "keep":
+        return Path(out_dir) / "data"
+    return Path(out_dir) / (f"data_{preset}" + ("_nocam" if camera == "remove" else ""))
+
+
+def prepare(davis: str | Path, data: Path, preset: str, workers: int, camera: str = "keep") -> dict[str, float]:
     """Converted DAVIS-2016 with DIS flow in ``data`` (cached), plus every fold's holdout splits."""
     from datasets.prepare import prepare_dataset
     from utils.optical_flow import compute_dataset_flow
@@ -121,7 +135,7 @@ def prepare(davis: str | Path, data: Path, preset: str, workers: int) -> dict[st
     prepare_dataset("DAVIS-2016", davis, data, link=True, progress=False)
     times["prepare"] = time.time() - t
     t = time.time()
-    compute_dataset_flow(data, "DAVIS-2016", "dis", workers=workers, preset=preset)
+    compute_dataset_flow(data, "DAVIS-2016", "dis", workers=workers, preset=preset, camera=camera)
     times["flow"] = time.time() - t
     for fold, names in FOLDS.items():
         make_holdout_splits(data / "DAVIS-2016", names, *holdout_splits(fold))
@@ -160,8 +174,8 @@ def run(a: argparse.Namespace, seed: int = 0) -> dict:
 
     t0 = time.time()
     out = Path(a.out_dir)
-    data = out / f"data_{a.flow_preset}" if a.flow_preset != "medium" else out / "data"
-    times = prepare(a.davis, data, a.flow_preset, a.workers)
+    data = data_folder(out, a.flow_preset, a.flow_camera)
+    times = prepare(a.davis, data, a.flow_preset, a.workers, a.flow_camera)
     train_split, test_split = ("train", "val") if a.eval == "val" else holdout_splits(a.fold)
     # Named for the split scored, so another fold's run never resumes or overwrites this one.
     run_dir = out / f"{a.name or test_split}_s{seed}"

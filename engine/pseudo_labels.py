@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.temporal import FlowCache, TargetConfig, consistent, fused_probs_and_flows
+from utils.camera_motion import homography_residual
 
 _log = logging.getLogger(__name__)
 
@@ -52,27 +53,12 @@ def background_residual(flow: torch.Tensor, fit: torch.Tensor, stride: int = 4, 
                         ransac_px: float = 1.0) -> torch.Tensor | None:
     """``H x W``: how far each pixel's flow (``2 x H x W``, pixels) departs from the homography
     that RANSAC fits to the flow at ``fit`` (``H x W`` bool, sampled every ``stride`` pixels);
-    None when fewer than ``min_points`` samples or no fit."""
-    import cv2  # OpenCV, imported only where motion is fitted
-
-    h, w = flow.shape[-2:]
-    f = flow.float().numpy()
-    ys, xs = np.mgrid[0:h:stride, 0:w:stride]
-    sel = fit[::stride, ::stride].numpy()
-    if sel.sum() < min_points:
+    None when fewer than ``min_points`` samples or no fit (:func:`utils.camera_motion.homography_residual`)."""
+    res = homography_residual(flow.float().numpy(), fit.numpy(), stride, min_points, ransac_px)
+    if res is None:
         return None
-    src = np.stack([xs[sel], ys[sel]], -1).astype(np.float32)
-    dst = src + np.stack([f[0, ::stride, ::stride][sel], f[1, ::stride, ::stride][sel]], -1)
-    cv2.setRNGSeed(0)  # RANSAC draws from OpenCV's global generator: same targets on every run
-    hom, _ = cv2.findHomography(src, dst, cv2.RANSAC, ransac_px, maxIters=500)
-    if hom is None:
-        return None
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    pts = hom @ np.stack([xx.ravel(), yy.ravel(), np.ones(h * w, np.float32)])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        px, py = pts[0] / pts[2], pts[1] / pts[2]
-    res = np.hypot(xx.ravel() + f[0].ravel() - px, yy.ravel() + f[1].ravel() - py).reshape(h, w)
-    return torch.from_numpy(np.nan_to_num(res, nan=0.0, posinf=0.0).astype(np.float32))
+    dist = np.hypot(res[0], res[1])
+    return torch.from_numpy(np.nan_to_num(dist, nan=0.0, posinf=0.0).astype(np.float32))
 
 
 def motion_veto(labels: torch.Tensor, flows: dict[tuple[int, int], torch.Tensor], rel: float,

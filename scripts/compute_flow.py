@@ -6,7 +6,8 @@
 
 Frame t gets the forward flow t -> t+1 (normalised per frame, utils.flow encoding); the
 last frame gets a copy of the previous frame's flow. Existing outputs are skipped unless
---overwrite. See docs/data_preparation.md.
+--overwrite. --camera remove takes the camera's motion (a homography) out of the flow first.
+See docs/data_preparation.md.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
 from utils.config import split_list  # noqa: E402
-from utils.optical_flow import DIS_PRESETS, METHODS, FlowComputationError, compute_dataset_flow  # noqa: E402
+from utils.optical_flow import CAMERA, DIS_PRESETS, METHODS, FlowComputationError, compute_dataset_flow  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_frames", type=int, default=None, help="only the first N frames of each video")
     p.add_argument("--method", choices=METHODS, default="dis")
     p.add_argument("--overwrite", action="store_true", help="recompute existing flow images")
+    p.add_argument("--camera", choices=CAMERA, default="keep",
+                   help="keep: the flow as estimated; remove: subtract the camera's motion (a homography fitted "
+                        "with RANSAC to each frame's flow) before encoding, so the static background is about "
+                        "still and a moving object keeps its motion relative to it. A folder holds one kind: "
+                        "existing flow of the other kind is an error unless --overwrite")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("DIS")
     g.add_argument("--dis_preset", choices=sorted(DIS_PRESETS), default="medium")
@@ -63,13 +69,14 @@ def main(argv: list[str] | None = None) -> int:
             stats = compute_dataset_flow(args.data_dir, dataset, args.method, splits=args.split,
                                          videos=split_list(args.videos), overwrite=args.overwrite,
                                          max_frames=args.max_frames, workers=args.workers,
-                                         progress=not args.quiet, **options)
+                                         progress=not args.quiet, camera=args.camera, **options)
         except (FileNotFoundError, ValueError, RuntimeError, FlowComputationError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         dt = time.perf_counter() - t0
         print(f"{dataset}: {stats.videos} videos, {stats.frames} frames: {stats.computed} flows computed, "
-              f"{stats.copied} last-frame copies, {stats.skipped} already present ({dt:.1f} s)")
+              f"{stats.copied} last-frame copies, {stats.skipped} already present ({dt:.1f} s)"
+              + (f"; camera motion not removed from {stats.unfitted} (no homography fit)" if stats.unfitted else ""))
     return 0
 
 

@@ -12,6 +12,15 @@ For every video under ``<data_dir>/<dataset>/<split>/images/<video>/`` this writ
   (white) image;
 * every flow image has exactly the size of its frame.
 
+``camera="remove"`` takes the camera's motion out of each flow before it is encoded: a
+homography fitted (RANSAC) to the whole flow, sampled on a stride, is the camera's motion
+(:mod:`utils.camera_motion`), and the flow it induces is subtracted, so the static background
+has about zero flow and a moving object keeps its motion relative to the background; the
+result goes through the same encoding (normalised by its own largest vector). A frame whose
+fit fails keeps its flow unchanged (counted in ``FlowStats.unfitted``). The record beside the
+flow images says which kind each image is, and a folder of one kind is never reused as the
+other (:class:`FlowComputationError` naming the file that says so; ``overwrite`` recomputes).
+
 Back ends: ``dis`` (OpenCV DIS on grey frames, CPU, no weights; processes over videos) and
 ``raft_small`` / ``raft_large`` (torchvision RAFT, batched, GPU when available). Existing
 outputs are skipped (resumable) unless ``overwrite`` or the frames they were made from have
@@ -33,12 +42,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from utils.camera_motion import remove_camera_motion
 from utils.flow import flow_to_image, write_flow_image
 from utils.io import atomic_write, list_files, read_json, read_rgb
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("dis", "raft_small", "raft_large")
+CAMERA = ("keep", "remove")  # the flow as estimated / with the camera's motion (a homography) removed
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 MIN_RAFT_SIDE = 128  # torchvision RAFT: 4-level correlation pyramid on 1/8-resolution features
@@ -174,13 +185,21 @@ class FlowStats:
     computed: int = 0
     copied: int = 0
     skipped: int = 0
+    unfitted: int = 0  # camera="remove": computed flows whose homography fit failed (kept unchanged)
 
     def add(self, other: "FlowStats") -> None:
-        for k in ("videos", "frames", "computed", "copied", "skipped"):
+        for k in ("videos", "frames", "computed", "copied", "skipped", "unfitted"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
 
 SOURCES = ".flow_sources.json"  # beside a video's flow images: the content of the files each was made from
+# Last item of a record entry of a flow image with the camera's motion removed; entries of the
+# flow as estimated have none (as before the option existed).
+CAMERA_TAG = {"keep": None, "remove": "camera:remove"}
+# Beside the flow images of a folder that camera="remove" has written to: an image without a
+# record entry there (written just before a kill; the record is saved at the end) is taken
+# as made with the camera's motion removed. Without it, such an image is taken as "keep".
+CAMERA_MARKER = ".flow_camera_removed"
 
 
 def content_id(path: Path) -> str:
@@ -189,9 +208,15 @@ def content_id(path: Path) -> str:
     return f"{len(data)}:{hashlib.sha1(data).hexdigest()}"
 
 
+def check_camera(camera: str) -> str:
+    if camera not in CAMERA:
+        raise ValueError(f"camera must be one of {CAMERA}, got {camera!r}")
+    return camera
+
+
 def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, overwrite: bool = False,
                        max_frames: int | None = None, on_frame: Callable[[int], None] | None = None,
-                       name: str | None = None) -> FlowStats:
+                       name: str | None = None, camera: str = "keep") -> FlowStats:
     """Write the flow images of one video (see the module docstring for the convention).
 
     A flow image is reused when the files it was made from (its frame and the next, or for
@@ -201,7 +226,16 @@ def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, o
     (written by an earlier version, or just before a kill) is reused unless it is older than
     those files. ``max_frames`` limits the output to the first N frames; frame N-1 then still
     gets its true forward flow to frame N, so a later full run just continues.
+
+    ``camera``: ``keep`` the flow as estimated, ``remove`` the camera's motion (module
+    docstring). Each record entry of a ``remove`` image ends with ``camera:remove``, and a
+    folder ``remove`` has written to holds a ``.flow_camera_removed`` marker, which decides for
+    an image without an entry (else it is ``keep``, as every image of an earlier version). An
+    existing image made with the other setting raises :class:`FlowComputationError` naming the
+    image and the file that says so, unless ``overwrite``.
     """
+    check_camera(camera)
+    tag = CAMERA_TAG[camera]
     name = name or images_dir.name
     frames = list_files(images_dir)
     if not frames:
@@ -211,7 +245,9 @@ def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, o
     flows_dir.mkdir(parents=True, exist_ok=True)
     out = [flows_dir / f"{p.stem}.jpg" for p in frames]
     record_path = flows_dir / SOURCES
-    record = {} if overwrite else read_json(record_path) or {}
+    # camera="remove" keeps the old entries under overwrite: an image it has not rewritten yet
+    # (an error stopped it) is then still known to be "keep", whatever the folder's marker says.
+    record = {} if overwrite and camera == "keep" else read_json(record_path) or {}
     recorded = dict(record)
     ids: dict[Path, str] = {}
 
@@ -222,11 +258,29 @@ def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, o
         for f in sources(k):
             if f not in ids:
                 ids[f] = content_id(f)
-        return [ids[f] for f in sources(k)]
+        return [ids[f] for f in sources(k)] + ([tag] if tag else [])
+
+    marker = flows_dir / CAMERA_MARKER
+    marked = marker.exists()
+
+    def made_with(k: int) -> str:
+        entry = record.get(out[k].name)
+        if entry is None:
+            return "remove" if marked else "keep"
+        return "remove" if CAMERA_TAG["remove"] in entry else "keep"
+
+    def check_kind(k: int) -> None:
+        made = made_with(k)
+        if made != camera:
+            where = record_path if out[k].name in record else marker if marked else f"{record_path} (no entry)"
+            raise FlowComputationError(
+                f"video {name}: {out[k]} was made with camera={made} (see {where}), but this run asks for "
+                f"camera={camera}; use a separate data folder for each kind, or overwrite")
 
     def stale(k: int) -> bool:
         if overwrite or not out[k].exists():
             return True
+        check_kind(k)
         if out[k].name not in record:  # an earlier version's flow, or one written just before a kill
             if any(f.stat().st_mtime > out[k].stat().st_mtime for f in sources(k)):
                 return True
@@ -234,6 +288,8 @@ def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, o
         return record[out[k].name] != source_ids(k)
 
     todo = [i for i in range(min(n_out, len(frames) - 1)) if stale(i)]
+    if camera == "remove" and not marked:
+        atomic_write(marker, lambda tmp: tmp.write_text("flow images here have the camera's motion removed\n"))
     stats.skipped = min(n_out, len(frames) - 1) - len(todo)
     if on_frame and stats.skipped:
         on_frame(stats.skipped)
@@ -261,6 +317,10 @@ def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, o
                     if f.shape[:2] != x.shape[:2]:
                         raise ValueError(f"flow is {f.shape[1]}x{f.shape[0]} but the frame is "
                                          f"{x.shape[1]}x{x.shape[0]}")
+                    if camera == "remove":
+                        g, fitted = remove_camera_motion(f.transpose(2, 0, 1))
+                        f = g.transpose(1, 2, 0)
+                        stats.unfitted += not fitted
                     write_flow_image(out[i], flow_to_image(f))
                     record[out[i].name] = source_ids(i)
             except Exception as e:
@@ -291,9 +351,14 @@ def compute_video_flow(images_dir: Path, flows_dir: Path, estimator: Callable, o
             if on_frame:
                 on_frame(1)
     finally:
+        if stats.unfitted:
+            logger.info("video %s: %d flows kept the camera's motion (no homography fit)", name, stats.unfitted)
         if record != recorded:
             text = json.dumps(record, indent=0, sort_keys=True)
             atomic_write(record_path, lambda tmp: tmp.write_text(text))
+        if camera == "keep" and marked and all(p.name in record and made_with(k) == "keep"
+                                               for k, p in enumerate(out) if p.exists()):
+            marker.unlink()  # overwritten to the flow as estimated, every image recorded: no "remove" left
     return stats
 
 
@@ -329,24 +394,27 @@ def _count_frames(images_dir: Path, max_frames: int | None) -> int:
 
 
 def _dis_worker(images_dir: str, flows_dir: str, preset: str, overwrite: bool, max_frames: int | None,
-                name: str) -> FlowStats:
+                name: str, camera: str = "keep") -> FlowStats:
     # One OpenCV / torch (flow colour encoding) thread per process: the parallelism comes
     # from the processes, and oversubscribed thread pools slow each other down badly.
     import torch
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    return compute_video_flow(Path(images_dir), Path(flows_dir), DISFlow(preset), overwrite, max_frames, name=name)
+    return compute_video_flow(Path(images_dir), Path(flows_dir), DISFlow(preset), overwrite, max_frames, name=name,
+                              camera=camera)
 
 
 def compute_dataset_flow(data_dir: str | Path, dataset: str, method: str = "dis", splits: Sequence[str] | None = None,
                          videos: Sequence[str] | None = None, overwrite: bool = False, max_frames: int | None = None,
-                         workers: int = 1, progress: bool = True, **options: Any) -> FlowStats:
+                         workers: int = 1, progress: bool = True, camera: str = "keep", **options: Any) -> FlowStats:
     """Flow images for every selected video of ``<data_dir>/<dataset>``.
 
     ``dis`` runs ``workers`` processes over videos; RAFT runs in this process (batched on
-    its device). ``options`` go to :func:`make_estimator`.
+    its device). ``options`` go to :func:`make_estimator`. ``camera``: ``keep`` the flow as
+    estimated, or ``remove`` the camera's motion from it (see the module docstring).
     """
+    check_camera(camera)
     jobs = find_videos(data_dir, dataset, splits, videos)
     root = Path(data_dir) / dataset
     total = FlowStats()
@@ -357,7 +425,7 @@ def compute_dataset_flow(data_dir: str | Path, dataset: str, method: str = "dis"
             # spawn, not fork: the parent may hold torch/OpenMP threads that fork would corrupt.
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
                 futs = {pool.submit(_dis_worker, str(d), str(root / s / "flows" / v), options.get("preset", "medium"),
-                                    overwrite, max_frames, f"{dataset}/{s}/{v}"): d for s, v, d in jobs}
+                                    overwrite, max_frames, f"{dataset}/{s}/{v}", camera): d for s, v, d in jobs}
                 for fut in as_completed(futs):
                     st = fut.result()
                     total.add(st)
@@ -366,7 +434,7 @@ def compute_dataset_flow(data_dir: str | Path, dataset: str, method: str = "dis"
             est = make_estimator(method, **options)
             for s, v, d in jobs:
                 total.add(compute_video_flow(d, root / s / "flows" / v, est, overwrite, max_frames,
-                                             on_frame=bar.update, name=f"{dataset}/{s}/{v}"))
+                                             on_frame=bar.update, name=f"{dataset}/{s}/{v}", camera=camera))
     finally:
         bar.close()
     return total
