@@ -22,6 +22,28 @@ def _argv(data, out, *extra):
     return ["--data_dir", str(data), "--output_dir", str(out), *SMALL, *extra]
 
 
+class _Messages(logging.Handler):
+    """The messages of one logger, on the logger itself: the trainer's setup_logging replaces the
+    root's handlers (caplog's among them)."""
+
+    def __init__(self, name: str):
+        super().__init__(logging.INFO)
+        self.logger, self.messages = logging.getLogger(name), []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    def __enter__(self):
+        self.level = self.logger.level
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level)
+
+
 def _same(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -48,17 +70,17 @@ def _record_sizes(monkeypatch) -> dict[int, list]:
     return seen
 
 
-def test_last_epoch_trains_at_the_final_size(synthetic_dir, tmp_path, monkeypatch, caplog):
+def test_last_epoch_trains_at_the_final_size(synthetic_dir, tmp_path, monkeypatch):
     """Epoch 0 at --size, epoch 1 at --final_size: labeled and unlabeled batches, also from a
     loader worker process (the size reaches the workers); the checkpoint records the final size."""
     seen = _record_sizes(monkeypatch)
-    with caplog.at_level(logging.INFO, logger="engine.offline"):
+    with _Messages("engine.offline") as log:
         unlabeled_train.main(_argv(synthetic_dir, tmp_path / "r", *FINAL_ARGS, "--workers", "1"))
     kinds = {k for k, _ in seen[0]}
     assert kinds == {"labeled", "flow", "mask", "unlabeled"}  # the adversarial term is on: both sets
     assert {hw for _, hw in seen[0]} == {SIZE} and len(seen[0]) == 3 * 4
     assert {hw for _, hw in seen[1]} == {FINAL} and len(seen[1]) == 3 * 4
-    switches = [r.getMessage() for r in caplog.records if "from here" in r.getMessage()]
+    switches = [m for m in log.messages if "from here" in m]
     assert switches == [f"epoch 1: training at {FINAL[0]}x{FINAL[1]} from here (--final_size, the last 1 epochs)"]
     ckpt = load_checkpoint(tmp_path / "r" / "checkpoint_last.pth")
     assert ckpt["train_size"] == list(FINAL) and ckpt["epoch"] == 1
@@ -66,7 +88,7 @@ def test_last_epoch_trains_at_the_final_size(synthetic_dir, tmp_path, monkeypatc
     assert training_size(tmp_path / "r" / "checkpoint_last.pth") == FINAL
 
 
-def test_resume_after_epoch_0_matches_uninterrupted(synthetic_dir, tmp_path, monkeypatch, caplog):
+def test_resume_after_epoch_0_matches_uninterrupted(synthetic_dir, tmp_path, monkeypatch):
     """Killed in epoch 1, resumed from epoch 0's checkpoint: the resumed epoch trains at the final
     size, and the weights equal the uninterrupted run's bit for bit."""
     unlabeled_train.main(_argv(synthetic_dir, tmp_path / "full", *FINAL_ARGS))
@@ -87,10 +109,10 @@ def test_resume_after_epoch_0_matches_uninterrupted(synthetic_dir, tmp_path, mon
     assert cut_ckpt["epoch"] == 0 and cut_ckpt["train_size"] == list(SIZE)
 
     seen = _record_sizes(monkeypatch)
-    with caplog.at_level(logging.INFO, logger="engine.offline"):
+    with _Messages("engine.offline") as log:
         unlabeled_train.main(_argv(synthetic_dir, tmp_path / "cut", *FINAL_ARGS, "--resume", "auto"))
     assert list(seen) == [1] and {hw for _, hw in seen[1]} == {FINAL}
-    assert any(r.getMessage().startswith("epoch 1: training at 80x128 from here") for r in caplog.records)
+    assert any(m.startswith("epoch 1: training at 80x128 from here") for m in log.messages)
     full, cut = (load_checkpoint(tmp_path / x / "checkpoint_last.pth") for x in ("full", "cut"))
     assert _same(full["model"], cut["model"]) and _same(full["discriminator"], cut["discriminator"])
     assert full["opt_g"]["state"].keys() == cut["opt_g"]["state"].keys()
