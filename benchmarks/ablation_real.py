@@ -103,20 +103,21 @@ def main() -> None:
     results = {}
     for row in a.rows:
         name = f"ablation_{row}"
-        done = Path(a.out_dir) / name / "result.json"
+        argv = ["--davis", a.davis, "--out_dir", a.out_dir, "--eval", "holdout", "--name", name,
+                *shlex.split(BASE), *shlex.split(ROWS[row])]
+        done = davis_real.result_path(davis_real.get_parser().parse_args(argv), 0)
         if not done.is_file():
-            argv = ["--davis", a.davis, "--out_dir", a.out_dir, "--eval", "holdout", "--name", name,
-                    *shlex.split(BASE), *shlex.split(ROWS[row])]
             davis_real.main(argv)
         results[row] = json.loads(done.read_text())
     def on_base(row: str, options: str) -> dict:
         recipe = a.online_base == "recipe"
         base = "recipe_holdout" if recipe else f"ablation_{a.online_base}"
-        done = Path(a.out_dir) / base / f"result_{row}.json"
+        settings = [] if recipe else [*shlex.split(BASE), *shlex.split(ROWS[a.online_base])]
+        argv = ["--davis", a.davis, "--out_dir", a.out_dir, "--eval", "holdout", "--name", base,
+                *settings, *shlex.split(options), "--tag", f"_{row}"]
+        done = davis_real.result_path(davis_real.get_parser().parse_args(argv), 0)
         if not done.is_file():
-            settings = [] if recipe else [*shlex.split(BASE), *shlex.split(ROWS[a.online_base])]
-            davis_real.main(["--davis", a.davis, "--out_dir", a.out_dir, "--eval", "holdout", "--name", base,
-                             *settings, *shlex.split(options), "--tag", f"_{row}"])
+            davis_real.main(argv)
         return json.loads(done.read_text())
 
     for row in a.test_rows:

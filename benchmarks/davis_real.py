@@ -177,8 +177,7 @@ def run(a: argparse.Namespace, seed: int = 0) -> dict:
     data = data_folder(out, a.flow_preset, a.flow_camera)
     times = prepare(a.davis, data, a.flow_preset, a.workers, a.flow_camera)
     train_split, test_split = ("train", "val") if a.eval == "val" else holdout_splits(a.fold)
-    # Named for the split scored, so another fold's run never resumes or overwrites this one.
-    run_dir = out / f"{a.name or test_split}_s{seed}"
+    run_dir = run_folder(a, seed)
     common = ["--data_dir", str(data), "--size", *map(str, a.size), "--workers", str(a.workers)]
     test_common = ["--data_dir", str(data), "--size", *map(str, a.test_size or a.size), "--workers", str(a.workers)]
     train = [*common, "--labeled_datasets", "DAVIS-2016", "--labeled_split", train_split,
@@ -200,8 +199,7 @@ def run(a: argparse.Namespace, seed: int = 0) -> dict:
     flip = [] if a.no_flip else ["--flip"]
     views = [*flip, "--scales", *map(str, a.scales)]
     # Offline masks depend on the test-time options only: one folder for every online row.
-    offline = run_dir / ("offline_" + "_".join(map(str, a.test_size or a.size)) + ("_noflip" if a.no_flip else "")
-                         + ("" if a.scales == [1.0] else "_s" + "+".join(map(str, a.scales))))
+    offline = run_dir / offline_folder_name(a)
     test_argv = [*test_common, "--weights", weights, "--test_datasets", "DAVIS-2016", "--split", test_split,
                  "--save_dir", str(offline), *views]
     _test_once(test_argv, offline, times, "test")
@@ -242,13 +240,35 @@ def run(a: argparse.Namespace, seed: int = 0) -> dict:
     times["total"] = time.time() - t0
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
     text = json.dumps(result, indent=1, default=str)
-    atomic_write(run_dir / f"result{a.tag}.json", lambda tmp: tmp.write_text(text))
+    atomic_write(result_path(a, seed), lambda tmp: tmp.write_text(text))
     if a.ledger:
         from benchmarks.ledger import append_row, ledger_row
 
         append_row(a.ledger, ledger_row(result, a, seed, n_frames, git_commit(), vars(get_parser().parse_args([]))))
         print(f"ledger: appended to {a.ledger} (commit it now)")
     return result
+
+
+def run_folder(a: argparse.Namespace, seed: int) -> Path:
+    """``<out_dir>/<name>_s<seed>``, the name defaulting to the split scored, so that another
+    fold's run never resumes or overwrites this one."""
+    test_split = "val" if a.eval == "val" else holdout_splits(a.fold)[1]
+    return Path(a.out_dir) / f"{a.name or test_split}_s{seed}"
+
+
+def offline_folder_name(a: argparse.Namespace) -> str:
+    """The folder of the offline masks: named for the test-time options (size, flip, scales)."""
+    return ("offline_" + "_".join(map(str, a.test_size or a.size)) + ("_noflip" if a.no_flip else "")
+            + ("" if list(a.scales) == [1.0] else "_s" + "+".join(map(str, a.scales))))
+
+
+def result_path(a: argparse.Namespace, seed: int) -> Path:
+    """The run's result JSON: ``result<tag>.json`` for the default test-time options, else named
+    for them too (``result_256_448_s1.0+1.25<tag>.json``), so that testing a finished model
+    again another way never overwrites an earlier result."""
+    name, default = offline_folder_name(a), offline_folder_name(get_parser().parse_args([]))
+    infix = "" if name == default else "_" + name.removeprefix("offline_")
+    return run_folder(a, seed) / f"result{infix}{a.tag}.json"
 
 
 def git_commit() -> str:

@@ -3,6 +3,7 @@ and mean ± sd per setting against hand-computed values."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,19 @@ def test_results_names_the_bad_ledger(tmp_path, capsys):
     with pytest.raises(SystemExit):
         results.main(["--ledger", str(bad)])
     assert "l.jsonl, line 1" in capsys.readouterr().err
+
+
+def test_result_file_is_named_for_the_test_options_so_a_retest_keeps_the_first():
+    """Testing a finished model again another way (size, scales, flip) writes its own result file."""
+    base = ["--eval", "holdout", "--out_dir", "/tmp/x", "--name", "scr"]
+    path = lambda *extra: davis_real.result_path(_args([*base, *extra]), 2)  # noqa: E731
+    assert path() == Path("/tmp/x/scr_s2/result.json")
+    assert path("--scales", "1.0", "1.25") == Path("/tmp/x/scr_s2/result_320_576_s1.0+1.25.json")
+    assert path("--test_size", "256", "448") == Path("/tmp/x/scr_s2/result_256_448.json")
+    assert path("--no_flip", "--tag", "_a") == Path("/tmp/x/scr_s2/result_320_576_noflip_a.json")
+    assert len({path(), path("--scales", "1.0", "1.25"), path("--test_size", "256", "448"), path("--no_flip")}) == 4
+    # the offline masks' folder follows the same options
+    assert davis_real.offline_folder_name(_args([*base, "--test_size", "256", "448", "--scales", "1.0", "1.25"])) \
+        == "offline_256_448_s1.0+1.25"
+    assert davis_real.run_folder(_args(["--eval", "holdout", "--fold", "2", "--out_dir", "/tmp/x"]), 0) \
+        == Path("/tmp/x/holdout_fold2_s0")
