@@ -180,7 +180,8 @@ def summarise(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             s[f"online {mode} J&F"] = stats([v["J&F"] for v in vals])
             s[f"online {mode} gain"] = stats([v["gain"] for v in vals])
             s[f"online {mode} worse"] = [len(v["worse_by_1"]) for v in vals]
-        minutes = [r["minutes"]["train"] for r in rs if "train" in r.get("minutes", {})]
+        # A row whose run found its training finished (a retest) trained nothing: no minutes to average.
+        minutes = [r["minutes"]["train"] for r in rs if r.get("minutes", {}).get("train", 0) >= 0.05]
         if minutes:
             s["train minutes"] = stats(minutes)
         out.append(s)

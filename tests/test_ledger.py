@@ -100,3 +100,15 @@ def test_result_file_is_named_for_the_test_options_so_a_retest_keeps_the_first()
         == "offline_256_448_s1.0+1.25"
     assert davis_real.run_folder(_args(["--eval", "holdout", "--fold", "2", "--out_dir", "/tmp/x"]), 0) \
         == Path("/tmp/x/holdout_fold2_s0")
+
+
+def test_train_minutes_leave_out_retests_that_trained_nothing(tmp_path):
+    """A retest of finished models (training resumed as done: 0 minutes) has no training time to
+    report, rather than a mean of 0."""
+    path = tmp_path / "ledger.jsonl"
+    trained, retest = _result(0.7, 0.7, 0.7), _result(0.72, 0.72, 0.72)
+    retest["times"]["train"] = 0.4  # seconds: the resumed run found every epoch done
+    append_row(path, ledger_row(trained, _args(["--eval", "holdout"]), 0, 10, "c", DEFAULTS))
+    append_row(path, ledger_row(retest, _args(["--eval", "holdout", "--scales", "1.0", "1.25"]), 0, 10, "c", DEFAULTS))
+    first, second = summarise(read_rows(path))
+    assert first["train minutes"]["mean"] == pytest.approx(10.0) and "train minutes" not in second
