@@ -10,6 +10,7 @@ import torch
 import unlabeled_train
 from engine.offline import OfflineTrainer, check_final_size, train_size
 from segment_video.pipeline import training_size
+from tests.training_runs import run_killed_at_step
 from utils.checkpoint import load_checkpoint
 
 SIZE, FINAL = (64, 96), (80, 128)
@@ -92,19 +93,7 @@ def test_resume_after_epoch_0_matches_uninterrupted(synthetic_dir, tmp_path, mon
     """Killed in epoch 1, resumed from epoch 0's checkpoint: the resumed epoch trains at the final
     size, and the weights equal the uninterrupted run's bit for bit."""
     unlabeled_train.main(_argv(synthetic_dir, tmp_path / "full", *FINAL_ARGS))
-    calls = {"n": 0}
-    real_step = OfflineTrainer.step
-
-    def crashing_step(self, batch, unl):
-        calls["n"] += 1
-        if calls["n"] == 5:  # second step of epoch 1 (3 steps per epoch)
-            raise KeyboardInterrupt("simulated crash")
-        return real_step(self, batch, unl)
-
-    monkeypatch.setattr(OfflineTrainer, "step", crashing_step)
-    with pytest.raises(KeyboardInterrupt):
-        unlabeled_train.main(_argv(synthetic_dir, tmp_path / "cut", *FINAL_ARGS))
-    monkeypatch.setattr(OfflineTrainer, "step", real_step)
+    run_killed_at_step(monkeypatch, _argv(synthetic_dir, tmp_path / "cut", *FINAL_ARGS), 5)  # epoch 1, step 2
     cut_ckpt = load_checkpoint(tmp_path / "cut" / "checkpoint_last.pth")
     assert cut_ckpt["epoch"] == 0 and cut_ckpt["train_size"] == list(SIZE)
 

@@ -11,6 +11,7 @@ import torch.multiprocessing as mp
 
 import unlabeled_train
 from engine.offline import OfflineTrainer, PairedForward
+from tests.training_runs import run_killed_at_step
 from utils.checkpoint import load_checkpoint
 
 SMALL = ["--model_scale", "xxs", "--size", "64", "96", "--batch_size", "2", "--workers", "0",
@@ -84,19 +85,9 @@ def test_kill_and_resume_matches_uninterrupted(synthetic_dir, tmp_path, monkeypa
     extra = ["--epochs", "2", *options]
     unlabeled_train.main(["--data_dir", str(synthetic_dir), "--output_dir", str(tmp_path / "full"), *SMALL, *extra])
 
-    calls = {"n": 0}
-    real_step = OfflineTrainer.step
-
-    def crashing_step(self, batch, unl):
-        calls["n"] += 1
-        if calls["n"] == 5:  # second step of epoch 1 (3 steps per epoch)
-            raise KeyboardInterrupt("simulated crash")
-        return real_step(self, batch, unl)
-
-    monkeypatch.setattr(OfflineTrainer, "step", crashing_step)
-    with pytest.raises(KeyboardInterrupt):
-        unlabeled_train.main(["--data_dir", str(synthetic_dir), "--output_dir", str(tmp_path / "cut"), *SMALL, *extra])
-    monkeypatch.setattr(OfflineTrainer, "step", real_step)
+    # killed at the second step of epoch 1 (3 steps per epoch)
+    run_killed_at_step(monkeypatch, ["--data_dir", str(synthetic_dir), "--output_dir", str(tmp_path / "cut"), *SMALL,
+                                     *extra], 5)
     assert load_checkpoint(tmp_path / "cut/checkpoint_last.pth")["epoch"] == 0
     unlabeled_train.main(["--data_dir", str(synthetic_dir), "--output_dir", str(tmp_path / "cut"), *SMALL, *extra,
                           "--resume", "auto"])
