@@ -119,8 +119,9 @@ def holdout_splits(fold: int) -> tuple[str, str]:
 def data_folder(out_dir: str | Path, preset: str = "medium", camera: str = "keep") -> Path:
     """The cache of converted frames and flow of one flow kind: ``data`` for the recipe's flow,
     ``data_<preset>`` for another DIS preset, ``_nocam`` appended with the camera's motion removed."""
-    if camera not in ("keep", "remove"):
-        raise ValueError(f"flow camera must be keep or remove, got {camera!r}")
+    from utils.optical_flow import check_camera
+
+    check_camera(camera)
     if preset == "medium" and camera == "keep":
         return Path(out_dir) / "data"
     return Path(out_dir) / (f"data_{preset}" + ("_nocam" if camera == "remove" else ""))

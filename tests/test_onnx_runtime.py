@@ -15,9 +15,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 import segment_video.onnx_runtime as onnx_rt  # noqa: E402
-from engine.inference import predict_probs  # noqa: E402
 from models import build_model_from_checkpoint  # noqa: E402
-from tests.video_clips import load_video_script, write_moving_square  # noqa: E402
+from tests.video_clips import check_network_probabilities, load_video_script, write_moving_square  # noqa: E402
 
 H, W = 64, 96
 
@@ -48,14 +47,7 @@ def exported(ckpt, tmp_path_factory):
 
 def test_onnx_network_equals_pytorch_with_flip_and_any_batch(exported):
     weights, model, net = exported
-    g = torch.Generator().manual_seed(3)
-    for batch in (1, 3):  # exported with batch 2: the batch axis is dynamic
-        image, flow = torch.rand(batch, 3, H, W, generator=g), torch.rand(batch, 3, H, W, generator=g)
-        for flip in (False, True):
-            ref = predict_probs(model, image, flow, flip)
-            got = predict_probs(net, image, flow, flip)
-            assert got.shape == ref.shape == (batch, 1, H, W)
-            assert float((got - ref).abs().max()) < 1e-4
+    check_network_probabilities(net, [model], H, W)
 
 
 def test_cached_beside_the_checkpoint_with_a_record_and_reused(exported, monkeypatch):

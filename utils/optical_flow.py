@@ -33,7 +33,7 @@ import json
 import logging
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -188,8 +188,8 @@ class FlowStats:
     unfitted: int = 0  # camera="remove": computed flows whose homography fit failed (kept unchanged)
 
     def add(self, other: "FlowStats") -> None:
-        for k in ("videos", "frames", "computed", "copied", "skipped", "unfitted"):
-            setattr(self, k, getattr(self, k) + getattr(other, k))
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 SOURCES = ".flow_sources.json"  # beside a video's flow images: the content of the files each was made from
