@@ -106,7 +106,6 @@ CONFIGS = {
     # Between the frame size and 320x576 for DIS: int8 needs flow under ~45 ms a frame for 20 frames/s on 2 cores.
     "flow_384x672": "--quality fast --flow_size 384x672",
     "int8_384x672": "--quality fast --runtime int8 --flow_size 384x672",
-    "int8_frame": "--quality fast --runtime int8",  # int8 alone: flow at the frame size as in fast
     # Other configurations.
     # the code before the speed work
     "old": "--pipeline files --flow_size frame --memory_format contiguous --runtime torch",
